@@ -1,0 +1,201 @@
+"""Station API: time, schedule, candidates, attempts, face login, review, lots, events, paper."""
+from __future__ import annotations
+
+from flask import g, jsonify
+from sqlalchemy import select
+
+from edge_server.api import bp
+from edge_server.api.helpers import epoch, json_body, now, server_time, station_required
+from edge_server.errors import EdgeError, TooEarly
+from edge_server.extensions import db
+from edge_server.models import Attempt, Sitting
+from edge_server.services import attempts as attempt_service
+from edge_server.services.masking import mask_id_number
+
+
+@bp.get("/time")
+@station_required
+def time_now():
+    return jsonify(server_time=server_time())
+
+
+def sitting_json(sitting: Sitting) -> dict:
+    questions = sitting.paper.questions
+    return {
+        "id": sitting.id,
+        "name": sitting.name,
+        "kind": str(sitting.kind),
+        "timing_mode": str(sitting.timing_mode),
+        "waiting_opens_at": epoch(sitting.waiting_opens_at),
+        "starts_at": epoch(sitting.starts_at),
+        "entry_closes_at": epoch(sitting.entry_closes_at),
+        "lot_deadline_at": epoch(sitting.lot_deadline_at),
+        "question_seconds": [q.seconds for q in questions],
+        "total_seconds": sitting.total_seconds or sum(q.seconds for q in questions),
+        "max_interruptions": sitting.max_interruptions,
+        "max_gap_seconds": sitting.max_gap_seconds,
+    }
+
+
+@bp.get("/schedule")
+@station_required
+def schedule():
+    sittings = db.session.scalars(
+        select(Sitting).where(Sitting.centre_id == g.station.centre_id).order_by(Sitting.starts_at)
+    ).all()
+    return jsonify(server_time=server_time(), centre=g.station.centre_id, station=g.station.id,
+                   sittings=[sitting_json(s) for s in sittings])
+
+
+@bp.get("/candidates/<ticket_no>")
+@station_required
+def candidate(ticket_no: str):
+    cand = attempt_service.find_candidate(db.session, g.station.centre_id, ticket_no)
+    return jsonify(candidate_json(cand))
+
+
+def candidate_json(cand) -> dict:
+    return {
+        "ticket_no": cand.ticket_no,
+        "name": cand.name,
+        "id_number_masked": mask_id_number(cand.id_number),
+        "seat": cand.seat,
+        "sitting": cand.sitting_id,
+        "descriptor": cand.descriptor,
+    }
+
+
+def attempt_json(attempt: Attempt) -> dict:
+    review = attempt_service.latest_review(db.session, attempt)
+    return {
+        "id": attempt.id,
+        "sitting": sitting_json(attempt.sitting),
+        "candidate": candidate_json(attempt.candidate),
+        "lot": attempt.lot,
+        "lot_auto": attempt.lot_auto,
+        "face_verified": attempt.face_verified,
+        "face_tries": attempt_service.face_tries(db.session, attempt),
+        "review": None if review is None else {"id": review.id, "status": str(review.status), "reason": review.reason},
+        "finished": attempt.finished_at is not None,
+    }
+
+
+@bp.post("/attempts")
+@station_required
+def open_attempt():
+    body = json_body("ticket_no")
+    attempt = attempt_service.open_attempt(db.session, g.station, str(body["ticket_no"]), now())
+    attempt_service.log_event(db.session, kind="identified", station_id=g.station.id, attempt_id=attempt.id)
+    db.session.commit()
+    return jsonify(attempt_json(attempt)), 201
+
+
+@bp.get("/attempts/<attempt_id>")
+@station_required
+def get_attempt(attempt_id: str):
+    return jsonify(attempt_json(attempt_service.get_attempt(db.session, g.station, attempt_id)))
+
+
+@bp.post("/attempts/<attempt_id>/face-tries")
+@station_required
+def face_try(attempt_id: str):
+    body = json_body("matched")
+    attempt = attempt_service.get_attempt(db.session, g.station, attempt_id)
+    distance = body.get("distance")
+    if distance is not None and not isinstance(distance, (int, float)):
+        raise EdgeError("distance must be a number", code="bad_field")
+    tries = attempt_service.record_face_try(db.session, attempt, distance=distance, matched=bool(body["matched"]))
+    attempt_service.log_event(db.session, kind="face_try", station_id=g.station.id, attempt_id=attempt.id,
+                              payload={"distance": distance, "matched": bool(body["matched"]), "try": tries})
+    db.session.commit()
+    return jsonify(tries=tries, face_verified=attempt.face_verified)
+
+
+@bp.post("/attempts/<attempt_id>/review")
+@station_required
+def request_review(attempt_id: str):
+    body = json_body()
+    attempt = attempt_service.get_attempt(db.session, g.station, attempt_id)
+    review = attempt_service.request_review(db.session, attempt, body.get("best_distance"))
+    attempt_service.log_event(db.session, kind="review_requested", station_id=g.station.id, attempt_id=attempt.id)
+    db.session.commit()
+    return jsonify(id=review.id, status=str(review.status)), 201
+
+
+@bp.get("/attempts/<attempt_id>/review")
+@station_required
+def review_result(attempt_id: str):
+    attempt = attempt_service.get_attempt(db.session, g.station, attempt_id)
+    review = attempt_service.latest_review(db.session, attempt)
+    if review is None:
+        raise EdgeError("no review was requested for this attempt", code="no_review", status=404)
+    return jsonify(id=review.id, status=str(review.status), reason=review.reason)
+
+
+@bp.post("/attempts/<attempt_id>/lot")
+@station_required
+def draw_lot(attempt_id: str):
+    attempt = attempt_service.get_attempt(db.session, g.station, attempt_id)
+    lot = attempt_service.draw_lot(db.session, attempt, auto=now() >= attempt.sitting.lot_deadline_at)
+    attempt_service.log_event(db.session, kind="lot_drawn", station_id=g.station.id, attempt_id=attempt.id,
+                              payload={"lot": lot, "auto": attempt.lot_auto})
+    db.session.commit()
+    return jsonify(lot=lot, auto=attempt.lot_auto)
+
+
+@bp.post("/events")
+@station_required
+def post_event():
+    body = json_body("kind")
+    kind = body["kind"]
+    if not isinstance(kind, str) or not kind or len(kind) > 64:
+        raise EdgeError("kind must be a short string", code="bad_field")
+    payload = body.get("payload") or {}
+    if not isinstance(payload, dict):
+        raise EdgeError("payload must be an object", code="bad_field")
+    attempt_id = body.get("attempt")
+    if attempt_id is not None:
+        attempt_service.get_attempt(db.session, g.station, str(attempt_id))
+    attempt_service.log_event(db.session, kind=kind, station_id=g.station.id, attempt_id=attempt_id, payload=payload)
+    db.session.commit()
+    return jsonify(ok=True), 201
+
+
+@bp.get("/sittings/<sitting_id>/paper")
+@station_required
+def paper(sitting_id: str):
+    sitting = db.session.get(Sitting, sitting_id)
+    if sitting is None or sitting.centre_id != g.station.centre_id:
+        raise EdgeError("no such sitting", code="sitting_unknown", status=404)
+    if now() < sitting.starts_at:
+        raise TooEarly("the paper is released at the start time", code="paper_sealed")
+    return jsonify(
+        sitting=sitting.id,
+        title=sitting.paper.title,
+        instructions=sitting.paper.instructions,
+        questions=[{"position": q.position, "text": q.text, "seconds": q.seconds} for q in sitting.paper.questions],
+    )
+
+
+@bp.post("/attempts/<attempt_id>/finish")
+@station_required
+def finish(attempt_id: str):
+    body = json_body("segments")
+    if not isinstance(body["segments"], list):
+        raise EdgeError("segments must be a list of names", code="bad_field")
+    attempt = attempt_service.get_attempt(db.session, g.station, attempt_id)
+    attempt_service.finish_attempt(db.session, attempt, body["segments"])
+    attempt_service.log_event(db.session, kind="attempt_finished", station_id=g.station.id, attempt_id=attempt.id,
+                              payload={"segments": len(body["segments"]), "reason": body.get("reason", "")})
+    from edge_server.api.uploads import enqueue_sync_if_complete
+
+    enqueue_sync_if_complete(attempt)
+    db.session.commit()
+    return jsonify(attempt_service.upload_status(db.session, attempt))
+
+
+@bp.get("/attempts/<attempt_id>/uploads")
+@station_required
+def uploads_status(attempt_id: str):
+    attempt = attempt_service.get_attempt(db.session, g.station, attempt_id)
+    return jsonify(attempt_service.upload_status(db.session, attempt))

@@ -1,0 +1,65 @@
+"""Flask CLI commands: `flask create-admin`, `flask demo-seed`."""
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+from flask import Flask
+
+from edge_server.errors import EdgeError
+from edge_server.models import Centre, StaffRole
+
+
+def register(app: Flask) -> None:
+    @app.cli.command("create-admin")
+    @click.option("--username", required=True)
+    @click.option("--role", type=click.Choice([r.value for r in StaffRole]), default=StaffRole.CENTRE_ADMIN.value)
+    @click.option("--password", envvar="EXAMKIOSK_ADMIN_PASSWORD", default=None,
+                  help="default: a random password, printed once")
+    def create_admin(username: str, role: str, password: str | None) -> None:
+        """Create a staff account. There is never a default password."""
+        from edge_server import settings_of
+        from edge_server.extensions import db
+        from edge_server.services.staff import create_user
+
+        settings = settings_of(app)
+        generated = password is None
+        password = password or secrets.token_urlsafe(12)
+        if db.session.get(Centre, settings.centre) is None:
+            db.session.add(Centre(id=settings.centre, name=settings.centre_name))
+        try:
+            create_user(db.session, username, password, StaffRole(role), settings.centre)
+        except EdgeError as exc:
+            raise click.ClickException(exc.message) from exc
+        db.session.commit()
+        click.echo(json.dumps({"username": username, "role": role,
+                               "password": password if generated else "(as given)"}))
+
+    @app.cli.command("demo-seed")
+    @click.option("--start-in", type=float, default=180.0)
+    @click.option("--question-seconds", type=int, default=60)
+    @click.option("--station-id", default="st-01")
+    @click.option("--station-token", required=True)
+    @click.option("--assets", type=click.Path(path_type=Path), required=True,
+                  help="directory with enrolled_obama.jpg and enrolled_biden.jpg")
+    @click.option("--timing-mode", type=click.Choice(["per_question", "whole_session"]), default="per_question")
+    def demo_seed(start_in: float, question_seconds: int, station_id: str, station_token: str, assets: Path,
+                  timing_mode: str) -> None:
+        """Create the demo sitting, candidates and station."""
+        from edge_server import settings_of
+        from edge_server.extensions import db
+        from edge_server.models import TimingMode
+        from edge_server.services.demo import seed_demo
+
+        settings = settings_of(app)
+        demo = seed_demo(
+            db.session, now=datetime.now(timezone.utc), centre_id=settings.centre, centre_name=settings.centre_name,
+            photos={"obama": assets / "enrolled_obama.jpg", "biden": assets / "enrolled_biden.jpg"},
+            photos_dir=settings.data_dir / "photos", station_id=station_id, station_token=station_token,
+            start_in=start_in, question_seconds=question_seconds, timing_mode=TimingMode(timing_mode),
+        )
+        db.session.commit()
+        click.echo(json.dumps({"sitting": demo.sitting, "station": demo.station, "tickets": demo.tickets}))

@@ -1,0 +1,149 @@
+"""Typed settings of the edge server, from a TOML file with ``EXAMKIOSK_*`` overrides.
+
+Every section is a pydantic model that rejects unknown keys, so a typo in
+``/etc/examkiosk/edge.toml`` stops the program with a message naming the key.
+Nothing else in the edge server reads ``os.environ``.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG_PATH = Path("/etc/examkiosk/edge.toml")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttSection(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    username: str = "edge"
+    password: str = ""
+    # Files the edge keeps for Mosquitto (password file and ACL); written by provisioning.
+    password_file: Path | None = None
+    acl_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _password_needed(self) -> "MqttSection":
+        if self.username and not self.password:
+            raise ValueError("mqtt.password is required when mqtt.username is set")
+        return self
+
+
+class StorageSection(Section):
+    backend: Literal["directory", "s3"] = "directory"
+    directory: Path = Path("/var/lib/examkiosk/central")
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    s3_region: str | None = None
+
+    @model_validator(mode="after")
+    def _bucket_for_s3(self) -> "StorageSection":
+        if self.backend == "s3" and not self.s3_bucket:
+            raise ValueError("storage.s3_bucket is required when storage.backend is 's3'")
+        return self
+
+
+class DiscoverySection(Section):
+    enabled: bool = True
+    # Empty means every interface; tests and the demo use ["127.0.0.1"].
+    interfaces: list[str] = []
+    instance_name: str = ""
+
+
+class EdgeSettings(BaseSettings):
+    """Settings of every edge program (web, daemon, worker)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EXAMKIOSK_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    centre: str = "demo"
+    centre_name: str = "Demo centre"
+    database_url: str = Field(
+        "sqlite:////var/lib/examkiosk/edge.db",
+        validation_alias=AliasChoices("DATABASE_URL", "EXAMKIOSK_DATABASE_URL", "database_url"),
+    )
+    data_dir: Path = Path("/var/lib/examkiosk")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    queue_name: str = "examkiosk"
+    secret_key: str = ""
+    # Base URL the stations use for the API, as announced over zeroconf.
+    public_url: str = "http://127.0.0.1:8000"
+    # Largest body of one tus PATCH request.
+    max_chunk_bytes: int = Field(16 * 1024 * 1024, ge=64 * 1024)
+    max_upload_bytes: int = Field(2 * 1024 * 1024 * 1024, ge=1024)
+    testing: bool = False
+    secure_cookies: bool = False
+    mqtt: MqttSection = MqttSection(password="unset")
+    storage: StorageSection = StorageSection()
+    discovery: DiscoverySection = DiscoverySection()
+
+    @model_validator(mode="after")
+    def _secret_needed(self) -> "EdgeSettings":
+        if not self.secret_key:
+            raise ValueError("secret_key must be set (generate one with `python -c 'import secrets; print(secrets.token_hex(32))'`)")
+        return self
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
+
+    @property
+    def identity_key_path(self) -> Path:
+        return self.data_dir / "edge_identity.pem"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment overrides the file; the file is passed in as init values.
+        return (env_settings, init_settings)
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("EXAMKIOSK_EDGE_CONFIG", DEFAULT_CONFIG_PATH))
+
+
+def load_settings(path: Path | None = None, **overrides: object) -> EdgeSettings:
+    """Read the TOML file (if it exists), apply env overrides, validate."""
+    path = path or config_path()
+    values: dict[str, object] = {}
+    if path.exists():
+        try:
+            values = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    values.update(overrides)
+    try:
+        return EdgeSettings(**values)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(path, exc)) from exc
+
+
+def describe_validation_error(path: Path, exc: ValidationError) -> str:
+    lines = [f"invalid configuration in {path}:"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {key}: {err['msg']}")
+    return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""Copy an attempt's verified segments and a manifest to central storage (idempotent)."""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+
+from edge_server.jobs.context import app_context
+from edge_server.models import Attempt, Segment, SegmentStatus, SyncStatus
+from edge_server.storage import open_storage, sha256_file
+
+logger = logging.getLogger(__name__)
+
+
+def attempt_prefix(attempt: Attempt) -> str:
+    """Recordings are filed under the lot number, never the candidate's name."""
+    lot = f"lot-{attempt.lot:03d}" if attempt.lot is not None else f"unassigned-{attempt.id}"
+    return f"{attempt.sitting.centre_id}/{attempt.sitting_id}/{lot}"
+
+
+def build_manifest(attempt: Attempt, objects: list[dict]) -> dict:
+    return {
+        "format": "examkiosk-manifest/1",
+        "centre": attempt.sitting.centre_id,
+        "sitting": attempt.sitting_id,
+        "kind": str(attempt.sitting.kind),
+        "scoring": str(attempt.sitting.kind) == "formal",
+        "lot": attempt.lot,
+        "attempt": attempt.id,
+        "finished_at": attempt.finished_at.isoformat() if attempt.finished_at else None,
+        "objects": objects,
+    }
+
+
+def sync_attempt(attempt_id: str) -> dict:
+    """Safe to run twice: objects already stored with the same checksum are skipped."""
+    with app_context() as (app, db, settings):
+        attempt = db.session.get(Attempt, attempt_id)
+        if attempt is None:
+            raise LookupError(f"attempt {attempt_id} does not exist")
+        storage = open_storage(settings.storage)
+        prefix = attempt_prefix(attempt)
+        segments = db.session.scalars(
+            select(Segment).where(Segment.attempt_id == attempt.id, Segment.status == SegmentStatus.VERIFIED)
+            .order_by(Segment.camera, Segment.seq)
+        ).all()
+        objects = []
+        try:
+            for seg in segments:
+                source = settings.recordings_dir / attempt.id / seg.name
+                if sha256_file(source) != seg.sha256_actual:
+                    raise RuntimeError(f"segment {seg.name} on the edge no longer matches its verified checksum")
+                key = f"{prefix}/segments/{seg.name}"
+                storage.put_file(key, source, seg.sha256_actual or "")
+                objects.append({"key": key, "sha256": seg.sha256_actual, "size": seg.length, "camera": seg.camera,
+                                "seq": seg.seq, "question": seg.question, "started_at": seg.started_at,
+                                "ended_at": seg.ended_at})
+            manifest = build_manifest(attempt, objects)
+            data = json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=True).encode()
+            manifest_sha = storage.put_bytes(f"{prefix}/manifest.json", data)
+        except Exception as exc:
+            attempt.sync_status = SyncStatus.FAILED
+            attempt.sync_error = str(exc)
+            db.session.commit()
+            logger.warning("sync of attempt %s failed (will retry): %s", attempt_id, exc)
+            raise
+        attempt.sync_status = SyncStatus.SYNCED
+        attempt.synced_at = datetime.now(timezone.utc)
+        attempt.sync_error = ""
+        db.session.commit()
+        logger.info("attempt %s synced: %d objects under %s", attempt_id, len(objects), prefix)
+        return {"prefix": prefix, "objects": len(objects), "manifest_sha256": manifest_sha}

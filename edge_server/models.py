@@ -1,0 +1,263 @@
+"""SQLAlchemy 2.0 typed models of the edge server. All times are UTC."""
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use UTC-aware datetimes")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class SittingKind(enum.StrEnum):
+    FORMAL = "formal"
+    MOCK = "mock"
+
+
+class TimingMode(enum.StrEnum):
+    PER_QUESTION = "per_question"
+    WHOLE_SESSION = "whole_session"
+
+
+class StaffRole(enum.StrEnum):
+    PROCTOR = "proctor"
+    CENTRE_ADMIN = "centre_admin"
+    REGIONAL_ADMIN = "regional_admin"
+
+
+class ReviewStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class SegmentStatus(enum.StrEnum):
+    UPLOADING = "uploading"
+    VERIFIED = "verified"
+    CORRUPT = "corrupt"
+
+
+class SyncStatus(enum.StrEnum):
+    NONE = "none"
+    QUEUED = "queued"
+    SYNCED = "synced"
+    FAILED = "failed"
+
+
+class Centre(Base):
+    __tablename__ = "centre"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class Station(Base):
+    __tablename__ = "station"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    centre_id: Mapped[str] = mapped_column(ForeignKey("centre.id"))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    seat: Mapped[str] = mapped_column(String(32), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Latest status as the MQTT bridge saw it.
+    online: Mapped[bool] = mapped_column(default=False)
+    last_status: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    last_seen_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class StaffUser(Base):
+    __tablename__ = "staff_user"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[StaffRole] = mapped_column(String(32))
+    centre_id: Mapped[str | None] = mapped_column(ForeignKey("centre.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    # Flask-Login protocol
+    is_active = True
+    is_authenticated = True
+    is_anonymous = False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+class Paper(Base):
+    __tablename__ = "paper"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    instructions: Mapped[str] = mapped_column(Text, default="")
+    questions: Mapped[list["Question"]] = relationship(order_by="Question.position", back_populates="paper")
+
+
+class Question(Base):
+    __tablename__ = "question"
+    __table_args__ = (UniqueConstraint("paper_id", "position"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    paper_id: Mapped[int] = mapped_column(ForeignKey("paper.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    seconds: Mapped[int] = mapped_column(Integer)
+    paper: Mapped[Paper] = relationship(back_populates="questions")
+
+
+class Sitting(Base):
+    __tablename__ = "sitting"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    centre_id: Mapped[str] = mapped_column(ForeignKey("centre.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[SittingKind] = mapped_column(String(16), default=SittingKind.FORMAL)
+    timing_mode: Mapped[TimingMode] = mapped_column(String(16), default=TimingMode.PER_QUESTION)
+    paper_id: Mapped[int] = mapped_column(ForeignKey("paper.id"))
+    waiting_opens_at: Mapped[datetime]
+    starts_at: Mapped[datetime]
+    entry_closes_at: Mapped[datetime]
+    lot_deadline_at: Mapped[datetime]
+    # Whole-session mode: one countdown of this many seconds. Per-question mode sums the questions.
+    total_seconds: Mapped[int | None] = mapped_column(default=None)
+    max_interruptions: Mapped[int] = mapped_column(default=1)
+    max_gap_seconds: Mapped[int] = mapped_column(default=120)
+    paper: Mapped[Paper] = relationship()
+
+
+class Candidate(Base):
+    __tablename__ = "candidate"
+    __table_args__ = (UniqueConstraint("centre_id", "ticket_no"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    centre_id: Mapped[str] = mapped_column(ForeignKey("centre.id"))
+    sitting_id: Mapped[str] = mapped_column(ForeignKey("sitting.id"))
+    ticket_no: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(100))
+    id_number: Mapped[str] = mapped_column(String(32))
+    seat: Mapped[str] = mapped_column(String(32), default="")
+    photo_path: Mapped[str] = mapped_column(String(500), default="")
+    # 128-d face descriptor computed from the enrolled photo at import.
+    descriptor: Mapped[list[Any] | None] = mapped_column(default=None)
+
+
+class Attempt(Base):
+    __tablename__ = "attempt"
+    __table_args__ = (
+        UniqueConstraint("sitting_id", "candidate_id"),
+        UniqueConstraint("sitting_id", "lot"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    sitting_id: Mapped[str] = mapped_column(ForeignKey("sitting.id"))
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidate.id"))
+    station_id: Mapped[str | None] = mapped_column(ForeignKey("station.id"), default=None)
+    lot: Mapped[int | None] = mapped_column(default=None)
+    lot_auto: Mapped[bool] = mapped_column(default=False)
+    face_verified: Mapped[str | None] = mapped_column(String(16), default=None)  # "face" | "review"
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Segment names the station declared at the end: the edge is done when all are verified.
+    expected_segments: Mapped[list[Any] | None] = mapped_column(default=None)
+    upload_complete_at: Mapped[datetime | None] = mapped_column(default=None)
+    sync_status: Mapped[SyncStatus] = mapped_column(String(16), default=SyncStatus.NONE)
+    synced_at: Mapped[datetime | None] = mapped_column(default=None)
+    sync_error: Mapped[str] = mapped_column(Text, default="")
+    candidate: Mapped[Candidate] = relationship()
+    sitting: Mapped[Sitting] = relationship()
+    segments: Mapped[list["Segment"]] = relationship(back_populates="attempt", order_by="Segment.name")
+
+
+class FaceTry(Base):
+    __tablename__ = "face_try"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attempt_id: Mapped[str] = mapped_column(ForeignKey("attempt.id"))
+    distance: Mapped[float | None] = mapped_column(Float, default=None)
+    matched: Mapped[bool] = mapped_column(default=False)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Review(Base):
+    __tablename__ = "review"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attempt_id: Mapped[str] = mapped_column(ForeignKey("attempt.id"))
+    status: Mapped[ReviewStatus] = mapped_column(String(16), default=ReviewStatus.PENDING)
+    best_distance: Mapped[float | None] = mapped_column(Float, default=None)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    attempt: Mapped[Attempt] = relationship()
+
+
+class Segment(Base):
+    """One recording segment; its id is the tus upload id."""
+
+    __tablename__ = "segment"
+    __table_args__ = (UniqueConstraint("attempt_id", "name"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    attempt_id: Mapped[str] = mapped_column(ForeignKey("attempt.id"))
+    station_id: Mapped[str] = mapped_column(ForeignKey("station.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    camera: Mapped[str] = mapped_column(String(32), default="main")
+    seq: Mapped[int] = mapped_column(default=0)
+    question: Mapped[int | None] = mapped_column(default=None)
+    started_at: Mapped[float | None] = mapped_column(Float, default=None)
+    ended_at: Mapped[float | None] = mapped_column(Float, default=None)
+    length: Mapped[int] = mapped_column(Integer)
+    offset: Mapped[int] = mapped_column(Integer, default=0)
+    sha256_declared: Mapped[str] = mapped_column(String(64))
+    sha256_actual: Mapped[str | None] = mapped_column(String(64), default=None)
+    status: Mapped[SegmentStatus] = mapped_column(String(16), default=SegmentStatus.UPLOADING)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    verified_at: Mapped[datetime | None] = mapped_column(default=None)
+    attempt: Mapped[Attempt] = relationship(back_populates="segments")
+
+
+class Event(Base):
+    __tablename__ = "event"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    station_id: Mapped[str | None] = mapped_column(ForeignKey("station.id"), default=None)
+    attempt_id: Mapped[str | None] = mapped_column(ForeignKey("attempt.id"), default=None)
+    kind: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16), default="api")
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[datetime] = mapped_column(default=utcnow)

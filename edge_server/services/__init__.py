@@ -1,0 +1,1 @@
+"""Business rules of the edge server: plain functions over a session."""

@@ -1,0 +1,191 @@
+"""Attempts: opening one for a candidate, face tries, manual review, lots, upload completion."""
+from __future__ import annotations
+
+import random
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from edge_server.errors import Closed, Conflict, NotFound
+from edge_server.models import (Attempt, Candidate, Event, FaceTry, Review, ReviewStatus, Segment,
+                                SegmentStatus, Sitting, Station, utcnow)
+
+MAX_FACE_TRIES = 3
+
+
+def find_candidate(session: Session, centre_id: str, ticket_no: str) -> Candidate:
+    candidate = session.scalar(
+        select(Candidate).where(Candidate.centre_id == centre_id, Candidate.ticket_no == ticket_no.strip())
+    )
+    if candidate is None:
+        raise NotFound("no candidate with this admission ticket number", code="candidate_unknown")
+    return candidate
+
+
+def get_attempt(session: Session, station: Station, attempt_id: str) -> Attempt:
+    attempt = session.get(Attempt, attempt_id)
+    if attempt is None or attempt.sitting.centre_id != station.centre_id:
+        raise NotFound("no such attempt", code="attempt_unknown")
+    return attempt
+
+
+def open_attempt(session: Session, station: Station, ticket_no: str, now: datetime) -> Attempt:
+    """The candidate's attempt at their sitting, created on first identification.
+
+    Identification again (after a station restart, or at a spare station) returns the same attempt.
+    """
+    candidate = find_candidate(session, station.centre_id, ticket_no)
+    sitting = session.get(Sitting, candidate.sitting_id)
+    assert sitting is not None
+    attempt = session.scalar(
+        select(Attempt).where(Attempt.sitting_id == sitting.id, Attempt.candidate_id == candidate.id)
+    )
+    if attempt is None:
+        if now >= sitting.entry_closes_at:
+            raise Closed("entry to this sitting has closed", code="entry_closed")
+        attempt = Attempt(sitting_id=sitting.id, candidate_id=candidate.id, station_id=station.id)
+        session.add(attempt)
+        try:
+            session.flush()
+        except IntegrityError:  # two stations raced to open the same attempt
+            session.rollback()
+            attempt = session.scalar(
+                select(Attempt).where(Attempt.sitting_id == sitting.id, Attempt.candidate_id == candidate.id)
+            )
+            assert attempt is not None
+    elif attempt.finished_at is not None:
+        raise Closed("this candidate has already finished the sitting", code="attempt_finished")
+    attempt.station_id = station.id
+    return attempt
+
+
+def face_tries(session: Session, attempt: Attempt) -> int:
+    return session.scalar(select(func.count()).select_from(FaceTry).where(FaceTry.attempt_id == attempt.id)) or 0
+
+
+def record_face_try(session: Session, attempt: Attempt, *, distance: float | None, matched: bool) -> int:
+    """Log one face login try; returns how many tries the attempt has had."""
+    session.add(FaceTry(attempt_id=attempt.id, distance=distance, matched=matched))
+    if matched:
+        attempt.face_verified = "face"
+    session.flush()
+    return face_tries(session, attempt)
+
+
+def request_review(session: Session, attempt: Attempt, best_distance: float | None) -> Review:
+    """After the failed tries, a manual review for the proctor (one open request per attempt)."""
+    review = latest_review(session, attempt)
+    if review is not None and review.status == ReviewStatus.PENDING:
+        return review
+    review = Review(attempt_id=attempt.id, best_distance=best_distance)
+    session.add(review)
+    session.flush()
+    return review
+
+
+def latest_review(session: Session, attempt: Attempt) -> Review | None:
+    return session.scalar(
+        select(Review).where(Review.attempt_id == attempt.id).order_by(Review.id.desc()).limit(1)
+    )
+
+
+def decide_review(session: Session, review: Review, *, approve: bool, staff_id: int | None, reason: str = "") -> Review:
+    if review.status != ReviewStatus.PENDING:
+        raise Conflict("this review has already been decided", code="review_decided")
+    review.status = ReviewStatus.APPROVED if approve else ReviewStatus.REJECTED
+    review.reason = reason
+    review.decided_by = staff_id
+    review.decided_at = utcnow()
+    if approve:
+        review.attempt.face_verified = "review"
+    return review
+
+
+def draw_lot(session: Session, attempt: Attempt, *, auto: bool = False, rng: random.Random | None = None) -> int:
+    """Give the attempt a lot number unique within its sitting; idempotent.
+
+    Uniqueness is the database's: a unique constraint on (sitting, lot), and a retry if two
+    stations drew the same free number at once.
+    """
+    if attempt.lot is not None:
+        return attempt.lot
+    rng = rng or random.SystemRandom()
+    attempt_id = attempt.id
+    for _ in range(20):
+        taken = set(session.scalars(select(Attempt.lot).where(Attempt.sitting_id == attempt.sitting_id,
+                                                              Attempt.lot.is_not(None))))
+        size = max(_candidate_count(session, attempt.sitting_id), len(taken) + 1)
+        free = [n for n in range(1, size + 1) if n not in taken]
+        lot = rng.choice(free)
+        try:
+            with session.begin_nested():
+                attempt.lot = lot
+                attempt.lot_auto = auto
+                session.flush()
+            return lot
+        except IntegrityError:
+            attempt = session.get(Attempt, attempt_id)
+            assert attempt is not None
+            attempt.lot = None
+            continue
+    raise Conflict("could not draw a free lot number, try again", code="lot_busy")
+
+
+def _candidate_count(session: Session, sitting_id: str) -> int:
+    return session.scalar(select(func.count()).select_from(Candidate).where(Candidate.sitting_id == sitting_id)) or 0
+
+
+def assign_missing_lots(session: Session, now: datetime) -> list[Attempt]:
+    """After a sitting's lot deadline, every attempt without a lot is given one."""
+    attempts = session.scalars(
+        select(Attempt).join(Sitting).where(Sitting.lot_deadline_at <= now, Attempt.lot.is_(None))
+    ).all()
+    for attempt in attempts:
+        draw_lot(session, attempt, auto=True)
+    return list(attempts)
+
+
+def finish_attempt(session: Session, attempt: Attempt, segment_names: list[str]) -> None:
+    """The station declares the complete list of segments of the attempt."""
+    if not all(isinstance(n, str) and n for n in segment_names):
+        raise Conflict("segments must be a list of names", code="bad_segments")
+    attempt.expected_segments = sorted(set(segment_names))
+    attempt.finished_at = attempt.finished_at or utcnow()
+
+
+def upload_status(session: Session, attempt: Attempt) -> dict[str, Any]:
+    segments = session.scalars(select(Segment).where(Segment.attempt_id == attempt.id)).all()
+    verified = {s.name for s in segments if s.status == SegmentStatus.VERIFIED}
+    expected = set(attempt.expected_segments or [])
+    return {
+        "attempt": attempt.id,
+        "finished": attempt.finished_at is not None,
+        "expected": len(expected),
+        "verified": len(verified & expected) if expected else len(verified),
+        "missing": sorted(expected - verified),
+        "corrupt": sorted(s.name for s in segments if s.status == SegmentStatus.CORRUPT),
+        "bytes_received": sum(s.offset for s in segments),
+        "complete": bool(expected) and expected <= verified,
+        "sync": str(attempt.sync_status),
+    }
+
+
+def mark_complete_if_done(session: Session, attempt: Attempt) -> bool:
+    """True the first time every expected segment is verified."""
+    if attempt.upload_complete_at is not None or not attempt.expected_segments:
+        return False
+    if upload_status(session, attempt)["complete"]:
+        attempt.upload_complete_at = utcnow()
+        return True
+    return False
+
+
+def log_event(session: Session, *, kind: str, station_id: str | None, attempt_id: str | None = None,
+              payload: dict[str, Any] | None = None, source: str = "api", at: datetime | None = None) -> Event:
+    event = Event(kind=kind, station_id=station_id, attempt_id=attempt_id, payload=payload or {},
+                  source=source, at=at or utcnow())
+    session.add(event)
+    return event

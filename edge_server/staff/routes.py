@@ -1,0 +1,143 @@
+"""Login, the live dashboard, and the manual face-review queue."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from sqlalchemy import select
+
+from edge_server.extensions import db, login_manager
+from edge_server.models import Attempt, Review, ReviewStatus, StaffUser, Station
+from edge_server.services import attempts as attempt_service
+from edge_server.services import staff as staff_service
+from edge_server.staff import bp
+from edge_server.staff.forms import LoginForm, LogoutForm, ReviewForm
+
+# A station whose last status is older than this is shown offline even without its last will.
+STALE_AFTER = timedelta(seconds=10)
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> StaffUser | None:
+    return db.session.get(StaffUser, int(user_id))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = staff_service.authenticate(db.session, form.username.data, form.password.data)
+        if user is not None:
+            login_user(user)
+            attempt_service.log_event(db.session, kind="staff_login", station_id=None, source="staff",
+                                      payload={"user": user.username})
+            db.session.commit()
+            return redirect(url_for("staff.dashboard"))
+        flash("用户名或密码错误 · Wrong username or password", "error")
+    return render_template("staff/login.html", form=form), (401 if form.is_submitted() else 200)
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    if LogoutForm().validate_on_submit():
+        logout_user()
+    return redirect(url_for("staff.login"))
+
+
+@bp.get("/")
+@login_required
+def dashboard():
+    return render_template("staff/dashboard.html", review_form=ReviewForm(), logout_form=LogoutForm())
+
+
+def station_tile(station: Station, now: datetime) -> dict:
+    status = station.last_status or {}
+    fresh = station.last_seen_at is not None and now - station.last_seen_at < STALE_AFTER
+    return {
+        "id": station.id,
+        "name": station.name,
+        "seat": station.seat,
+        "revoked": station.revoked_at is not None,
+        "online": bool(station.online and fresh),
+        "state": status.get("state"),
+        "lot": status.get("lot"),
+        "question": status.get("question"),
+        "time_left": status.get("time_left"),
+        "mic_level": status.get("mic_level"),
+        "backlog": status.get("backlog"),
+        "disk_free_mb": status.get("disk_free_mb"),
+        "clock_offset_ms": status.get("clock_offset_ms"),
+        "last_seen": station.last_seen_at.isoformat() if station.last_seen_at else None,
+    }
+
+
+@bp.get("/api/stations")
+@login_required
+def stations_json():
+    now = datetime.now(timezone.utc)
+    stations = db.session.scalars(select(Station).where(Station.centre_id == _centre()).order_by(Station.id)).all()
+    return jsonify(stations=[station_tile(s, now) for s in stations], server_time=now.timestamp())
+
+
+@bp.get("/api/reviews")
+@login_required
+def reviews_json():
+    reviews = db.session.scalars(
+        select(Review).where(Review.status == ReviewStatus.PENDING).order_by(Review.created_at)
+    ).all()
+    return jsonify(reviews=[{
+        "id": r.id,
+        "attempt": r.attempt_id,
+        "ticket_no": r.attempt.candidate.ticket_no,
+        "name": r.attempt.candidate.name,
+        "station": r.attempt.station_id,
+        "best_distance": r.best_distance,
+        "created_at": r.created_at.isoformat(),
+    } for r in reviews if r.attempt.sitting.centre_id == _centre()])
+
+
+@bp.get("/api/attempts")
+@login_required
+def attempts_json():
+    attempts = db.session.scalars(select(Attempt).order_by(Attempt.created_at.desc()).limit(200)).all()
+    rows = []
+    for a in attempts:
+        if a.sitting.centre_id != _centre():
+            continue
+        status = attempt_service.upload_status(db.session, a)
+        rows.append({"id": a.id, "lot": a.lot, "ticket_no": a.candidate.ticket_no, "station": a.station_id,
+                     "verified": status["verified"], "expected": status["expected"],
+                     "complete": status["complete"], "sync": status["sync"]})
+    return jsonify(attempts=rows)
+
+
+@bp.post("/reviews/<int:review_id>")
+@login_required
+def decide_review(review_id: int):
+    form = ReviewForm()
+    if not form.validate_on_submit():
+        abort(400)
+    review = db.session.get(Review, review_id)
+    if review is None or review.attempt.sitting.centre_id != _centre():
+        abort(404)
+    approve = bool(form.approve.data)
+    attempt_service.decide_review(db.session, review, approve=approve, staff_id=current_user.id,
+                                  reason=form.reason.data or "")
+    attempt_service.log_event(db.session, kind="review_decided", station_id=review.attempt.station_id,
+                              attempt_id=review.attempt_id, source="staff",
+                              payload={"review": review.id, "approved": approve, "by": current_user.username,
+                                       "reason": form.reason.data or ""})
+    db.session.commit()
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify(id=review.id, status=str(review.status))
+    flash(f"已处理 · Review {review.id}: {review.status}", "info")
+    return redirect(url_for("staff.dashboard"))
+
+
+def _centre() -> str:
+    from edge_server import settings_of
+    from flask import current_app
+
+    return current_user.centre_id or settings_of(current_app).centre
