@@ -1,0 +1,204 @@
+"""Zeroconf announcement of the edge server and its identity key.
+
+The edge registers ``<instance>._examkiosk._tcp.local.`` with TXT ``centre``, ``api`` (the
+public base URL), ``mqtt`` (``host:port``), ``fp`` and ``v``. ``fp`` is the SHA-256 (hex) of
+the raw 32-byte Ed25519 public key of the edge identity; a station enrolled with that
+fingerprint ignores every other announcement.
+
+``python -m edge_server.daemon.announce`` runs the announcement alone until SIGTERM/SIGINT.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+from importlib import metadata
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from edge_server.config import ConfigError, EdgeSettings, load_settings
+
+logger = logging.getLogger(__name__)
+
+SERVICE_TYPE = "_examkiosk._tcp.local."
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("examkiosk")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+# --- identity -----------------------------------------------------------------------------------
+
+def load_or_create_identity(path: Path) -> Ed25519PrivateKey:
+    """The edge's Ed25519 identity key, created (PEM, mode 0600) on first use."""
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        else:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(pem)
+                fh.flush()
+                os.fsync(fh.fileno())
+            logger.info("created the edge identity key %s", path)
+            return key
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        logger.warning("identity key %s had mode %o; setting 0600", path, mode)
+        os.chmod(path, 0o600)
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"{path} is not an Ed25519 private key")
+    return key
+
+
+def public_key_fingerprint(public_key: Ed25519PublicKey) -> str:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()
+
+
+def edge_fingerprint(settings: EdgeSettings) -> str:
+    """SHA-256 hex of the edge identity's public key (the key is created if missing)."""
+    return public_key_fingerprint(load_or_create_identity(settings.identity_key_path).public_key())
+
+
+# --- announcement -------------------------------------------------------------------------------
+
+def instance_name(settings: EdgeSettings) -> str:
+    name = settings.discovery.instance_name or f"examkiosk-{settings.centre}"
+    return re.sub(r"[^A-Za-z0-9 ._-]", "-", name)[:63]
+
+
+def txt_record(settings: EdgeSettings, fp: str) -> dict[str, str]:
+    return {
+        "centre": settings.centre,
+        "api": settings.public_url.rstrip("/"),
+        "mqtt": f"{settings.mqtt.host}:{settings.mqtt.port}",
+        "fp": fp,
+        "v": package_version(),
+    }
+
+
+def _ip(value: str | None) -> str | None:
+    try:
+        return str(ipaddress.ip_address((value or "").strip("[]")))
+    except ValueError:
+        return None
+
+
+def service_addresses(settings: EdgeSettings) -> list[str]:
+    """Addresses for the A/AAAA records: the configured interfaces, the API host, or every address."""
+    found = [a for a in (_ip(i) for i in settings.discovery.interfaces) if a]
+    if found:
+        return found
+    host = _ip(urlsplit(settings.public_url).hostname)
+    if host and host not in ("0.0.0.0", "::"):
+        return [host]
+    import ifaddr
+
+    addresses = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str) and not ip.ip.startswith("127."):
+                addresses.append(ip.ip)
+    return addresses or ["127.0.0.1"]
+
+
+def api_port(settings: EdgeSettings) -> int:
+    parts = urlsplit(settings.public_url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+class Announcer:
+    """Registers the edge on zeroconf; :meth:`stop` unregisters and closes."""
+
+    def __init__(self, settings: EdgeSettings):
+        self.settings = settings
+        self.fp = edge_fingerprint(settings)
+        self._zc = None
+        self._info = None
+
+    def start(self) -> None:
+        from zeroconf import InterfaceChoice, ServiceInfo, Zeroconf
+
+        settings = self.settings
+        name = instance_name(settings)
+        info = ServiceInfo(
+            SERVICE_TYPE,
+            f"{name}.{SERVICE_TYPE}",
+            port=api_port(settings),
+            properties=txt_record(settings, self.fp),
+            server=f"{re.sub(r'[^A-Za-z0-9-]', '-', socket.gethostname())}.local.",
+            parsed_addresses=service_addresses(settings),
+        )
+        zc = Zeroconf(interfaces=settings.discovery.interfaces or InterfaceChoice.All)
+        try:
+            zc.register_service(info, allow_name_change=True)
+        except BaseException:
+            zc.close()
+            raise
+        self._zc, self._info = zc, info
+        logger.info("announced %s (centre %s, api %s, mqtt %s:%d, fp %s…)", info.name, settings.centre,
+                    settings.public_url, settings.mqtt.host, settings.mqtt.port, self.fp[:16])
+
+    def stop(self) -> None:
+        zc, info = self._zc, self._info
+        self._zc = self._info = None
+        if zc is None:
+            return
+        try:
+            if info is not None:
+                zc.unregister_service(info)
+        except Exception as exc:  # shutting down anyway
+            logger.warning("could not unregister %s: %s", info.name if info else "?", exc)
+        finally:
+            zc.close()
+        logger.info("announcement withdrawn")
+
+
+def run(settings: EdgeSettings, stop: threading.Event) -> None:
+    """Announce until ``stop`` is set; unregister in ``finally``."""
+    announcer = Announcer(settings)
+    announcer.start()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        announcer.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run(settings, stop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Periodic chores of the edge: automatic lots after the deadline, and re-queueing lost sync jobs.
+
+Every ``interval`` seconds:
+
+- ``assign_missing_lots``: after a sitting's lot deadline every attempt without a lot gets one;
+- an attempt whose upload is complete but whose sync is ``none`` (Redis was down when the last
+  segment arrived) or ``failed`` is queued again, unless its RQ job is still queued, running or
+  scheduled for a retry, and at most once per ``requeue_after`` seconds.
+
+One failing chore is logged and the loop goes on.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Callable
+
+from flask import Flask
+from sqlalchemy import select
+
+from edge_server.config import EdgeSettings
+from edge_server.models import Attempt, SyncStatus
+from edge_server.services import attempts as attempt_service
+
+logger = logging.getLogger(__name__)
+
+BUSY_JOB_STATES = {"queued", "started", "scheduled", "deferred"}
+
+
+class Scheduler:
+    def __init__(self, settings: EdgeSettings, app: Flask, *, interval: float = 5.0, requeue_after: float = 60.0,
+                 enqueue: Callable[[EdgeSettings, str], object] | None = None,
+                 job_state: Callable[[str], str | None] | None = None):
+        if enqueue is None:
+            from edge_server.jobs import enqueue_sync as enqueue
+        self.settings = settings
+        self.app = app
+        self.interval = interval
+        self.requeue_after = requeue_after
+        self._enqueue = enqueue
+        self._job_state = job_state or self._rq_job_state
+        self._last_queued: dict[str, float] = {}
+        self._redis = None
+
+    def _rq_job_state(self, attempt_id: str) -> str | None:
+        from redis import Redis
+        from rq.exceptions import NoSuchJobError
+        from rq.job import Job
+
+        if self._redis is None:
+            self._redis = Redis.from_url(self.settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+        try:
+            job = Job.fetch(f"sync-{attempt_id}", connection=self._redis)
+        except NoSuchJobError:
+            return None
+        status = job.get_status(refresh=False)
+        return str(getattr(status, "value", status)) if status is not None else None
+
+    def assign_lots(self, now: datetime) -> int:
+        from edge_server.extensions import db
+
+        with self.app.app_context():
+            try:
+                assigned = attempt_service.assign_missing_lots(db.session, now)
+                for attempt in assigned:
+                    attempt_service.log_event(db.session, kind="lot_assigned", station_id=attempt.station_id,
+                                              attempt_id=attempt.id, payload={"lot": attempt.lot, "auto": True},
+                                              source="daemon")
+                db.session.commit()
+                for attempt in assigned:
+                    logger.info("attempt %s had no lot at the deadline: assigned lot %s", attempt.id, attempt.lot)
+                return len(assigned)
+            except Exception:
+                db.session.rollback()
+                raise
+            finally:
+                db.session.remove()
+
+    def requeue_syncs(self) -> int:
+        from edge_server.extensions import db
+
+        queued = 0
+        with self.app.app_context():
+            try:
+                attempts = db.session.scalars(
+                    select(Attempt).where(Attempt.upload_complete_at.is_not(None),
+                                          Attempt.sync_status.in_([SyncStatus.NONE, SyncStatus.FAILED]))
+                ).all()
+                clock = time.monotonic()
+                for attempt in attempts:
+                    last = self._last_queued.get(attempt.id)
+                    if last is not None and clock - last < self.requeue_after:
+                        continue
+                    if self._job_state(attempt.id) in BUSY_JOB_STATES:
+                        continue
+                    self._enqueue(self.settings, attempt.id)
+                    self._last_queued[attempt.id] = clock
+                    attempt.sync_status = SyncStatus.QUEUED
+                    db.session.commit()
+                    queued += 1
+                    logger.info("queued the sync of attempt %s again", attempt.id)
+            except Exception:
+                db.session.rollback()
+                raise
+            finally:
+                db.session.remove()
+        return queued
+
+    def run_once(self, now: datetime | None = None) -> dict[str, int]:
+        """One round of every chore; a failing chore is logged, the others still run."""
+        now = now or datetime.now(timezone.utc)
+        done: dict[str, int] = {}
+        for name, chore in (("lots", lambda: self.assign_lots(now)), ("syncs", self.requeue_syncs)):
+            try:
+                done[name] = chore()
+            except Exception as exc:
+                done[name] = -1
+                logger.warning("scheduler: %s failed: %s: %s", name, exc.__class__.__name__, exc,
+                               exc_info=logger.isEnabledFor(logging.DEBUG))
+        return done
+
+    def run(self, stop: threading.Event) -> None:
+        logger.info("scheduler running every %g s", self.interval)
+        while not stop.is_set():
+            self.run_once()
+            stop.wait(self.interval)

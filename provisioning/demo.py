@@ -1,0 +1,322 @@
+"""`python -m provisioning.demo`: a whole demo centre on this machine, on real parts.
+
+Starts a private Mosquitto (password + ACL), a private Redis, the edge web app under gunicorn,
+the edge daemon (MQTT bridge, zeroconf, scheduler), an RQ worker and one station agent whose
+camera is a video file and whose microphone is a WAV file. Ctrl-C stops everything it started.
+The end-to-end tests start the same centre with short timers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from provisioning import assets
+from provisioning.mqtt import write_broker_files
+
+logger = logging.getLogger(__name__)
+
+STATION_ID = "st-01"
+
+
+@dataclass(frozen=True)
+class Ports:
+    web: int = 8000
+    kiosk: int = 8700
+    mqtt: int = 18830
+    redis: int = 16379
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float, host: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:.0f} s")
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def write_toml(path: Path, data: dict) -> None:
+    """A small TOML writer for flat tables (what our settings files need)."""
+    lines: list[str] = []
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    for key, value in data.items():
+        if not isinstance(value, dict):
+            lines.append(f"{key} = {toml_value(value)}")
+    for name, table in tables.items():
+        lines.append(f"\n[{name}]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+
+
+@dataclass
+class DemoCentre:
+    root: Path
+    ports: Ports = field(default_factory=Ports)
+    centre: str = "demo"
+    start_in: float = 180.0
+    question_seconds: int = 60
+    segment_seconds: float = 3.0
+    timing_mode: str = "per_question"
+    interfaces: tuple[str, ...] = ("127.0.0.1",)
+    database_url: str | None = None
+    python: str = sys.executable
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    # --- paths and secrets --------------------------------------------------------------------
+    @property
+    def edge_config(self) -> Path:
+        return self.root / "edge.toml"
+
+    @property
+    def station_config(self) -> Path:
+        return self.root / "station.toml"
+
+    @property
+    def central_dir(self) -> Path:
+        return self.root / "central"
+
+    @property
+    def edge_data(self) -> Path:
+        return self.root / "edge-data"
+
+    @property
+    def station_data(self) -> Path:
+        return self.root / "station-data"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.web}"
+
+    @property
+    def kiosk_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.kiosk}/"
+
+    def secrets(self) -> dict[str, str]:
+        """Generated once per demo directory, reused by later runs."""
+        path = self.root / "secrets.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        values = {name: secrets.token_urlsafe(18) for name in
+                  ("secret_key", "edge_mqtt", "station_mqtt", "station_token", "admin_password")}
+        path.write_text(json.dumps(values, indent=2))
+        path.chmod(0o600)
+        return values
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EXAMKIOSK_") and k != "DATABASE_URL"}
+        env.update(EXAMKIOSK_EDGE_CONFIG=str(self.edge_config), EXAMKIOSK_STATION_CONFIG=str(self.station_config),
+                   PYTHONUNBUFFERED="1")
+        return env
+
+    # --- preparation --------------------------------------------------------------------------
+    def prepare(self) -> dict[str, str]:
+        """Media, configuration, broker files, schema and demo data. Returns the staff login."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o755)  # Mosquitto runs as its own user and must reach its files
+        self.logs.mkdir(exist_ok=True)
+        media = self.root / "media"
+        media.mkdir(exist_ok=True)
+        built = assets.build_demo(media)
+        sec = self.secrets()
+        shutil.rmtree(self.station_data, ignore_errors=True)  # a fresh simulated station each run
+        write_toml(self.edge_config, {
+            "centre": self.centre, "centre_name": "演示考点 Demo centre", "secret_key": sec["secret_key"],
+            "database_url": self.database_url or f"sqlite:///{self.root / 'edge.db'}",
+            "data_dir": str(self.edge_data), "redis_url": f"redis://127.0.0.1:{self.ports.redis}/0",
+            "public_url": self.web_url,
+            "mqtt": {"host": "127.0.0.1", "port": self.ports.mqtt, "username": "edge", "password": sec["edge_mqtt"]},
+            "storage": {"backend": "directory", "directory": str(self.central_dir)},
+            "discovery": {"enabled": True, "interfaces": list(self.interfaces),
+                          "instance_name": f"examkiosk-{self.centre}"},
+        })
+        from edge_server.config import load_settings
+        from edge_server.daemon.announce import edge_fingerprint
+
+        fingerprint = edge_fingerprint(load_settings(self.edge_config))
+        write_toml(self.station_config, {
+            "station_id": STATION_ID, "centre": self.centre, "data_dir": str(self.station_data),
+            "edge": {"api": "", "fingerprint": fingerprint, "token": sec["station_token"],
+                     "discovery_interfaces": list(self.interfaces), "discovery_timeout": 5.0},
+            "mqtt": {"username": STATION_ID, "password": sec["station_mqtt"]},
+            "camera": {"kind": "file", "source": str(built["camera"]), "width": 640, "height": 480,
+                       "fps": 25},
+            "audio": {"kind": "file", "source": str(built["mic"]), "rate": 48000, "channels": 1},
+            "recording": {"segment_seconds": self.segment_seconds},
+            "kiosk": {"host": "127.0.0.1", "port": self.ports.kiosk},
+        })
+        write_broker_files(self.root / "mosquitto", port=self.ports.mqtt, centre=self.centre,
+                           users={"edge": sec["edge_mqtt"], STATION_ID: sec["station_mqtt"]})
+        self.flask("db", "upgrade")
+        self.flask("demo-seed", "--start-in", str(self.start_in), "--question-seconds", str(self.question_seconds),
+                   "--station-id", STATION_ID, "--station-token", sec["station_token"], "--assets", str(media),
+                   "--timing-mode", self.timing_mode)
+        admin = subprocess.run(
+            [self.python, "-m", "flask", "--app", "edge_server:create_app", "create-admin", "--username", "admin",
+             "--role", "centre_admin"], env=dict(self.env(), EXAMKIOSK_ADMIN_PASSWORD=sec["admin_password"]),
+            capture_output=True, text=True)
+        if admin.returncode != 0 and "already exists" not in admin.stderr:
+            raise RuntimeError(f"create-admin failed: {admin.stderr.strip()}")
+        return {"username": "admin", "password": sec["admin_password"]}
+
+    def flask(self, *args: str) -> str:
+        proc = subprocess.run([self.python, "-m", "flask", "--app", "edge_server:create_app", *args], env=self.env(),
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"flask {' '.join(args)} failed:\n{proc.stderr.strip()}")
+        return proc.stdout
+
+    # --- processes ----------------------------------------------------------------------------
+    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+        log = open(self.logs / f"{name}.log", "ab")
+        proc = subprocess.Popen(argv, env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
+                                start_new_session=True)
+        log.close()
+        self.processes[name] = proc
+        return proc
+
+    def start(self) -> None:
+        busy = [f"{name} {port}" for name, port in vars(self.ports).items() if port_in_use(port)]
+        if busy:
+            raise RuntimeError(f"ports already in use: {', '.join(busy)} (is another demo running?)")
+        try:
+            self.spawn("mosquitto", ["mosquitto", "-c", str(self.root / "mosquitto" / "mosquitto.conf")])
+            wait_port(self.ports.mqtt, 10)
+            (self.root / "redis").mkdir(exist_ok=True)
+            self.spawn("redis", ["redis-server", "--port", str(self.ports.redis), "--bind", "127.0.0.1",
+                                 "--save", "", "--appendonly", "no", "--dir", str(self.root / "redis")])
+            wait_port(self.ports.redis, 10)
+            self.spawn("edge-web", [self.python, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.ports.web}",
+                                    "--workers", "2", "--threads", "4", "--timeout", "120",
+                                    "edge_server:create_app()"])
+            self.wait_http(f"{self.web_url}/healthz", 30)
+            self.spawn("edge-daemon", [self.python, "-m", "edge_server.daemon"])
+            self.spawn("edge-worker", [self.python, "-m", "edge_server.jobs.worker"])
+            self.spawn("station", [self.python, "-m", "station.agent"])
+            self.wait_http(self.kiosk_url, 60)
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_http(self, url: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                if requests.get(url, timeout=1).status_code < 500:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"{url} did not answer in {timeout:.0f} s; see {self.logs}")
+
+    def check_alive(self) -> None:
+        for name, proc in self.processes.items():
+            if proc.poll() is not None:
+                tail = (self.logs / f"{name}.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{name} exited with code {proc.returncode}:\n{tail}")
+
+    def stop_process(self, name: str, timeout: float = 10) -> None:
+        proc = self.processes.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def stop(self) -> None:
+        for name in reversed(list(self.processes)):
+            self.stop_process(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m provisioning.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=Path("var/demo"))
+    parser.add_argument("--start-in", type=float, default=float(os.environ.get("EXAMKIOSK_DEMO_START_IN", 180)))
+    parser.add_argument("--question-seconds", type=int,
+                        default=int(os.environ.get("EXAMKIOSK_DEMO_QUESTION_SECONDS", 60)))
+    parser.add_argument("--timing-mode", choices=["per_question", "whole_session"], default="per_question")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    demo = DemoCentre(args.dir.resolve(), start_in=args.start_in, question_seconds=args.question_seconds,
+                      timing_mode=args.timing_mode)
+    print("Preparing the demo centre (media, configuration, database)…", flush=True)
+    login = demo.prepare()
+    demo.start()
+    print(f"""
+examkiosk demo centre is running.
+  Kiosk (candidate):  {demo.kiosk_url}
+  Staff dashboard:    {demo.web_url}/staff/
+  Staff login:        {login['username']} / {login['password']}
+  Demo candidates:    admission ticket 20240001 (face matches the camera)
+                      admission ticket 20240002 (face does not match: 3 tries, then manual review)
+  Exam starts in {args.start_in:.0f} s; {2} questions of {args.question_seconds} s each.
+  Central storage:    {demo.central_dir}
+  Logs:               {demo.logs}
+Press Ctrl-C to stop everything.""", flush=True)
+    stopping = False
+
+    def _stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        while not stopping:
+            demo.check_alive()
+            time.sleep(1)
+    except RuntimeError as exc:
+        print(f"demo stopped: {exc}", file=sys.stderr)
+        demo.stop()
+        return 1
+    print("\nStopping the demo centre…", flush=True)
+    demo.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,525 @@
+"""`examkiosk-station`: the station agent, the thin runner around the candidate state machine.
+
+It owns the adapters (camera, microphone, recorder, edge link, MQTT status, uploader, kiosk UI),
+feeds events into ``flow.transition`` with server time, writes every new state through to the
+journal and performs the commands that come back. I/O that may block (the network, face matching)
+runs on a small thread pool and reports back as events, so the loop never stalls.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import queue
+import shutil
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+import numpy as np
+
+from station import flow
+from station.config import ConfigError, StationSettings, load_settings
+from station.devices import AudioSource, Camera, DeviceError, VideoFrame, level, open_audio, open_camera
+from station.flow import Event, FlowState, Screen
+from station.journal import Journal
+from station.link import (Clock, EdgeClient, EdgeRejected, EdgeUnavailable, StatusPublisher, discover_edge,
+                          package_version)
+from station.recorder import RecorderError, SegmentInfo, SegmentRecorder
+from station.topics import StationStatus
+from station.uploader import SegmentUploader
+
+logger = logging.getLogger(__name__)
+
+TICK_SECONDS = 0.25
+MIC_HEARD_LEVEL = 0.35
+CAMERA_FRESH_SECONDS = 2.0
+MIC_FRESH_SECONDS = 6.0
+
+
+@dataclass
+class DeviceStatus:
+    frame: VideoFrame | None = None
+    frame_at: float = 0.0
+    mic_level: float = 0.0
+    mic_heard_at: float = 0.0
+    camera_error: str | None = None
+    mic_error: str | None = None
+
+    def camera_ok(self) -> bool:
+        return self.frame is not None and time.monotonic() - self.frame_at < CAMERA_FRESH_SECONDS
+
+    def mic_ok(self) -> bool:
+        return self.mic_error is None and time.monotonic() - self.mic_heard_at < MIC_FRESH_SECONDS
+
+
+class Agent:
+    def __init__(self, settings: StationSettings):
+        self.settings = settings
+        self.journal = Journal(settings.journal_path)
+        self.clock = Clock()
+        self.events: queue.Queue[Event] = queue.Queue()
+        self.state = FlowState()
+        self.devices = DeviceStatus()
+        self.paper: dict[str, Any] | None = None
+        self.link_ok = False
+        self.last_cue: tuple[str, float] | None = None
+        self.client: EdgeClient | None = None
+        self.publisher: StatusPublisher | None = None
+        self.recorder: SegmentRecorder | None = None
+        self._recorder_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="agent-io")
+        self._threads: list[threading.Thread] = []
+        self.camera: Camera | None = None
+        self.audio: AudioSource | None = None
+        self.uploader = SegmentUploader(
+            self.journal, base_url=lambda: self.client.base_url if self.client else None,
+            token=settings.edge.token, chunk_bytes=settings.upload_chunk_bytes, on_link=self._set_link)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        restored = self.journal.load_state()
+        if restored is not None:
+            state, alive_at = restored
+            self.state = state
+            logger.info("journal restored screen %s (last alive %.0f)", state.screen, alive_at)
+            self.events.put(Event("restored", {"last_alive": alive_at}))
+        self._open_devices()
+        self._spawn(self._connect_edge, "edge-link")
+        self._spawn(self._status_loop, "status")
+        self.uploader.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._recorder_lock:
+            if self.recorder is not None:
+                self.recorder.stop()
+                self.recorder = None
+        self.uploader.stop()
+        if self.publisher is not None:
+            self.publisher.stop()
+        for dev in (self.camera, self.audio):
+            if dev is not None:
+                try:
+                    dev.close()
+                except Exception:  # closing a lost device must not stop the shutdown
+                    logger.debug("closing %s failed", dev, exc_info=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.journal.close()
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def run(self) -> None:
+        """The loop: one event at a time, with a tick at least every TICK_SECONDS."""
+        last_tick = 0.0
+        last_alive = 0.0
+        while not self._stop.is_set():
+            try:
+                event = self.events.get(timeout=TICK_SECONDS)
+                self.apply(event)
+            except queue.Empty:
+                pass
+            mono = time.monotonic()
+            if mono - last_tick >= TICK_SECONDS:
+                last_tick = mono
+                self.apply(Event("tick"))
+            if mono - last_alive >= 1.0:
+                last_alive = mono
+                self.journal.touch_alive(self.clock.now())
+
+    def post(self, name: str, payload: dict[str, Any] | None = None) -> None:
+        self.events.put(Event(name, payload or {}))
+
+    def apply(self, event: Event) -> None:
+        now = self.clock.now()
+        new, commands = flow.transition(self.state, event, now)
+        if new != self.state:
+            if new.screen != self.state.screen:
+                logger.info("screen %s -> %s (%s)", self.state.screen, new.screen, event.name)
+            self.journal.save_state(new, now)
+            self.state = new
+        for command in commands:
+            try:
+                self.execute(command)
+            except Exception:
+                logger.exception("command %s failed", command)
+
+    # --- devices ------------------------------------------------------------------------------
+    def _open_devices(self) -> None:
+        cam, mic = self.settings.camera, self.settings.audio
+        try:
+            self.camera = open_camera(cam.kind, cam.source, size=(cam.width, cam.height), fps=cam.fps)
+            self.camera.open()
+            logger.info("camera: %s", self.camera)
+            self._spawn(self._capture_video, "camera")
+        except DeviceError as exc:
+            self.devices.camera_error = str(exc)
+            logger.warning("camera unavailable: %s", exc)
+        try:
+            self.audio = open_audio(mic.kind, mic.source, rate=mic.rate, channels=mic.channels)
+            self.audio.open()
+            logger.info("microphone: %s", self.audio)
+            self._spawn(self._capture_audio, "microphone")
+        except DeviceError as exc:
+            self.devices.mic_error = str(exc)
+            logger.warning("microphone unavailable: %s", exc)
+
+    def _capture_video(self) -> None:
+        assert self.camera is not None
+        while not self._stop.is_set():
+            try:
+                frame = self.camera.read()
+            except DeviceError as exc:
+                self.devices.camera_error = str(exc)
+                logger.warning("camera lost: %s", exc)
+                self._report("camera_lost", {"error": str(exc)})
+                return
+            self.devices.frame = frame
+            self.devices.frame_at = time.monotonic()
+            self._feed(lambda r: r.push_video(frame))
+
+    def _capture_audio(self) -> None:
+        assert self.audio is not None
+        while not self._stop.is_set():
+            try:
+                chunk = self.audio.read()
+            except DeviceError as exc:
+                self.devices.mic_error = str(exc)
+                logger.warning("microphone lost: %s", exc)
+                self._report("microphone_lost", {"error": str(exc)})
+                return
+            value = level(chunk.samples)
+            self.devices.mic_level = 0.6 * self.devices.mic_level + 0.4 * value
+            if value >= MIC_HEARD_LEVEL:
+                self.devices.mic_heard_at = time.monotonic()
+            self._feed(lambda r: r.push_audio(chunk))
+
+    def _feed(self, push: Callable[[SegmentRecorder], None]) -> None:
+        recorder = self.recorder
+        if recorder is None:
+            return
+        try:
+            push(recorder)
+        except RecorderError as exc:
+            # The encoder failed: keep capturing (preview, face) and tell the proctor.
+            logger.error("recorder failed: %s", exc)
+            self._report("recorder_failed", {"error": str(exc)})
+            with self._recorder_lock:
+                if self.recorder is recorder:
+                    self.recorder = None
+
+    def frames(self, count: int, spacing: float = 0.2) -> list[np.ndarray]:
+        """A few recent distinct camera frames, for face matching."""
+        images: list[np.ndarray] = []
+        last_index = -1
+        deadline = time.monotonic() + count * spacing + 2.0
+        while len(images) < count and time.monotonic() < deadline:
+            frame = self.devices.frame
+            if frame is not None and frame.index != last_index:
+                images.append(frame.image)
+                last_index = frame.index
+            time.sleep(spacing)
+        return images
+
+    # --- edge link ----------------------------------------------------------------------------
+    def _set_link(self, ok: bool) -> None:
+        self.link_ok = ok
+
+    def _connect_edge(self) -> None:
+        edge = self.settings.edge
+        mqtt = self.settings.mqtt
+        while not self._stop.is_set():
+            try:
+                api, mqtt_host, mqtt_port = edge.api, mqtt.host, mqtt.port
+                if not api or not mqtt_host:
+                    service = discover_edge(centre=self.settings.centre, fp=edge.fingerprint or None,
+                                            timeout=edge.discovery_timeout,
+                                            interfaces=edge.discovery_interfaces or None)
+                    logger.info("found edge %s at %s (mqtt %s:%s)", service.name, service.api, service.mqtt_host,
+                                service.mqtt_port)
+                    api = api or service.api
+                    mqtt_host, mqtt_port = mqtt_host or service.mqtt_host, mqtt_port or service.mqtt_port
+                client = EdgeClient(api, edge.token)
+                self.clock.sync(client)
+                self.client = client
+                self.link_ok = True
+                logger.info("edge %s: clock offset %.1f ms", api, self.clock.offset * 1000)
+                if mqtt.username:
+                    self.publisher = StatusPublisher(mqtt_host, mqtt_port, mqtt.username, mqtt.password,
+                                                     self.settings.centre, self.settings.station_id)
+                    self.publisher.start()
+                self.uploader.wake()
+                break
+            except Exception as exc:
+                logger.warning("edge not reachable yet: %s", exc)
+                self.link_ok = False
+                self._stop.wait(3.0)
+        # Keep the clock honest while running.
+        while not self._stop.wait(30.0):
+            try:
+                self.clock.sync(self.client)
+                self.link_ok = True
+            except EdgeUnavailable:
+                self.link_ok = False
+
+    def _status_loop(self) -> None:
+        while not self._stop.wait(1.0):
+            status = self.status()
+            if self.publisher is not None:
+                self.publisher.publish_status(status)
+            if self.state.screen == Screen.MANUAL_REVIEW and self.client and self.state.attempt_id:
+                self._poll_review()
+
+    def _poll_review(self) -> None:
+        try:
+            review = self.client.review(self.state.attempt_id)
+        except (EdgeUnavailable, EdgeRejected) as exc:
+            logger.debug("review poll: %s", exc)
+            return
+        if review.get("status") in ("approved", "rejected"):
+            self.post("review_result", {"status": review["status"], "reason": review.get("reason", "")})
+
+    def status(self) -> StationStatus:
+        state = self.state
+        now = self.clock.now()
+        left = flow.time_left(state, now)
+        usage = shutil.disk_usage(self.settings.data_dir)
+        return StationStatus(
+            station=self.settings.station_id, online=True, state=str(state.screen), lot=state.lot,
+            question=state.question or None, time_left=None if left is None else round(left, 1),
+            mic_level=round(self.devices.mic_level, 3), backlog=len(self.journal.pending()),
+            disk_free_mb=int(usage.free / 1e6), clock_offset_ms=round(self.clock.offset * 1000, 1),
+            version=package_version(), ts=now,
+        )
+
+    def _report(self, kind: str, payload: dict[str, Any]) -> None:
+        payload = dict(payload, at=self.clock.now(), attempt=self.state.attempt_id)
+        if self.publisher is not None and self.publisher.connected:
+            self.publisher.publish_event(kind, payload)
+            return
+        if self.client is not None:
+            try:
+                self.client.event(kind, payload, attempt=self.state.attempt_id)
+            except (EdgeUnavailable, EdgeRejected) as exc:
+                logger.info("event %s not delivered: %s", kind, exc)
+
+    # --- commands -----------------------------------------------------------------------------
+    def execute(self, command: flow.Command) -> None:
+        handler = getattr(self, f"_do_{type(command).__name__}")
+        handler(command)
+
+    def _background(self, work: Callable[[], Event | None], failure: str = "command_failed") -> None:
+        def run() -> None:
+            try:
+                result = work()
+            except EdgeRejected as exc:
+                result = Event(failure, {"code": exc.code, "message": exc.message})
+            except EdgeUnavailable as exc:
+                self.link_ok = False
+                result = Event(failure, {"code": "edge_unreachable", "message": str(exc)})
+            except Exception as exc:
+                logger.exception("background command failed")
+                result = Event(failure, {"code": "station_error", "message": str(exc)})
+            if result is not None:
+                self.events.put(result)
+
+        self._pool.submit(run)
+
+    def _need_client(self) -> EdgeClient:
+        if self.client is None:
+            raise EdgeUnavailable("the edge server has not been found yet")
+        return self.client
+
+    def _do_OpenAttempt(self, cmd: flow.OpenAttempt) -> None:
+        def work() -> Event:
+            data = self._need_client().open_attempt(cmd.ticket_no)
+            return Event("attempt_opened", data)
+
+        self._background(work, failure="attempt_failed")
+
+    def _do_MatchFace(self, cmd: flow.MatchFace) -> None:
+        def work() -> Event:
+            from station.face import FaceEngine, decide
+
+            cand = self.state.candidate
+            if cand is None or cand.descriptor is None:
+                return Event("face_result", {"matched": False, "distance": None, "guidance": "no_enrolment"})
+            engine = FaceEngine()
+            descriptors = []
+            several = False
+            for image in self.frames(self.settings.face.frames + 2):
+                boxes = engine.detect(image)
+                if len(boxes) > 1:
+                    several = True
+                    continue
+                if len(boxes) == 1:
+                    descriptors.append(engine.descriptor(image, boxes[0]))
+                if len(descriptors) >= self.settings.face.frames:
+                    break
+            if not descriptors:
+                return Event("face_result", {"matched": False, "distance": None,
+                                             "guidance": "several_faces" if several else "no_face"})
+            decision = decide(descriptors, np.asarray(cand.descriptor, dtype=np.float32),
+                              threshold=self.settings.face.threshold)
+            logger.info("face try: distance %.3f over %d frames -> %s", decision.distance, decision.frames_used,
+                        "match" if decision.matched else "no match")
+            return Event("face_result", {"matched": decision.matched, "distance": round(decision.distance, 4)})
+
+        self._background(work)
+
+    def _do_ReportFaceTry(self, cmd: flow.ReportFaceTry) -> None:
+        attempt = self.state.attempt_id
+
+        def work() -> None:
+            self._need_client().face_try(attempt, distance=cmd.distance, matched=cmd.matched)
+            return None
+
+        self._background(work, failure="report_failed")
+
+    def _do_RequestReview(self, cmd: flow.RequestReview) -> None:
+        attempt = self.state.attempt_id
+
+        def work() -> None:
+            self._need_client().request_review(attempt, best_distance=cmd.best_distance)
+            return None
+
+        self._background(work, failure="report_failed")
+
+    def _do_DrawLot(self, cmd: flow.DrawLot) -> None:
+        attempt = self.state.attempt_id
+
+        def work() -> Event:
+            data = self._need_client().draw_lot(attempt)
+            return Event("lot_drawn", {"lot": data["lot"], "auto": data.get("auto", False)})
+
+        self._background(work)
+
+    def _do_StartRecording(self, cmd: flow.StartRecording) -> None:
+        attempt = self.state.attempt_id
+        assert attempt is not None
+        cam = self.settings.camera
+        size = self.camera.size if self.camera is not None else (cam.width, cam.height)
+        fps = self.camera.fps if self.camera is not None else cam.fps
+        with self._recorder_lock:
+            if self.recorder is not None:
+                self.recorder.cut(cmd.question)
+                return
+            recorder = SegmentRecorder(
+                self.settings.segments_dir / attempt, attempt, "main", fps=fps, size=size,
+                audio_rate=self.settings.audio.rate, audio_channels=self.settings.audio.channels,
+                segment_seconds=self.settings.recording.segment_seconds,
+                first_seq=self.journal.next_seq(attempt, "main"), clock=self.clock.now, on_closed=self._segment_closed)
+            recorder.start(cmd.question)
+            self.recorder = recorder
+        logger.info("recording attempt %s from segment %d", attempt, recorder.seq)
+
+    def _segment_closed(self, info: SegmentInfo) -> None:
+        self.journal.add_segment(name=info.name, attempt_id=info.attempt_id, camera=info.camera, seq=info.seq,
+                                 question=info.question, path=info.path, started_at=info.started_at,
+                                 ended_at=info.ended_at, size=info.size, sha256=info.sha256)
+        self.uploader.wake()
+
+    def _do_CutSegment(self, cmd: flow.CutSegment) -> None:
+        with self._recorder_lock:
+            if self.recorder is not None:
+                self.recorder.cut(cmd.question)
+
+    def _do_StopRecording(self, cmd: flow.StopRecording) -> None:
+        with self._recorder_lock:
+            recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            recorder.stop()
+
+    def _do_FetchPaper(self, cmd: flow.FetchPaper) -> None:
+        sitting = self.state.schedule.sitting if self.state.schedule else None
+
+        def work() -> Event | None:
+            for _ in range(120):
+                try:
+                    self.paper = self._need_client().paper(sitting)
+                    return Event("paper_loaded", {})
+                except EdgeRejected as exc:
+                    if exc.code != "paper_sealed":
+                        raise
+                except EdgeUnavailable:
+                    pass
+                if self._stop.wait(0.5):
+                    return None
+            return Event("command_failed", {"code": "paper_unavailable"})
+
+        self._background(work)
+
+    def _do_FinishAttempt(self, cmd: flow.FinishAttempt) -> None:
+        attempt = self.state.attempt_id
+
+        def work() -> Event | None:
+            # Every segment is journaled before upload; wait for the uploader to catch up.
+            while not self._stop.is_set():
+                try:
+                    names = [s.name for s in self.journal.segments_of(attempt)]
+                    if not self.journal.pending() or all(s.attempt_id != attempt for s in self.journal.pending()):
+                        status = self._need_client().finish(attempt, names, reason=cmd.reason)
+                        if status.get("complete"):
+                            return Event("uploads_verified", {})
+                    self.uploader.wake()
+                except (EdgeUnavailable, EdgeRejected) as exc:
+                    logger.info("waiting for the edge to confirm the upload: %s", exc)
+                self._stop.wait(1.0)
+            return None
+
+        self._background(work)
+
+    def _do_Speak(self, cmd: flow.Speak) -> None:
+        self.last_cue = (cmd.cue, time.time())
+
+    def _do_ReportEvent(self, cmd: flow.ReportEvent) -> None:
+        payload = dict(cmd.payload)
+        self._pool.submit(self._report, cmd.kind, payload)
+
+    def _do_RefreshDevices(self, cmd: flow.RefreshDevices) -> None:
+        if self.devices.camera_error and self.camera is None:
+            self._open_devices()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="examkiosk-station", description="examkiosk station agent")
+    parser.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.check_config:
+        print("configuration OK")
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    agent = Agent(settings)
+    from station.kiosk import serve_kiosk
+
+    def _stop(signum: int, frame: Any) -> None:
+        agent._stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    agent.start()
+    server = serve_kiosk(agent, settings.kiosk.host, settings.kiosk.port)
+    logger.info("kiosk at http://%s:%d/", settings.kiosk.host, settings.kiosk.port)
+    try:
+        agent.run()
+    finally:
+        server.shutdown()
+        agent.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

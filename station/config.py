@@ -1,0 +1,134 @@
+"""Typed settings of the station agent, from ``/etc/examkiosk/station.toml`` + ``EXAMKIOSK_*`` overrides."""
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG_PATH = Path("/etc/examkiosk/station.toml")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EdgeSection(Section):
+    # Empty: find the edge by zeroconf.
+    api: str = ""
+    # SHA-256 fingerprint the station was enrolled with; a server announcing another is refused.
+    fingerprint: str = ""
+    token: str
+    discovery_timeout: float = Field(10.0, gt=0)
+    discovery_interfaces: list[str] = []
+
+
+class MqttSection(Section):
+    # Empty host: take it from the edge's zeroconf announcement.
+    host: str = ""
+    port: int = Field(0, ge=0, le=65535)
+    username: str = ""
+    password: str = ""
+
+    @model_validator(mode="after")
+    def _password_needed(self) -> "MqttSection":
+        if self.username and not self.password:
+            raise ValueError("mqtt.password is required when mqtt.username is set")
+        return self
+
+
+class CameraSection(Section):
+    kind: Literal["file", "opencv", "picamera2"] = "opencv"
+    source: str = "0"
+    width: int = Field(640, ge=160, le=3840)
+    height: int = Field(480, ge=120, le=2160)
+    fps: float = Field(25.0, gt=0, le=60)
+
+
+class AudioSection(Section):
+    kind: Literal["file", "pyaudio"] = "pyaudio"
+    source: str = ""
+    rate: int = Field(48000, ge=8000, le=96000)
+    channels: int = Field(1, ge=1, le=2)
+
+
+class RecordingSection(Section):
+    segment_seconds: float = Field(3.0, ge=1.0, le=30.0)
+
+
+class FaceSection(Section):
+    threshold: float = Field(0.6, gt=0.0, lt=1.5)
+    frames: int = Field(3, ge=1, le=10)
+
+
+class KioskSection(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8700, ge=1, le=65535)
+    voice: bool = True
+
+
+class StationSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EXAMKIOSK_", env_nested_delimiter="__", extra="forbid",
+                                      frozen=True)
+
+    station_id: str
+    centre: str
+    data_dir: Path = Path("/var/lib/examkiosk-station")
+    upload_chunk_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
+    edge: EdgeSection
+    mqtt: MqttSection = MqttSection()
+    camera: CameraSection = CameraSection()
+    audio: AudioSection = AudioSection()
+    recording: RecordingSection = RecordingSection()
+    face: FaceSection = FaceSection()
+    kiosk: KioskSection = KioskSection()
+
+    @model_validator(mode="after")
+    def _file_sources(self) -> "StationSettings":
+        if self.camera.kind == "file" and not Path(self.camera.source).is_file():
+            raise ValueError(f"camera.source {self.camera.source!r} is not a video file")
+        if self.audio.kind == "file" and not Path(self.audio.source).is_file():
+            raise ValueError(f"audio.source {self.audio.source!r} is not a WAV file")
+        return self
+
+    @property
+    def segments_dir(self) -> Path:
+        return self.data_dir / "segments"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.data_dir / "journal.db"
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("EXAMKIOSK_STATION_CONFIG", DEFAULT_CONFIG_PATH))
+
+
+def load_settings(path: Path | None = None) -> StationSettings:
+    path = path or config_path()
+    values: dict = {}
+    if path.exists():
+        try:
+            values = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    try:
+        return StationSettings(**values)
+    except ValidationError as exc:
+        lines = [f"invalid configuration in {path}:"]
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            lines.append(f"  {key}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from exc

@@ -1,0 +1,557 @@
+"""The candidate flow as one explicit state machine.
+
+``transition(state, event, now) -> (state, commands)`` is pure: no I/O, no clock. ``now`` is
+server time (epoch seconds, the station's clock offset applied) passed in by the runner, so a test
+drives the whole exam on a controllable clock. Commands are what the runner must do through its
+adapters (network, camera, recorder, speaker); their results come back as events.
+
+Screens follow the seeds' order: identify → face login (3 tries, then manual review) → read the
+flow, pledge and notice → draw a lot → device check → info confirmation → waiting room (recording
+starts) → answering → upload → done.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+MAX_FACE_TRIES = 3
+
+
+class Screen(enum.StrEnum):
+    IDENTIFY = "identify"
+    FACE_LOGIN = "face_login"
+    MANUAL_REVIEW = "manual_review"
+    READ_FLOW = "read_flow"
+    READ_PLEDGE = "read_pledge"
+    READ_NOTICE = "read_notice"
+    DRAW_LOT = "draw_lot"
+    DEVICE_CHECK = "device_check"
+    INFO_CONFIRM = "info_confirm"
+    WAITING = "waiting"
+    ANSWERING = "answering"
+    RESUME = "resume"
+    UPLOADING = "uploading"
+    DONE = "done"
+    ENTRY_CLOSED = "entry_closed"
+
+
+# Screens before the candidate is in the waiting room: entry closes for them at the cutoff.
+BEFORE_ENTRY = frozenset({
+    Screen.FACE_LOGIN, Screen.MANUAL_REVIEW, Screen.READ_FLOW, Screen.READ_PLEDGE, Screen.READ_NOTICE,
+    Screen.DRAW_LOT, Screen.DEVICE_CHECK, Screen.INFO_CONFIRM,
+})
+RECORDING_SCREENS = frozenset({Screen.WAITING, Screen.ANSWERING})
+READING_ORDER = (Screen.READ_FLOW, Screen.READ_PLEDGE, Screen.READ_NOTICE)
+
+
+class TimingMode(enum.StrEnum):
+    PER_QUESTION = "per_question"
+    WHOLE_SESSION = "whole_session"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A sitting's timing, all in server time (epoch seconds)."""
+
+    sitting: str
+    timing_mode: TimingMode
+    waiting_opens_at: float
+    starts_at: float
+    entry_closes_at: float
+    lot_deadline_at: float
+    question_seconds: tuple[int, ...]
+    total_seconds: int
+    max_interruptions: int = 1
+    max_gap_seconds: float = 120.0
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> "Schedule":
+        return cls(
+            sitting=str(data["id"]),
+            timing_mode=TimingMode(data["timing_mode"]),
+            waiting_opens_at=float(data["waiting_opens_at"]),
+            starts_at=float(data["starts_at"]),
+            entry_closes_at=float(data["entry_closes_at"]),
+            lot_deadline_at=float(data["lot_deadline_at"]),
+            question_seconds=tuple(int(s) for s in data["question_seconds"]),
+            total_seconds=int(data["total_seconds"]),
+            max_interruptions=int(data.get("max_interruptions", 1)),
+            max_gap_seconds=float(data.get("max_gap_seconds", 120)),
+        )
+
+    @property
+    def questions(self) -> int:
+        return len(self.question_seconds)
+
+    @property
+    def ends_at(self) -> float:
+        if self.timing_mode == TimingMode.PER_QUESTION:
+            return self.starts_at + sum(self.question_seconds)
+        return self.starts_at + self.total_seconds
+
+    def question_window(self, number: int) -> tuple[float, float]:
+        """Per-question mode: the server-time window of question ``number`` (1-based)."""
+        begin = self.starts_at + sum(self.question_seconds[: number - 1])
+        return begin, begin + self.question_seconds[number - 1]
+
+    def scheduled_question(self, now: float) -> int:
+        """Per-question mode: the question running at ``now`` (1-based; 0 before the start)."""
+        if now < self.starts_at:
+            return 0
+        for number in range(1, self.questions + 1):
+            if now < self.question_window(number)[1]:
+                return number
+        return self.questions
+
+
+@dataclass(frozen=True)
+class Candidate:
+    ticket_no: str
+    name: str
+    id_number_masked: str
+    seat: str
+    descriptor: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class FlowState:
+    screen: Screen = Screen.IDENTIFY
+    attempt_id: str | None = None
+    candidate: Candidate | None = None
+    schedule: Schedule | None = None
+    face_tries: int = 0
+    best_distance: float | None = None
+    lot: int | None = None
+    question: int = 0
+    answered: tuple[int, ...] = ()
+    recording: bool = False
+    interruptions: int = 0
+    interrupted_at: float | None = None
+    end_reason: str | None = None
+    # What the candidate sees about the last thing that went wrong (a message key for the kiosk).
+    notice: str | None = None
+    # A command is in flight (e.g. the face match): repeated clicks are ignored meanwhile.
+    busy: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "FlowState":
+        values = dict(data)
+        values["screen"] = Screen(values["screen"])
+        if values.get("candidate"):
+            cand = dict(values["candidate"])
+            if cand.get("descriptor") is not None:
+                cand["descriptor"] = tuple(cand["descriptor"])
+            values["candidate"] = Candidate(**cand)
+        if values.get("schedule"):
+            sch = dict(values["schedule"])
+            sch["timing_mode"] = TimingMode(sch["timing_mode"])
+            sch["question_seconds"] = tuple(sch["question_seconds"])
+            values["schedule"] = Schedule(**sch)
+        values["answered"] = tuple(values.get("answered", ()))
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+# Commands: what the runner performs. Results come back as events.
+@dataclass(frozen=True)
+class OpenAttempt:
+    ticket_no: str
+
+
+@dataclass(frozen=True)
+class MatchFace:
+    pass
+
+
+@dataclass(frozen=True)
+class ReportFaceTry:
+    distance: float | None
+    matched: bool
+
+
+@dataclass(frozen=True)
+class RequestReview:
+    best_distance: float | None
+
+
+@dataclass(frozen=True)
+class DrawLot:
+    pass
+
+
+@dataclass(frozen=True)
+class StartRecording:
+    question: int | None
+
+
+@dataclass(frozen=True)
+class CutSegment:
+    question: int | None
+
+
+@dataclass(frozen=True)
+class StopRecording:
+    pass
+
+
+@dataclass(frozen=True)
+class FetchPaper:
+    pass
+
+
+@dataclass(frozen=True)
+class FinishAttempt:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Speak:
+    cue: str
+
+
+@dataclass(frozen=True)
+class ReportEvent:
+    kind: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RefreshDevices:
+    pass
+
+
+Command = (OpenAttempt | MatchFace | ReportFaceTry | RequestReview | DrawLot | StartRecording | CutSegment
+           | StopRecording | FetchPaper | FinishAttempt | Speak | ReportEvent | RefreshDevices)
+Result = tuple[FlowState, tuple[Command, ...]]
+
+
+def time_left(state: FlowState, now: float) -> float | None:
+    """Seconds left on the countdown the candidate sees (waiting: until the start)."""
+    sch = state.schedule
+    if sch is None:
+        return None
+    if state.screen == Screen.WAITING:
+        return max(0.0, sch.starts_at - now)
+    if state.screen in (Screen.ANSWERING, Screen.RESUME):
+        if sch.timing_mode == TimingMode.PER_QUESTION and state.question:
+            return max(0.0, sch.question_window(state.question)[1] - now)
+        return max(0.0, sch.ends_at - now)
+    return None
+
+
+def transition(state: FlowState, event: Event, now: float) -> Result:
+    """The one entry point: apply ``event`` at server time ``now``."""
+    if event.name == "tick":
+        return _tick(state, now)
+    handler = _HANDLERS.get((state.screen, event.name)) or _HANDLERS.get((None, event.name))
+    if handler is None:
+        return state, ()
+    return handler(state, event, now)
+
+
+# --- handlers -------------------------------------------------------------------------------
+
+def _identify(state: FlowState, event: Event, now: float) -> Result:
+    ticket = str(event.payload.get("ticket_no", "")).strip()
+    if state.busy:
+        return state, ()
+    if not ticket.isalnum() or len(ticket) > 32:
+        return replace(state, notice="ticket_invalid"), ()
+    return replace(state, busy=True, notice=None), (OpenAttempt(ticket),)
+
+
+def _attempt_opened(state: FlowState, event: Event, now: float) -> Result:
+    p = event.payload
+    cand = p["candidate"]
+    descriptor = cand.get("descriptor")
+    state = replace(
+        FlowState(),
+        attempt_id=str(p["id"]),
+        candidate=Candidate(ticket_no=cand["ticket_no"], name=cand["name"],
+                            id_number_masked=cand["id_number_masked"], seat=cand.get("seat", ""),
+                            descriptor=tuple(descriptor) if descriptor else None),
+        schedule=Schedule.from_api(p["sitting"]),
+        lot=p.get("lot"),
+        face_tries=int(p.get("face_tries", 0)) if not p.get("face_verified") else 0,
+    )
+    if now >= state.schedule.entry_closes_at:
+        return replace(state, screen=Screen.ENTRY_CLOSED), ()
+    if p.get("face_verified"):
+        return replace(state, screen=Screen.READ_FLOW), ()
+    review = p.get("review") or {}
+    if review.get("status") == "pending":
+        return replace(state, screen=Screen.MANUAL_REVIEW), ()
+    if state.face_tries >= MAX_FACE_TRIES and review.get("status") != "rejected":
+        return (replace(state, screen=Screen.MANUAL_REVIEW),
+                (RequestReview(None),))
+    return replace(state, screen=Screen.FACE_LOGIN, face_tries=min(state.face_tries, MAX_FACE_TRIES - 1)), (
+        Speak("face_camera"),)
+
+
+def _attempt_failed(state: FlowState, event: Event, now: float) -> Result:
+    return replace(state, busy=False, notice=str(event.payload.get("code", "edge_error"))), ()
+
+
+def _face_capture(state: FlowState, event: Event, now: float) -> Result:
+    if state.busy:
+        return state, ()
+    return replace(state, busy=True, notice=None), (MatchFace(),)
+
+
+def _face_result(state: FlowState, event: Event, now: float) -> Result:
+    matched = bool(event.payload.get("matched"))
+    distance = event.payload.get("distance")
+    guidance = event.payload.get("guidance")
+    if guidance and distance is None and not matched:
+        # No usable frame (no face, several faces…): guidance only, the try is not spent.
+        return replace(state, busy=False, notice=str(guidance)), (Speak(str(guidance)),)
+    best = state.best_distance
+    if distance is not None:
+        best = distance if best is None else min(best, distance)
+    report = ReportFaceTry(distance, matched)
+    if matched:
+        return (replace(state, screen=Screen.READ_FLOW, busy=False, notice=None, best_distance=best),
+                (report, ReportEvent("face_login_passed", {"distance": distance})))
+    tries = state.face_tries + 1
+    if tries >= MAX_FACE_TRIES:
+        return (replace(state, screen=Screen.MANUAL_REVIEW, face_tries=tries, busy=False, best_distance=best,
+                        notice="face_failed_review"),
+                (report, RequestReview(best)))
+    return replace(state, face_tries=tries, busy=False, best_distance=best, notice="face_no_match"), (
+        report, Speak("face_no_match"))
+
+
+def _review_result(state: FlowState, event: Event, now: float) -> Result:
+    status = event.payload.get("status")
+    if status == "approved":
+        return replace(state, screen=Screen.READ_FLOW, notice=None), (ReportEvent("face_login_reviewed", {}),)
+    if status == "rejected":
+        return replace(FlowState(), notice="review_rejected"), ()
+    return state, ()
+
+
+def _accept(state: FlowState, event: Event, now: float) -> Result:
+    if not event.payload.get("read_to_end"):
+        return replace(state, notice="read_to_end"), ()
+    index = READING_ORDER.index(state.screen)
+    if index + 1 < len(READING_ORDER):
+        return replace(state, screen=READING_ORDER[index + 1], notice=None), ()
+    if state.lot is not None:
+        return replace(state, screen=Screen.DEVICE_CHECK, notice=None), ()
+    return replace(state, screen=Screen.DRAW_LOT, notice=None), ()
+
+
+def _draw_lot(state: FlowState, event: Event, now: float) -> Result:
+    if state.busy:
+        return state, ()
+    return replace(state, busy=True), (DrawLot(),)
+
+
+def _lot_drawn(state: FlowState, event: Event, now: float) -> Result:
+    lot = int(event.payload["lot"])
+    screen = Screen.DEVICE_CHECK if state.screen == Screen.DRAW_LOT else state.screen
+    return replace(state, lot=lot, busy=False, screen=screen), ()
+
+
+def _command_failed(state: FlowState, event: Event, now: float) -> Result:
+    return replace(state, busy=False, notice=str(event.payload.get("code", "edge_error"))), ()
+
+
+def _devices_ok(state: FlowState, event: Event, now: float) -> Result:
+    if not event.payload.get("camera_ok"):
+        return replace(state, notice="camera_dead"), ()
+    if not event.payload.get("mic_ok"):
+        return replace(state, notice="mic_silent"), ()
+    return replace(state, screen=Screen.INFO_CONFIRM, notice=None), ()
+
+
+def _refresh_devices(state: FlowState, event: Event, now: float) -> Result:
+    return state, (RefreshDevices(),)
+
+
+def _report_mistake(state: FlowState, event: Event, now: float) -> Result:
+    text = str(event.payload.get("text", ""))[:500]
+    return replace(state, notice="mistake_reported"), (ReportEvent("info_mistake", {"text": text}),)
+
+
+def _confirm_info(state: FlowState, event: Event, now: float) -> Result:
+    sch = state.schedule
+    assert sch is not None
+    if now < sch.waiting_opens_at:
+        return replace(state, notice="waiting_not_open"), ()
+    return _enter(state, now)
+
+
+def _enter(state: FlowState, now: float) -> Result:
+    """Into the waiting room (recording starts), or straight to the paper if the exam has begun."""
+    sch = state.schedule
+    assert sch is not None
+    if now >= sch.entry_closes_at:
+        return replace(state, screen=Screen.ENTRY_CLOSED, notice=None), (ReportEvent("entry_closed", {}),)
+    if now < sch.starts_at:
+        return (replace(state, screen=Screen.WAITING, recording=True, notice=None),
+                (StartRecording(None), ReportEvent("entered_waiting_room", {}), Speak("waiting_room")))
+    question = sch.scheduled_question(now) if sch.timing_mode == TimingMode.PER_QUESTION else 1
+    return (replace(state, screen=Screen.ANSWERING, recording=True, question=question, notice=None),
+            (StartRecording(question), FetchPaper(), ReportEvent("entered_late", {"question": question}),
+             Speak("exam_start")))
+
+
+def _next_question(state: FlowState, event: Event, now: float) -> Result:
+    sch = state.schedule
+    assert sch is not None
+    if sch.timing_mode != TimingMode.WHOLE_SESSION or state.question >= sch.questions:
+        return state, ()
+    number = state.question + 1
+    return (replace(state, question=number, answered=_with(state.answered, state.question)),
+            (CutSegment(number), Speak("next_question")))
+
+
+def _end_exam(state: FlowState, event: Event, now: float) -> Result:
+    sch = state.schedule
+    assert sch is not None
+    if sch.timing_mode != TimingMode.WHOLE_SESSION:
+        return state, ()
+    if not event.payload.get("confirmed"):
+        return replace(state, notice="confirm_end"), ()
+    return _finish(state, "ended_by_candidate")
+
+
+def _refresh_question(state: FlowState, event: Event, now: float) -> Result:
+    return state, (FetchPaper(),)
+
+
+def _resume(state: FlowState, event: Event, now: float) -> Result:
+    """Continue after an interruption, within the sitting's policy; the clock kept running."""
+    sch = state.schedule
+    assert sch is not None
+    gap = now - (state.interrupted_at or now)
+    interruptions = state.interruptions + 1
+    state = replace(state, interruptions=interruptions, interrupted_at=None)
+    report = ReportEvent("interruption", {"gap_seconds": round(gap, 1), "count": interruptions})
+    if interruptions > sch.max_interruptions:
+        result = _finish(replace(state, recording=False), "too_many_interruptions")
+        return result[0], (report,) + result[1]
+    if gap > sch.max_gap_seconds:
+        result = _finish(replace(state, recording=False), "interruption_too_long")
+        return result[0], (report,) + result[1]
+    if now >= sch.ends_at:
+        result = _finish(replace(state, recording=False), "time_up")
+        return result[0], (report,) + result[1]
+    if now < sch.starts_at:
+        return replace(state, screen=Screen.WAITING, recording=True), (report, StartRecording(None))
+    question = state.question or 1
+    if sch.timing_mode == TimingMode.PER_QUESTION:
+        question = sch.scheduled_question(now)
+    answered = state.answered
+    for q in range(1, question):
+        answered = _with(answered, q)
+    return (replace(state, screen=Screen.ANSWERING, recording=True, question=question, answered=answered),
+            (report, StartRecording(question), FetchPaper()))
+
+
+def _restored(state: FlowState, event: Event, now: float) -> Result:
+    """The agent came back after a crash or power cut; ``last_alive`` is when it last wrote."""
+    if state.screen in RECORDING_SCREENS:
+        last_alive = float(event.payload.get("last_alive", now))
+        return (replace(state, screen=Screen.RESUME, recording=False, interrupted_at=last_alive, busy=False),
+                (ReportEvent("station_restarted", {"interrupted_at": last_alive}),))
+    return replace(state, busy=False), ()
+
+
+def _paper_loaded(state: FlowState, event: Event, now: float) -> Result:
+    return replace(state, notice=None if state.notice == "paper_pending" else state.notice), ()
+
+
+def _uploads_verified(state: FlowState, event: Event, now: float) -> Result:
+    return replace(state, screen=Screen.DONE, notice=None), (Speak("upload_ok"), ReportEvent("upload_verified", {}))
+
+
+def _next_candidate(state: FlowState, event: Event, now: float) -> Result:
+    return FlowState(), ()
+
+
+def _tick(state: FlowState, now: float) -> Result:
+    sch = state.schedule
+    if sch is None:
+        return state, ()
+    if state.screen in BEFORE_ENTRY and now >= sch.entry_closes_at:
+        return replace(state, screen=Screen.ENTRY_CLOSED, busy=False), (ReportEvent("entry_closed", {}),)
+    if state.screen == Screen.DRAW_LOT and now >= sch.lot_deadline_at and not state.busy:
+        return replace(state, busy=True), (DrawLot(),)
+    if state.screen == Screen.WAITING and now >= sch.starts_at:
+        first = 1
+        return (replace(state, screen=Screen.ANSWERING, question=first),
+                (CutSegment(first), FetchPaper(), Speak("exam_start")))
+    if state.screen == Screen.RESUME and state.interrupted_at is not None:
+        if now - state.interrupted_at > sch.max_gap_seconds or now >= sch.ends_at:
+            reason = "time_up" if now >= sch.ends_at else "interruption_too_long"
+            state = replace(state, interruptions=state.interruptions + 1)
+            result = _finish(state, reason)
+            return result[0], (ReportEvent("interruption", {"gap_seconds": round(now - state.interrupted_at, 1),
+                                                            "count": state.interruptions}),) + result[1]
+        return state, ()
+    if state.screen == Screen.ANSWERING:
+        if now >= sch.ends_at:
+            return _finish(state, "time_up")
+        if sch.timing_mode == TimingMode.PER_QUESTION:
+            due = sch.scheduled_question(now)
+            if due != state.question:
+                answered = state.answered
+                for q in range(1, due):
+                    answered = _with(answered, q)
+                return (replace(state, question=due, answered=answered), (CutSegment(due), Speak("next_question")))
+    return state, ()
+
+
+def _finish(state: FlowState, reason: str) -> Result:
+    answered = _with(state.answered, state.question) if state.question else state.answered
+    commands: list[Command] = []
+    if state.recording:
+        commands.append(StopRecording())
+    commands += [FinishAttempt(reason), Speak("answer_finished"), ReportEvent("answering_finished", {"reason": reason})]
+    return (replace(state, screen=Screen.UPLOADING, recording=False, answered=answered, end_reason=reason,
+                    busy=False, notice=None), tuple(commands))
+
+
+def _with(items: tuple[int, ...], value: int) -> tuple[int, ...]:
+    return items if value in items or value <= 0 else tuple(sorted(items + (value,)))
+
+
+_HANDLERS = {
+    (Screen.IDENTIFY, "identify"): _identify,
+    (Screen.IDENTIFY, "attempt_opened"): _attempt_opened,
+    (Screen.IDENTIFY, "attempt_failed"): _attempt_failed,
+    (Screen.FACE_LOGIN, "face_capture"): _face_capture,
+    (Screen.FACE_LOGIN, "face_result"): _face_result,
+    (Screen.MANUAL_REVIEW, "review_result"): _review_result,
+    (Screen.READ_FLOW, "accept"): _accept,
+    (Screen.READ_PLEDGE, "accept"): _accept,
+    (Screen.READ_NOTICE, "accept"): _accept,
+    (Screen.DRAW_LOT, "draw_lot"): _draw_lot,
+    (None, "lot_drawn"): _lot_drawn,
+    (None, "command_failed"): _command_failed,
+    (Screen.DEVICE_CHECK, "devices_ok"): _devices_ok,
+    (Screen.DEVICE_CHECK, "refresh_devices"): _refresh_devices,
+    (Screen.INFO_CONFIRM, "confirm_info"): _confirm_info,
+    (Screen.INFO_CONFIRM, "report_mistake"): _report_mistake,
+    (Screen.ANSWERING, "next_question"): _next_question,
+    (Screen.ANSWERING, "end_exam"): _end_exam,
+    (Screen.ANSWERING, "refresh_question"): _refresh_question,
+    (Screen.ANSWERING, "paper_loaded"): _paper_loaded,
+    (Screen.RESUME, "resume"): _resume,
+    (None, "restored"): _restored,
+    (Screen.UPLOADING, "uploads_verified"): _uploads_verified,
+    (Screen.DONE, "next_candidate"): _next_candidate,
+    (Screen.ENTRY_CLOSED, "next_candidate"): _next_candidate,
+}

@@ -1,0 +1,143 @@
+"""The station's local journal: SQLite that makes a crash or power cut resumable.
+
+It holds the flow state (written through on every change), when the agent was last alive, and
+every closed segment with its upload progress. ``synchronous=FULL`` so that a committed row
+survives a power cut.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from station.flow import FlowState
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    data TEXT NOT NULL,
+    saved_at REAL NOT NULL,
+    alive_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS segment (
+    name TEXT PRIMARY KEY,
+    attempt_id TEXT NOT NULL,
+    camera TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    question INTEGER,
+    path TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'closed',   -- closed | verified
+    upload_url TEXT,
+    uploaded INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS segment_attempt ON segment (attempt_id, camera, seq);
+"""
+
+
+@dataclass(frozen=True)
+class JournalSegment:
+    name: str
+    attempt_id: str
+    camera: str
+    seq: int
+    question: int | None
+    path: Path
+    started_at: float
+    ended_at: float
+    size: int
+    sha256: str
+    status: str
+    upload_url: str | None
+    uploaded: int
+
+
+class Journal:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- flow state ---------------------------------------------------------------------------
+    def load_state(self) -> tuple[FlowState, float] | None:
+        with self._lock:
+            row = self._db.execute("SELECT data, alive_at FROM state WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        return FlowState.from_dict(json.loads(row[0])), float(row[1])
+
+    def save_state(self, state: FlowState, now: float) -> None:
+        data = json.dumps(state.to_dict(), ensure_ascii=False)
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO state (id, data, saved_at, alive_at) VALUES (1, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET data = excluded.data, saved_at = excluded.saved_at, "
+                "alive_at = excluded.alive_at",
+                (data, now, now),
+            )
+
+    def touch_alive(self, now: float) -> None:
+        with self._lock:
+            self._db.execute("UPDATE state SET alive_at = ? WHERE id = 1", (now,))
+
+    # --- segments -----------------------------------------------------------------------------
+    def add_segment(self, *, name: str, attempt_id: str, camera: str, seq: int, question: int | None, path: Path,
+                    started_at: float, ended_at: float, size: int, sha256: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO segment (name, attempt_id, camera, seq, question, path, started_at, ended_at,"
+                " size, sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, attempt_id, camera, seq, question, str(path), started_at, ended_at, size, sha256),
+            )
+
+    def _rows(self, where: str, args: tuple) -> list[JournalSegment]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, attempt_id, camera, seq, question, path, started_at, ended_at, size, sha256, status,"
+                f" upload_url, uploaded FROM segment WHERE {where} ORDER BY attempt_id, camera, seq", args
+            ).fetchall()
+        return [JournalSegment(*r[:5], Path(r[5]), *r[6:]) for r in rows]
+
+    def pending(self) -> list[JournalSegment]:
+        return self._rows("status != 'verified'", ())
+
+    def segments_of(self, attempt_id: str) -> list[JournalSegment]:
+        return self._rows("attempt_id = ?", (attempt_id,))
+
+    def next_seq(self, attempt_id: str, camera: str) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT MAX(seq) FROM segment WHERE attempt_id = ? AND camera = ?",
+                                   (attempt_id, camera)).fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def set_upload(self, name: str, *, url: str | None = None, uploaded: int | None = None) -> None:
+        with self._lock:
+            if url is not None:
+                self._db.execute("UPDATE segment SET upload_url = ? WHERE name = ?", (url, name))
+            if uploaded is not None:
+                self._db.execute("UPDATE segment SET uploaded = ? WHERE name = ?", (uploaded, name))
+
+    def mark_verified(self, name: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE segment SET status = 'verified', uploaded = size WHERE name = ?", (name,))
+
+    def progress(self, attempt_id: str) -> tuple[int, int, int, int]:
+        """(bytes uploaded, bytes total, segments verified, segments total) of an attempt."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COALESCE(SUM(uploaded), 0), COALESCE(SUM(size), 0),"
+                " COALESCE(SUM(status = 'verified'), 0), COUNT(*) FROM segment WHERE attempt_id = ?",
+                (attempt_id,)).fetchone()
+        return int(row[0]), int(row[1]), int(row[2]), int(row[3])

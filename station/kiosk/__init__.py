@@ -1,0 +1,149 @@
+"""The kiosk UI: a small local web app on 127.0.0.1 that the kiosk browser shows.
+
+The page is driven by ``/api/state`` (what the state machine says) and sends the candidate's
+actions to ``/api/event``. The root element carries ``data-screen`` and every control
+``data-action``, so any browser script can drive it.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import cv2
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.serving import make_server
+
+from station import flow
+from station.devices import list_cameras, list_microphones
+from station.kiosk.content import READING
+from station.flow import Screen
+
+if TYPE_CHECKING:
+    from station.agent import Agent
+
+logger = logging.getLogger(__name__)
+
+# Events the page may send; everything else (results of I/O, ticks) comes from the agent itself.
+CANDIDATE_ACTIONS = frozenset({
+    "identify", "face_capture", "accept", "draw_lot", "devices_ok", "refresh_devices", "confirm_info",
+    "report_mistake", "next_question", "end_exam", "refresh_question", "resume", "next_candidate",
+})
+
+
+def create_kiosk_app(agent: "Agent") -> Flask:
+    app = Flask(__name__)
+    app.config["JSON_AS_ASCII"] = False
+
+    @app.get("/")
+    def index():
+        return render_template("kiosk.html", station=agent.settings.station_id, voice=agent.settings.kiosk.voice)
+
+    @app.get("/api/state")
+    def state():
+        return jsonify(view(agent))
+
+    @app.post("/api/event")
+    def event():
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+            return jsonify(error="expected {\"name\": ..., \"payload\": {...}}", code="bad_event"), 400
+        name = body["name"]
+        if name not in CANDIDATE_ACTIONS:
+            return jsonify(error=f"unknown action {name!r}", code="unknown_action"), 400
+        payload = body.get("payload") or {}
+        if not isinstance(payload, dict):
+            return jsonify(error="payload must be an object", code="bad_event"), 400
+        if name == "devices_ok":
+            # The station decides whether its devices work, not the page.
+            payload = {"camera_ok": agent.devices.camera_ok(), "mic_ok": agent.devices.mic_ok()}
+        agent.post(name, payload)
+        return jsonify(ok=True), 202
+
+    @app.get("/preview.jpg")
+    def preview():
+        frame = agent.devices.frame
+        if frame is None:
+            return Response(status=204)
+        image = frame.image
+        if image.shape[1] > 640:
+            scale = 640 / image.shape[1]
+            image = cv2.resize(image, (640, int(image.shape[0] * scale)))
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 70])
+        if not ok:
+            return Response(status=500)
+        return Response(jpeg.tobytes(), mimetype="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/devices")
+    def devices():
+        return jsonify(cameras=list_cameras(), microphones=list_microphones(),
+                       camera=str(agent.camera) if agent.camera else None,
+                       microphone=str(agent.audio) if agent.audio else None)
+
+    return app
+
+
+def view(agent: "Agent") -> dict[str, Any]:
+    """Everything the page shows, derived from the flow state and the agent's adapters."""
+    state = agent.state
+    now = agent.clock.now()
+    sch = state.schedule
+    cand = state.candidate
+    data: dict[str, Any] = {
+        "screen": str(state.screen),
+        "notice": state.notice,
+        "busy": state.busy,
+        "server_time": now,
+        "server_ok": bool(agent.link_ok),
+        "station": agent.settings.station_id,
+        "mic_level": round(agent.devices.mic_level, 3),
+        "camera_ok": agent.devices.camera_ok(),
+        "mic_ok": agent.devices.mic_ok(),
+        "time_left": flow.time_left(state, now),
+        "face_tries": state.face_tries,
+        "max_face_tries": flow.MAX_FACE_TRIES,
+        "lot": state.lot,
+        "question": state.question,
+        "answered": list(state.answered),
+        "end_reason": state.end_reason,
+        "interruptions": state.interruptions,
+        "cue": agent.last_cue[0] if agent.last_cue and time.time() - agent.last_cue[1] < 5 else None,
+        "candidate": None if cand is None else {
+            "name": cand.name, "id_number_masked": cand.id_number_masked, "seat": cand.seat,
+            "ticket_no": cand.ticket_no,
+        },
+        "sitting": None if sch is None else {
+            "id": sch.sitting, "timing_mode": str(sch.timing_mode), "questions": sch.questions,
+            "starts_at": sch.starts_at, "waiting_opens_at": sch.waiting_opens_at,
+            "entry_closes_at": sch.entry_closes_at, "lot_deadline_at": sch.lot_deadline_at,
+        },
+    }
+    if state.screen in flow.READING_ORDER:
+        data["reading"] = READING[str(state.screen)]
+    if state.screen == Screen.ANSWERING and agent.paper and state.question:
+        questions = agent.paper.get("questions", [])
+        current = next((q for q in questions if q["position"] == state.question), None)
+        data["paper"] = {"title": agent.paper.get("title"), "instructions": agent.paper.get("instructions"),
+                         "text": current["text"] if current else None}
+    if state.attempt_id and state.screen in (Screen.UPLOADING, Screen.DONE, Screen.ANSWERING, Screen.WAITING):
+        done, total, verified, count = agent.journal.progress(state.attempt_id)
+        data["upload"] = {"bytes_done": done, "bytes_total": total, "verified": verified, "segments": count}
+    return data
+
+
+class KioskServer:
+    def __init__(self, agent: "Agent", host: str, port: int):
+        self._server = make_server(host, port, create_kiosk_app(agent), threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="kiosk", daemon=True)
+
+    def start(self) -> "KioskServer":
+        self._thread.start()
+        return self
+
+    def shutdown(self) -> None:
+        self._server.shutdown()
+
+
+def serve_kiosk(agent: "Agent", host: str, port: int) -> KioskServer:
+    return KioskServer(agent, host, port).start()

@@ -1,0 +1,300 @@
+// The kiosk page: renders what /api/state says, sends the candidate's actions to /api/event.
+"use strict";
+
+const T = {
+  zh: {
+    now: "", server: "", ok: "正常", down: "断开", lang: "English",
+    identify_title: "请输入准考证号", identify_hint: "使用屏幕键盘输入准考证号后点击“确认”。", confirm: "确认", clear: "清除", back: "退格",
+    face_title: "人脸登录", face_hint: "请正对摄像头，保持面部光线充足，不要佩戴口罩、墨镜或帽子。", face_start: "开始人脸识别",
+    face_busy: "正在识别，请保持不动…", tries: "已尝试", of: "/",
+    review_title: "人工审核中", review_hint: "人脸识别 3 次未通过，已提交监考老师人工审核，请稍候。",
+    accept: "我已阅读并同意", scroll_more: "请阅读至末尾",
+    lot_title: "抽签", lot_hint: "请点击“抽签”获取抽签号。抽签截止后系统将自动分配。", lot_draw: "抽签", lot_deadline: "抽签截止",
+    dev_title: "设备检测", dev_hint: "请确认画面清晰，并对着麦克风说话，音量条应随声音跳动。", camera: "摄像头", mic: "麦克风",
+    refresh_devices: "刷新设备", dev_ok: "设备正常，继续", works: "正常", notworks: "异常", say: "请说一句话测试麦克风",
+    info_title: "信息确认", name: "姓名", idno: "身份证号", ticket: "准考证号", seat: "座位", exam: "考试", lotno: "抽签号",
+    info_ok: "确认", info_wrong: "信息有误", mistake_prompt: "请说明哪项信息有误（考试将照常进行）：",
+    wait_title: "请静待考试自动开始！", starts_at: "开考时间", remaining: "距离开考剩余",
+    q: "第", q2: "题", left: "剩余时间", refresh_q: "刷新题目", next_q: "下一题", end_exam: "结束考试",
+    end_confirm: "确定要结束考试吗？结束后不能再作答。", paper_loading: "题目加载中…",
+    resume_title: "考试录制中断", resume_hint: "系统已恢复。点击“继续录制”回到答题页面，已答题目不会丢失，考试时间不做延长。", resume: "继续录制",
+    up_title: "正在上传录像", up_hint: "请勿离开座位，等待提示“上传成功”。", up_ok: "上传成功", up_done_hint: "录像已全部上传并校验完成，可以离开座位。",
+    next_candidate: "下一位考生", closed_title: "无法进入考试", closed_hint: "已超过入场截止时间，不能进入答题页面。请联系监考老师。",
+    ended_early: "考试已提前结束：",
+    min: "分", sec: "秒",
+    notices: {
+      ticket_invalid: "准考证号格式不正确", candidate_unknown: "未找到该准考证号，请核对后重新输入",
+      entry_closed: "已超过入场截止时间", attempt_finished: "该考生已完成本场考试", edge_unreachable: "无法连接考点服务器，请举手示意监考老师",
+      face_no_match: "人脸比对未通过，请调整姿势和光线后重试", no_face: "未检测到人脸，请正对摄像头", several_faces: "画面中有多张人脸，请确保只有考生本人",
+      no_enrolment: "没有登记照片，请联系监考老师", face_failed_review: "已提交人工审核", review_rejected: "人工审核未通过，请联系监考老师",
+      read_to_end: "请先阅读至末尾", camera_dead: "摄像头没有画面，不能继续", mic_silent: "没有检测到声音，请对着麦克风说话后再继续",
+      waiting_not_open: "候考室尚未开放，请稍后再试", mistake_reported: "已记录，考试结束后请联系工作人员", confirm_end: "请确认结束考试",
+      paper_unavailable: "题目获取失败，请点击“刷新题目”或举手示意", station_error: "考位故障，请举手示意监考老师",
+      token_invalid: "考位未授权，请联系考点管理员", station_revoked: "考位已被停用，请联系考点管理员", lot_busy: "抽签繁忙，请重试",
+    },
+    reasons: {time_up: "答题时间到", ended_by_candidate: "考生结束考试", too_many_interruptions: "中断次数超过限制", interruption_too_long: "中断时间超过 2 分钟"},
+  },
+  en: {
+    now: "Time", server: "Server", ok: "OK", down: "offline", lang: "中文",
+    identify_title: "Enter your admission ticket number", identify_hint: "Type the number on the keypad, then press Confirm.", confirm: "Confirm", clear: "Clear", back: "Back",
+    face_title: "Face login", face_hint: "Face the camera in good light; no mask, sunglasses or hat.", face_start: "Start face check",
+    face_busy: "Checking, please hold still…", tries: "Tries", of: "/",
+    review_title: "Manual review", review_hint: "Face check failed 3 times. A proctor is reviewing your login, please wait.",
+    accept: "I have read and agree", scroll_more: "Please read to the end",
+    lot_title: "Draw a lot", lot_hint: "Press Draw to get your lot number. After the deadline one is assigned.", lot_draw: "Draw", lot_deadline: "Deadline",
+    dev_title: "Device check", dev_hint: "Check the picture and speak: the volume bar should move.", camera: "Camera", mic: "Microphone",
+    refresh_devices: "Refresh devices", dev_ok: "Devices work, continue", works: "OK", notworks: "not working", say: "Say something to test the microphone",
+    info_title: "Confirm your details", name: "Name", idno: "ID number", ticket: "Ticket", seat: "Seat", exam: "Exam", lotno: "Lot",
+    info_ok: "Confirm", info_wrong: "Report a mistake", mistake_prompt: "Which detail is wrong? (the exam goes on)",
+    wait_title: "The exam starts automatically", starts_at: "Start", remaining: "Starts in",
+    q: "Question", q2: "", left: "Time left", refresh_q: "Refresh question", next_q: "Next question", end_exam: "End exam",
+    end_confirm: "End the exam now? You cannot answer afterwards.", paper_loading: "Loading the question…",
+    resume_title: "Recording interrupted", resume_hint: "The station is back. Press Continue: answered questions are kept, time is not extended.", resume: "Continue",
+    up_title: "Uploading the recording", up_hint: "Please stay until it says upload successful.", up_ok: "Upload successful", up_done_hint: "Every part of the recording has been uploaded and verified.",
+    next_candidate: "Next candidate", closed_title: "Entry closed", closed_hint: "The entry cutoff has passed. Please see a proctor.",
+    ended_early: "The exam ended early: ",
+    min: "min", sec: "s",
+    notices: {
+      ticket_invalid: "That is not a valid ticket number", candidate_unknown: "No candidate with this ticket number",
+      entry_closed: "Entry has closed", attempt_finished: "This candidate has finished", edge_unreachable: "Cannot reach the centre server; raise your hand",
+      face_no_match: "Face did not match; adjust and try again", no_face: "No face found; face the camera", several_faces: "More than one face in view",
+      no_enrolment: "No enrolled photo; see a proctor", face_failed_review: "Sent for manual review", review_rejected: "Review rejected; see a proctor",
+      read_to_end: "Read to the end first", camera_dead: "The camera shows nothing", mic_silent: "No sound heard; speak, then continue",
+      waiting_not_open: "The waiting room is not open yet", mistake_reported: "Noted; see staff after the exam", confirm_end: "Confirm to end the exam",
+      paper_unavailable: "Could not load the question; refresh or raise your hand", station_error: "Station fault; raise your hand",
+      token_invalid: "Station not authorised", station_revoked: "Station revoked", lot_busy: "Busy, try again",
+    },
+    reasons: {time_up: "time is up", ended_by_candidate: "ended by the candidate", too_many_interruptions: "too many interruptions", interruption_too_long: "interruption longer than 2 minutes"},
+  },
+};
+
+let lang = localStorage.getItem("kiosk-lang") || "zh";
+let current = null;      // last state from the agent
+let rendered = null;     // screen + lang last rendered
+let ticket = "";
+const $ = (sel, root = document) => root.querySelector(sel);
+const t = (key) => T[lang][key] ?? key;
+const esc = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
+
+function clock(ts) { return new Date(ts * 1000).toLocaleTimeString("zh-CN", {hour12: false}); }
+function mmss(s) {
+  if (s == null) return "--:--";
+  s = Math.max(0, Math.ceil(s));
+  return `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+}
+
+async function send(name, payload = {}) {
+  await fetch("/api/event", {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify({name, payload})});
+  setTimeout(poll, 80);
+}
+
+function preview() { return `<img class="preview" data-live="preview" alt="camera" src="/preview.jpg?${Date.now()}">`; }
+function meter() { return `<div class="meter" title="volume"><span data-live="meter"></span></div>`; }
+function notice(s) {
+  return `<p class="notice" data-live="notice" role="alert">${s.notice ? esc(T[lang].notices[s.notice] ?? s.notice) : ""}</p>`;
+}
+
+const SCREENS = {
+  identify: (s) => `
+    <h1>${t("identify_title")}</h1><p class="hint">${t("identify_hint")}</p>
+    <input id="ticket" class="ticket" readonly value="${esc(ticket)}" data-field="ticket_no" aria-label="ticket">
+    <div class="keypad">${[1,2,3,4,5,6,7,8,9].map((d) => `<button type="button" data-key="${d}">${d}</button>`).join("")}
+      <button type="button" data-key="clear">${t("clear")}</button><button type="button" data-key="0">0</button><button type="button" data-key="back">${t("back")}</button></div>
+    ${notice(s)}
+    <button type="button" class="primary big" data-action="identify">${t("confirm")}</button>`,
+  face_login: (s) => `
+    <h1>${t("face_title")}</h1><p class="hint">${t("face_hint")}</p>
+    <div class="row">${preview()}<div><p>${t("tries")}: <b data-live="tries">${s.face_tries}</b>${t("of")}${s.max_face_tries}</p>${notice(s)}
+    <button type="button" class="primary big" data-action="face_capture" data-live="busy-disable">${t("face_start")}</button>
+    <p class="hint" data-live="busy-text"></p></div></div>`,
+  manual_review: (s) => `<h1>${t("review_title")}</h1><div class="row">${preview()}<p class="hint big-text">${t("review_hint")}</p></div><div class="spinner"></div>`,
+  reading: (s) => `
+    <h1>${esc(s.reading.title[lang])}</h1>
+    <div class="reading" id="reading" tabindex="0">${s.reading.paragraphs.map((p, i) => `<p>${i + 1}. ${esc(p[lang])}</p>`).join("")}
+      <p class="end-mark">— ${lang === "zh" ? "全文完" : "end"} —</p></div>
+    ${notice(s)}
+    <button type="button" class="primary big" data-action="accept" id="accept" disabled>${t("scroll_more")}</button>`,
+  draw_lot: (s) => `
+    <h1>${t("lot_title")}</h1><p class="hint">${t("lot_hint")}</p>
+    <p>${t("lot_deadline")}: <b>${clock(s.sitting.lot_deadline_at)}</b></p>${notice(s)}
+    <button type="button" class="primary big" data-action="draw_lot" data-live="busy-disable">${t("lot_draw")}</button>`,
+  device_check: (s) => `
+    <h1>${t("dev_title")}</h1><p class="hint">${t("dev_hint")}</p>
+    <div class="row">${preview()}<div class="devices">
+      <label>${t("camera")} <select data-field="camera" id="camera-select"></select></label> <b data-live="camera-ok"></b>
+      <label>${t("mic")} <select data-field="microphone" id="mic-select"></select></label> <b data-live="mic-ok"></b>
+      ${meter()}<p class="hint">${t("say")}</p>
+      <button type="button" data-action="refresh_devices">${t("refresh_devices")}</button>
+    </div></div>${notice(s)}
+    <button type="button" class="primary big" data-action="devices_ok">${t("dev_ok")}</button>`,
+  info_confirm: (s) => `
+    <h1>${t("info_title")}</h1>
+    <table class="info"><tr><th>${t("name")}</th><td data-field="name">${esc(s.candidate.name)}</td></tr>
+      <tr><th>${t("idno")}</th><td data-field="id_number">${esc(s.candidate.id_number_masked)}</td></tr>
+      <tr><th>${t("ticket")}</th><td>${esc(s.candidate.ticket_no)}</td></tr>
+      <tr><th>${t("seat")}</th><td>${esc(s.candidate.seat)}</td></tr>
+      <tr><th>${t("lotno")}</th><td data-field="lot">${esc(s.lot)}</td></tr></table>
+    ${notice(s)}
+    <div class="actions"><button type="button" data-action="report_mistake">${t("info_wrong")}</button>
+    <button type="button" class="primary big" data-action="confirm_info">${t("info_ok")}</button></div>`,
+  waiting: (s) => `
+    <h1>${t("wait_title")}</h1>
+    <div class="row">${preview()}<div>
+      <p>${t("starts_at")}: <b>${clock(s.sitting.starts_at)}</b></p>
+      <p>${t("remaining")}</p><p class="countdown" data-live="countdown">${mmss(s.time_left)}</p>${meter()}</div></div>`,
+  answering: (s) => `
+    <div class="exam">
+      <section class="paper"><h2>${t("q")} <span data-live="question">${s.question}</span> ${t("q2")} / ${s.sitting.questions}</h2>
+        <div class="question" data-live="question-text">${t("paper_loading")}</div>
+        <button type="button" data-action="refresh_question">${t("refresh_q")}</button></section>
+      <aside>${preview()}${meter()}
+        <p>${t("left")}</p><p class="countdown" data-live="countdown">${mmss(s.time_left)}</p>
+        <p>${esc(s.candidate.name)} · ${esc(s.candidate.id_number_masked)}</p>
+        ${notice(s)}
+        ${s.sitting.timing_mode === "whole_session" ? `
+          <button type="button" data-action="next_question" ${s.question >= s.sitting.questions ? "disabled" : ""}>${t("next_q")}</button>
+          <button type="button" class="danger" data-action="end_exam">${t("end_exam")}</button>` : ""}
+      </aside></div>`,
+  resume: (s) => `
+    <h1>${t("resume_title")}</h1><p class="hint big-text">${t("resume_hint")}</p>
+    <p>${t("left")}: <b class="countdown" data-live="countdown">${mmss(s.time_left)}</b></p>
+    <button type="button" class="primary big" data-action="resume">${t("resume")}</button>`,
+  uploading: (s) => `
+    <h1>${t("up_title")}</h1><p class="hint">${t("up_hint")}</p>
+    ${s.end_reason && s.end_reason !== "time_up" && s.end_reason !== "ended_by_candidate" ? `<p class="notice">${t("ended_early")}${esc(T[lang].reasons[s.end_reason] ?? s.end_reason)}</p>` : ""}
+    <div class="progress"><span data-live="progress"></span></div><p data-live="progress-text"></p>`,
+  done: (s) => `
+    <h1 class="success" data-live="upload-ok">${t("up_ok")}</h1><p class="hint big-text">${t("up_done_hint")}</p>
+    ${s.end_reason && s.end_reason !== "time_up" && s.end_reason !== "ended_by_candidate" ? `<p class="notice">${t("ended_early")}${esc(T[lang].reasons[s.end_reason] ?? s.end_reason)}</p>` : ""}
+    <button type="button" data-action="next_candidate">${t("next_candidate")}</button>`,
+  entry_closed: (s) => `<h1>${t("closed_title")}</h1><p class="hint big-text">${t("closed_hint")}</p>
+    <button type="button" data-action="next_candidate">${t("next_candidate")}</button>`,
+};
+SCREENS.read_flow = SCREENS.read_pledge = SCREENS.read_notice = SCREENS.reading;
+
+function render(s) {
+  const key = `${s.screen}|${lang}`;
+  document.documentElement.dataset.screen = s.screen;
+  if (key !== rendered) {
+    rendered = key;
+    $("#screen").innerHTML = (SCREENS[s.screen] || (() => `<h1>${esc(s.screen)}</h1>`))(s);
+    afterRender(s);
+  }
+  update(s);
+}
+
+function afterRender(s) {
+  const reading = $("#reading");
+  if (reading) {
+    const check = () => {
+      if (reading.scrollTop + reading.clientHeight >= reading.scrollHeight - 4) {
+        $("#accept").disabled = false;
+        $("#accept").textContent = t("accept");
+        reading.dataset.read = "end";
+      }
+    };
+    reading.addEventListener("scroll", check);
+    check();
+  }
+  if (s.screen === "device_check") loadDevices();
+}
+
+async function loadDevices() {
+  const r = await fetch("/api/devices");
+  if (!r.ok) return;
+  const d = await r.json();
+  const fill = (sel, items, currentName) => {
+    const el = $(sel);
+    if (!el) return;
+    el.innerHTML = (items.length ? items : [currentName || "—"]).map((x) => `<option>${esc(x)}</option>`).join("");
+  };
+  fill("#camera-select", d.cameras, d.camera);
+  fill("#mic-select", d.microphones, d.microphone);
+}
+
+function update(s) {
+  $("#now").textContent = clock(s.server_time);
+  const server = $("#server");
+  server.textContent = s.server_ok ? t("ok") : t("down");
+  server.className = s.server_ok ? "ok" : "down";
+  $("#candidate-info").textContent = s.candidate ? `${s.candidate.name} · ${s.candidate.id_number_masked}${s.lot ? " · " + t("lotno") + " " + s.lot : ""}` : "";
+  document.querySelectorAll("[data-live=countdown]").forEach((el) => { el.textContent = mmss(s.time_left); });
+  document.querySelectorAll("[data-live=meter]").forEach((el) => { el.style.width = `${Math.round(s.mic_level * 100)}%`; });
+  document.querySelectorAll("[data-live=notice]").forEach((el) => { el.textContent = s.notice ? (T[lang].notices[s.notice] ?? s.notice) : ""; });
+  document.querySelectorAll("[data-live=busy-disable]").forEach((el) => { el.disabled = !!s.busy; });
+  document.querySelectorAll("[data-live=busy-text]").forEach((el) => { el.textContent = s.busy ? t("face_busy") : ""; });
+  const tries = $("[data-live=tries]"); if (tries) tries.textContent = s.face_tries;
+  const camOk = $("[data-live=camera-ok]"); if (camOk) { camOk.textContent = s.camera_ok ? "✓ " + t("works") : "✗ " + t("notworks"); camOk.className = s.camera_ok ? "ok" : "down"; }
+  const micOk = $("[data-live=mic-ok]"); if (micOk) { micOk.textContent = s.mic_ok ? "✓ " + t("works") : "✗ " + t("notworks"); micOk.className = s.mic_ok ? "ok" : "down"; }
+  const q = $("[data-live=question]"); if (q) q.textContent = s.question;
+  const qt = $("[data-live=question-text]");
+  if (qt) qt.textContent = s.paper && s.paper.text ? s.paper.text : t("paper_loading");
+  if (qt) qt.dataset.loaded = s.paper && s.paper.text ? "yes" : "no";
+  if (s.upload) {
+    const pct = s.upload.bytes_total ? Math.floor((100 * s.upload.bytes_done) / s.upload.bytes_total) : 0;
+    const bar = $("[data-live=progress]"); if (bar) bar.style.width = `${pct}%`;
+    const txt = $("[data-live=progress-text]");
+    if (txt) txt.textContent = `${(s.upload.bytes_done / 1e6).toFixed(1)} / ${(s.upload.bytes_total / 1e6).toFixed(1)} MB · ${s.upload.verified}/${s.upload.segments} · ${pct}%`;
+  }
+}
+
+function refreshPreview() {
+  document.querySelectorAll("[data-live=preview]").forEach((img) => {
+    if (img.complete) img.src = `/preview.jpg?${Date.now()}`;
+  });
+}
+
+async function poll() {
+  try {
+    const r = await fetch("/api/state", {cache: "no-store"});
+    current = await r.json();
+    render(current);
+  } catch (e) {
+    $("#server").textContent = t("down");
+  }
+}
+
+document.addEventListener("click", (ev) => {
+  const key = ev.target.closest("[data-key]");
+  if (key) {
+    const k = key.dataset.key;
+    if (k === "clear") ticket = ""; else if (k === "back") ticket = ticket.slice(0, -1); else if (ticket.length < 20) ticket += k;
+    $("#ticket").value = ticket;
+    return;
+  }
+  const btn = ev.target.closest("[data-action]");
+  if (!btn || btn.disabled) return;
+  const action = btn.dataset.action;
+  if (action === "lang") {
+    lang = lang === "zh" ? "en" : "zh";
+    localStorage.setItem("kiosk-lang", lang);
+    $("#lang").textContent = t("lang");
+    document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+    rendered = null;
+    if (current) render(current);
+    return;
+  }
+  if (action === "identify") { send("identify", {ticket_no: ticket}); ticket = ""; return; }
+  if (action === "accept") { send("accept", {read_to_end: $("#reading").dataset.read === "end"}); return; }
+  if (action === "report_mistake") {
+    const text = window.prompt(t("mistake_prompt"));
+    if (text !== null) send("report_mistake", {text});
+    return;
+  }
+  if (action === "end_exam") { if (window.confirm(t("end_confirm"))) send("end_exam", {confirmed: true}); return; }
+  send(action);
+});
+
+// A physical keyboard works on the keypad too.
+document.addEventListener("keydown", (ev) => {
+  if (!current || current.screen !== "identify") return;
+  if (/^[0-9A-Za-z]$/.test(ev.key) && ticket.length < 20) ticket += ev.key;
+  else if (ev.key === "Backspace") ticket = ticket.slice(0, -1);
+  else if (ev.key === "Enter") { send("identify", {ticket_no: ticket}); ticket = ""; }
+  const input = $("#ticket"); if (input) input.value = ticket;
+});
+
+$("#lang").textContent = t("lang");
+poll();
+setInterval(poll, 300);
+setInterval(refreshPreview, 400);

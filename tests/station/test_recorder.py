@@ -1,0 +1,315 @@
+"""station.recorder writing real segments, checked with PyAV, ffmpeg and ffprobe."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import threading
+import time
+import wave
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from station.devices import AudioChunk, FileCamera, VideoFrame, WavSource, level
+from station.recorder import RecorderError, SegmentInfo, SegmentRecorder
+
+FPS = 25
+RATE = 48000
+SERVER_OFFSET = 1000.0  # the "edge" clock runs 1000 s ahead of this machine
+
+
+def server_clock() -> float:
+    return time.time() + SERVER_OFFSET
+
+
+def make_video(path: Path, seconds: float, fps: int = FPS, size: tuple[int, int] = (320, 240)) -> Path:
+    w, h = size
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps, width=w, height=h, options={"preset": "ultrafast"})
+        for i in range(round(seconds * fps)):
+            img = np.full((h, w, 3), (i * 7) % 200, np.uint8)
+            x = (i * 5) % (w - 20)
+            img[:, x : x + 20] = (0, 0, 255)
+            frame = av.VideoFrame.from_ndarray(img, format="bgr24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def make_wav(path: Path, seconds: float, rate: int = RATE) -> Path:
+    t = np.arange(round(seconds * rate)) / rate
+    samples = (12000 * np.sin(2 * np.pi * 440 * t)).round().astype("<i2")
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(samples.tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("media")
+    return {"video": make_video(d / "clip.mp4", 4.0), "wav": make_wav(d / "tone.wav", 2.0)}
+
+
+def probe(path: Path) -> dict:
+    """Decode a segment: frame and sample counts, first-frame keyframe flags."""
+    with av.open(str(path)) as c:
+        kinds = sorted(s.type for s in c.streams)
+        first_packet = next(p for p in c.demux(video=0) if p.size)
+    with av.open(str(path)) as c:
+        frames = list(c.decode(video=0))
+    with av.open(str(path)) as c:
+        audio = [f.to_ndarray() for f in c.decode(audio=0)]
+    samples = np.concatenate(audio, axis=1) if audio else np.zeros((1, 0), np.float32)
+    return {
+        "kinds": kinds,
+        "frames": len(frames),
+        "first_packet_key": first_packet.is_keyframe,
+        "first_frame_key": frames[0].key_frame if frames else None,
+        "audio": samples,
+    }
+
+
+def ffprobe_duration(path: Path) -> float:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, check=True,
+    )
+    return float(out.stdout.strip())
+
+
+def concat(segments: list[SegmentInfo], out: Path, *, inpoint: bool = False) -> Path:
+    """Join without re-encoding, as the edge does.
+
+    ``inpoint 0`` makes the concat demuxer advance by each segment's video
+    length instead of counting the AAC encoder's priming frame (about 21 ms
+    before 0 in every segment) into the timeline.
+    """
+    listing = out.with_suffix(".txt")
+    extra = "inpoint 0\n" if inpoint else ""
+    listing.write_text("".join(f"file '{s.path}'\n{extra}" for s in segments))
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
+         "-c", "copy", str(out)],
+        check=True, capture_output=True, timeout=60,
+    )
+    return out
+
+
+def test_live_recording_rotates_without_losing_a_frame(media: dict[str, Path], tmp_path: Path) -> None:
+    if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
+        pytest.skip("ffmpeg/ffprobe not installed")
+    out_dir = tmp_path / "rec"
+    closed: list[tuple[SegmentInfo, list[str], bool]] = []
+
+    def on_closed(info: SegmentInfo) -> None:
+        # Called after fsync + rename: the file is final and nothing else is open yet.
+        closed.append((info, sorted(p.name for p in out_dir.glob("*.part")), info.path.exists()))
+
+    cam = FileCamera(media["video"])
+    mic = WavSource(media["wav"], chunk=1024)
+    cam.open()
+    mic.open()
+    rec = SegmentRecorder(
+        out_dir, "att42", "cam0", fps=cam.fps, size=cam.size, audio_rate=mic.rate,
+        audio_channels=mic.channels, segment_seconds=2.0, clock=server_clock, on_closed=on_closed,
+    )
+    total_frames, cut_after = 7 * FPS, 3 * FPS  # 7 s; question 1 from the 76th frame on
+    pushed: list[VideoFrame] = []
+    stop_audio = threading.Event()
+
+    def video() -> None:
+        for _ in range(total_frames):
+            frame = cam.read()
+            rec.push_video(frame)
+            pushed.append(frame)
+            if len(pushed) == cut_after:
+                rec.cut(question=1)
+
+    def audio() -> None:
+        while not stop_audio.is_set():
+            rec.push_audio(mic.read())
+
+    rec.start(question=0)
+    threads = [threading.Thread(target=video), threading.Thread(target=audio)]
+    for t in threads:
+        t.start()
+    threads[0].join()
+    stop_audio.set()
+    threads[1].join()
+    last = rec.stop()
+    cam.close()
+    mic.close()
+
+    segments = rec.segments
+    recorded = pushed[-1].t - pushed[0].t + 1 / FPS
+    assert last == segments[-1]
+    assert [s.seq for s in segments] == list(range(len(segments)))
+    assert rec.seq == len(segments)
+    assert len(segments) == 4  # [0, 2) [2, 3) | cut | [3, 5) [5, 7)
+    assert sorted(p.name for p in out_dir.iterdir()) == [f"att42_cam0_{i:05d}.mkv" for i in range(4)]
+    assert [c[0] for c in closed] == segments
+    assert all(parts == [] and exists for _, parts, exists in closed)
+
+    # Question tags switch exactly at the cut.
+    assert [s.question for s in segments] == [0, 0, 1, 1]
+    assert sum(s.frames for s in segments if s.question == 0) == cut_after
+
+    # Every file is complete, decodable, hashed, and no frame went missing.
+    decoded = 0
+    for s in segments:
+        assert s.path.name == f"att42_cam0_{s.seq:05d}.mkv"
+        data = s.path.read_bytes()
+        assert s.size == len(data)
+        assert s.sha256 == hashlib.sha256(data).hexdigest()
+        info = probe(s.path)
+        assert info["kinds"] == ["audio", "video"]
+        assert info["frames"] == s.frames
+        assert info["first_packet_key"] and info["first_frame_key"]
+        # Audio covers the segment (AAC rounds up to 1024-sample frames) and is the tone.
+        assert s.audio_samples == pytest.approx(s.duration * RATE, abs=0.03 * RATE)
+        assert info["audio"].shape[1] >= s.audio_samples
+        assert level((info["audio"][0] * 32767).astype(np.int16)) > 0.8
+        decoded += info["frames"]
+    assert decoded == total_frames == rec.frames_written
+
+    # Server-time stamps: contiguous, and the recording's length.
+    for a, b in zip(segments, segments[1:]):
+        assert b.started_at == a.ended_at
+    first_server_time = server_clock() - (time.monotonic() - pushed[0].t)
+    assert segments[0].started_at == pytest.approx(first_server_time, abs=0.05)
+    assert segments[-1].ended_at - segments[0].started_at == pytest.approx(recorded, abs=0.01)
+    assert segments[2].started_at == pytest.approx(
+        segments[0].started_at + pushed[cut_after].t - pushed[0].t, abs=0.001
+    )
+
+    joined = concat(segments, tmp_path / "joined.mkv")
+    assert abs(ffprobe_duration(joined) - recorded) <= 0.5
+    exact = concat(segments, tmp_path / "joined_inpoint.mkv", inpoint=True)
+    assert abs(ffprobe_duration(exact) - recorded) <= 1 / FPS
+
+
+def synthetic_frames(n: int, t0: float, size: tuple[int, int] = (160, 120)) -> list[VideoFrame]:
+    w, h = size
+    return [
+        VideoFrame(image=np.full((h, w, 3), (i * 9) % 250, np.uint8), t=t0 + i / FPS, index=i)
+        for i in range(n)
+    ]
+
+
+def tone_chunks(t0: float, seconds: float, chunk: int = 1024) -> list[AudioChunk]:
+    n = int(seconds * RATE) // chunk
+    k = np.arange(chunk)
+    return [
+        AudioChunk(
+            samples=(8000 * np.sin(2 * np.pi * 440 * (i * chunk + k) / RATE)).astype(np.int16).reshape(-1, 1),
+            rate=RATE,
+            t=t0 + i * chunk / RATE,
+        )
+        for i in range(n)
+    ]
+
+
+def feed(rec: SegmentRecorder, frames: list[VideoFrame], chunks: list[AudioChunk]) -> None:
+    """Push in capture order: a chunk once its last sample is recorded, as a sound card would."""
+    pending = list(chunks)
+    for frame in frames:
+        while pending and pending[0].t + pending[0].duration <= frame.t:
+            rec.push_audio(pending.pop(0))
+        rec.push_video(frame)
+    for chunk in pending:
+        rec.push_audio(chunk)
+
+
+def test_audio_is_split_at_frame_boundaries_and_gaps_are_filled(tmp_path: Path) -> None:
+    # Capture times in the near future, so no rotation gives up waiting for audio.
+    t0 = time.monotonic() + 30
+    frames = synthetic_frames(5 * FPS, t0)
+    chunks = tone_chunks(t0 - 0.01, 5.0)
+    del chunks[60:70]  # the microphone drops 0.2 s around t = 1.3..1.5 s
+    rec = SegmentRecorder(tmp_path, "a1", "cam1", fps=FPS, size=(160, 120), segment_seconds=1.0)
+    rec.start()
+    feed(rec, frames, chunks)
+    rec.stop()
+    segments = rec.segments
+    assert [s.frames for s in segments] == [25] * 5
+    for s in segments[:-1]:
+        # Exactly the samples between its first frame and the next segment's first frame.
+        assert s.audio_samples == pytest.approx(1 * RATE, abs=1)
+    for s in segments:
+        assert probe(s.path)["kinds"] == ["audio", "video"]
+    # The gap was filled with silence, not closed up: audio in segment 1 stays in sync.
+    gap = probe(segments[1].path)["audio"][0]
+    assert np.abs(gap[int(0.35 * RATE) : int(0.45 * RATE)]).max() < 0.01
+    assert np.abs(gap[int(0.6 * RATE) : int(0.7 * RATE)]).max() > 0.1
+
+
+def test_video_only_still_has_an_audio_stream_and_numbering_resumes(tmp_path: Path) -> None:
+    seqs_reported: list[int] = []
+    rec = SegmentRecorder(
+        tmp_path, "a2", "cam0", fps=FPS, size=(160, 120), segment_seconds=0.6, first_seq=7,
+        on_closed=lambda s: seqs_reported.append(s.seq),
+    )
+    rec.start(question=None)
+    rec.cut(question=3)  # before any frame: tags the first segment, makes no empty one
+    for frame in synthetic_frames(2 * FPS, time.monotonic() - 5):
+        rec.push_video(frame)
+    last = rec.stop()
+    segments = rec.segments
+    assert [s.seq for s in segments] == seqs_reported == [7, 8, 9, 10]
+    assert last is not None and last.seq == 10 and rec.seq == 11
+    assert {s.question for s in segments} == {3}
+    assert [s.frames for s in segments] == [15, 15, 15, 5]
+    for s in segments:
+        info = probe(s.path)
+        assert info["kinds"] == ["audio", "video"]
+        assert info["audio"].shape[1] == 0 and s.audio_samples == 0
+        assert info["frames"] == s.frames and info["first_frame_key"]
+    # A capture thread racing with stop() is not an error: late frames are ignored.
+    rec.push_video(synthetic_frames(1, time.monotonic())[0])
+    assert rec.frames_written == 2 * FPS
+    with pytest.raises(RuntimeError):
+        rec.cut(question=4)
+
+
+def test_an_existing_segment_is_never_overwritten(tmp_path: Path) -> None:
+    (tmp_path / "a3_cam0_00001.mkv").write_bytes(b"recorded before a reboot")
+    rec = SegmentRecorder(tmp_path, "a3", "cam0", fps=FPS, size=(160, 120), segment_seconds=1.0)
+    rec.start()
+    for frame in synthetic_frames(3 * FPS, time.monotonic() - 5):
+        rec.push_video(frame)
+    rec.stop()
+    assert [s.seq for s in rec.segments] == [0, 2, 3]
+    assert (tmp_path / "a3_cam0_00001.mkv").read_bytes() == b"recorded before a reboot"
+
+
+def test_wrong_audio_format_is_refused_at_push(tmp_path: Path) -> None:
+    rec = SegmentRecorder(tmp_path, "a4", "cam0", fps=FPS, size=(160, 120), audio_channels=1)
+    rec.start()
+    try:
+        with pytest.raises(ValueError, match="44100"):
+            rec.push_audio(AudioChunk(np.zeros((1024, 1), np.int16), 44100, time.monotonic()))
+        with pytest.raises(ValueError, match="expects"):
+            rec.push_audio(AudioChunk(np.zeros((1024, 2), np.int16), RATE, time.monotonic()))
+    finally:
+        assert rec.stop() is None  # nothing was recorded: no file at all
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_encoder_failure_surfaces_to_the_caller(tmp_path: Path) -> None:
+    out_dir = tmp_path / "gone"
+    rec = SegmentRecorder(out_dir, "a5", "cam0", fps=FPS, size=(160, 120))
+    rec.start()
+    out_dir.rmdir()  # the disk "disappears" before the first segment is created
+    rec.push_video(synthetic_frames(1, time.monotonic())[0])
+    with pytest.raises(RecorderError):
+        rec.stop()
+    with pytest.raises(RecorderError):  # capture threads learn of it at their next push
+        rec.push_video(synthetic_frames(1, time.monotonic())[0])
