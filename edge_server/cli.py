@@ -41,12 +41,12 @@ def register(app: Flask) -> None:
     @app.cli.command("demo-seed")
     @click.option("--start-in", type=float, default=180.0)
     @click.option("--question-seconds", type=int, default=60)
-    @click.option("--station-id", default="st-01")
-    @click.option("--station-token", required=True)
+    @click.option("--station", "stations", multiple=True, required=True, metavar="ID:TOKEN",
+                  help="a demo station and its API token; repeatable")
     @click.option("--assets", type=click.Path(path_type=Path), required=True,
                   help="directory with enrolled_obama.jpg and enrolled_biden.jpg")
     @click.option("--timing-mode", type=click.Choice(["per_question", "whole_session"]), default="per_question")
-    def demo_seed(start_in: float, question_seconds: int, station_id: str, station_token: str, assets: Path,
+    def demo_seed(start_in: float, question_seconds: int, stations: tuple[str, ...], assets: Path,
                   timing_mode: str) -> None:
         """Create the demo sitting, candidates and station."""
         from edge_server import settings_of
@@ -55,11 +55,13 @@ def register(app: Flask) -> None:
         from edge_server.services.demo import seed_demo
 
         settings = settings_of(app)
+        if not all(":" in s for s in stations):
+            raise click.BadParameter("expected ID:TOKEN", param_hint="--station")
         demo = seed_demo(
             db.session, now=datetime.now(timezone.utc), centre_id=settings.centre, centre_name=settings.centre_name,
             photos={"obama": assets / "enrolled_obama.jpg", "biden": assets / "enrolled_biden.jpg"},
-            photos_dir=settings.data_dir / "photos", station_id=station_id, station_token=station_token,
+            photos_dir=settings.data_dir / "photos", stations=dict(s.split(":", 1) for s in stations),
             start_in=start_in, question_seconds=question_seconds, timing_mode=TimingMode(timing_mode),
         )
         db.session.commit()
-        click.echo(json.dumps({"sitting": demo.sitting, "station": demo.station, "tickets": demo.tickets}))
+        click.echo(json.dumps({"sitting": demo.sitting, "stations": demo.stations, "tickets": demo.tickets}))

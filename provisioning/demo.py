@@ -8,6 +8,7 @@ The end-to-end tests start the same centre with short timers.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,13 +30,10 @@ from provisioning.mqtt import write_broker_files
 
 logger = logging.getLogger(__name__)
 
-STATION_ID = "st-01"
-
-
 @dataclass(frozen=True)
 class Ports:
     web: int = 8000
-    kiosk: int = 8700
+    kiosk: int = 8700  # station N serves its kiosk on kiosk + N - 1
     mqtt: int = 18830
     redis: int = 16379
 
@@ -96,6 +95,7 @@ class DemoCentre:
     timing_mode: str = "per_question"
     interfaces: tuple[str, ...] = ("127.0.0.1",)
     database_url: str | None = None
+    stations: int = 1
     python: str = sys.executable
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
@@ -105,8 +105,18 @@ class DemoCentre:
         return self.root / "edge.toml"
 
     @property
-    def station_config(self) -> Path:
-        return self.root / "station.toml"
+    def station_ids(self) -> list[str]:
+        return [f"st-{n:02d}" for n in range(1, self.stations + 1)]
+
+    def station_config(self, station_id: str) -> Path:
+        return self.root / f"{station_id}.toml"
+
+    def station_data(self, station_id: str) -> Path:
+        return self.root / "stations" / station_id
+
+    def kiosk_url(self, station_id: str | None = None) -> str:
+        index = self.station_ids.index(station_id or self.station_ids[0])
+        return f"http://127.0.0.1:{self.ports.kiosk + index}/"
 
     @property
     def central_dir(self) -> Path:
@@ -117,10 +127,6 @@ class DemoCentre:
         return self.root / "edge-data"
 
     @property
-    def station_data(self) -> Path:
-        return self.root / "station-data"
-
-    @property
     def logs(self) -> Path:
         return self.root / "logs"
 
@@ -128,38 +134,49 @@ class DemoCentre:
     def web_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.web}"
 
-    @property
-    def kiosk_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.kiosk}/"
-
     def secrets(self) -> dict[str, str]:
         """Generated once per demo directory, reused by later runs."""
         path = self.root / "secrets.json"
         if path.exists():
             return json.loads(path.read_text())
-        values = {name: secrets.token_urlsafe(18) for name in
-                  ("secret_key", "edge_mqtt", "station_mqtt", "station_token", "admin_password")}
+        values = {name: secrets.token_urlsafe(18) for name in ("secret_key", "edge_mqtt", "admin_password")}
         path.write_text(json.dumps(values, indent=2))
         path.chmod(0o600)
         return values
 
-    def env(self) -> dict[str, str]:
+    @property
+    def broker_dir(self) -> Path:
+        """Mosquitto drops to its own user: its files must sit where that user can reach them."""
+        if all(p.stat().st_mode & 0o001 for p in (self.root, *self.root.parents)):
+            return self.root / "mosquitto"
+        digest = hashlib.sha1(str(self.root).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"examkiosk-broker-{digest}"
+
+    def station_secret(self, sec: dict[str, str], station_id: str, what: str) -> str:
+        key = f"{station_id}_{what}"
+        if key not in sec:
+            sec[key] = secrets.token_urlsafe(18)
+            path = self.root / "secrets.json"
+            path.write_text(json.dumps(sec, indent=2))
+        return sec[key]
+
+    def env(self, station_id: str | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EXAMKIOSK_") and k != "DATABASE_URL"}
-        env.update(EXAMKIOSK_EDGE_CONFIG=str(self.edge_config), EXAMKIOSK_STATION_CONFIG=str(self.station_config),
-                   PYTHONUNBUFFERED="1")
+        env.update(EXAMKIOSK_EDGE_CONFIG=str(self.edge_config), PYTHONUNBUFFERED="1")
+        if station_id:
+            env["EXAMKIOSK_STATION_CONFIG"] = str(self.station_config(station_id))
         return env
 
     # --- preparation --------------------------------------------------------------------------
     def prepare(self) -> dict[str, str]:
         """Media, configuration, broker files, schema and demo data. Returns the staff login."""
         self.root.mkdir(parents=True, exist_ok=True)
-        self.root.chmod(0o755)  # Mosquitto runs as its own user and must reach its files
         self.logs.mkdir(exist_ok=True)
         media = self.root / "media"
         media.mkdir(exist_ok=True)
         built = assets.build_demo(media)
         sec = self.secrets()
-        shutil.rmtree(self.station_data, ignore_errors=True)  # a fresh simulated station each run
+        shutil.rmtree(self.root / "stations", ignore_errors=True)  # fresh simulated stations each run
         write_toml(self.edge_config, {
             "centre": self.centre, "centre_name": "演示考点 Demo centre", "secret_key": sec["secret_key"],
             "database_url": self.database_url or f"sqlite:///{self.root / 'edge.db'}",
@@ -174,22 +191,24 @@ class DemoCentre:
         from edge_server.daemon.announce import edge_fingerprint
 
         fingerprint = edge_fingerprint(load_settings(self.edge_config))
-        write_toml(self.station_config, {
-            "station_id": STATION_ID, "centre": self.centre, "data_dir": str(self.station_data),
-            "edge": {"api": "", "fingerprint": fingerprint, "token": sec["station_token"],
-                     "discovery_interfaces": list(self.interfaces), "discovery_timeout": 5.0},
-            "mqtt": {"username": STATION_ID, "password": sec["station_mqtt"]},
-            "camera": {"kind": "file", "source": str(built["camera"]), "width": 640, "height": 480,
-                       "fps": 25},
-            "audio": {"kind": "file", "source": str(built["mic"]), "rate": 48000, "channels": 1},
-            "recording": {"segment_seconds": self.segment_seconds},
-            "kiosk": {"host": "127.0.0.1", "port": self.ports.kiosk},
-        })
-        write_broker_files(self.root / "mosquitto", port=self.ports.mqtt, centre=self.centre,
-                           users={"edge": sec["edge_mqtt"], STATION_ID: sec["station_mqtt"]})
+        tokens = {sid: self.station_secret(sec, sid, "token") for sid in self.station_ids}
+        mqtt_users = {"edge": sec["edge_mqtt"]}
+        for index, sid in enumerate(self.station_ids):
+            mqtt_users[sid] = self.station_secret(sec, sid, "mqtt")
+            write_toml(self.station_config(sid), {
+                "station_id": sid, "centre": self.centre, "data_dir": str(self.station_data(sid)),
+                "edge": {"api": "", "fingerprint": fingerprint, "token": tokens[sid],
+                         "discovery_interfaces": list(self.interfaces), "discovery_timeout": 5.0},
+                "mqtt": {"username": sid, "password": mqtt_users[sid]},
+                "camera": {"kind": "file", "source": str(built["camera"]), "width": 640, "height": 480, "fps": 25},
+                "audio": {"kind": "file", "source": str(built["mic"]), "rate": 48000, "channels": 1},
+                "recording": {"segment_seconds": self.segment_seconds},
+                "kiosk": {"host": "127.0.0.1", "port": self.ports.kiosk + index},
+            })
+        write_broker_files(self.broker_dir, port=self.ports.mqtt, centre=self.centre, users=mqtt_users)
         self.flask("db", "upgrade")
         self.flask("demo-seed", "--start-in", str(self.start_in), "--question-seconds", str(self.question_seconds),
-                   "--station-id", STATION_ID, "--station-token", sec["station_token"], "--assets", str(media),
+                   *[f"--station={sid}:{token}" for sid, token in tokens.items()], "--assets", str(media),
                    "--timing-mode", self.timing_mode)
         admin = subprocess.run(
             [self.python, "-m", "flask", "--app", "edge_server:create_app", "create-admin", "--username", "admin",
@@ -207,20 +226,21 @@ class DemoCentre:
         return proc.stdout
 
     # --- processes ----------------------------------------------------------------------------
-    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+    def spawn(self, name: str, argv: list[str], station_id: str | None = None) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "ab")
-        proc = subprocess.Popen(argv, env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
+        proc = subprocess.Popen(argv, env=self.env(station_id), stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
                                 start_new_session=True)
         log.close()
         self.processes[name] = proc
         return proc
 
     def start(self) -> None:
-        busy = [f"{name} {port}" for name, port in vars(self.ports).items() if port_in_use(port)]
+        ports = dict(vars(self.ports), **{f"kiosk {sid}": self.ports.kiosk + i for i, sid in enumerate(self.station_ids)})
+        busy = [f"{name} {port}" for name, port in ports.items() if port_in_use(port)]
         if busy:
             raise RuntimeError(f"ports already in use: {', '.join(busy)} (is another demo running?)")
         try:
-            self.spawn("mosquitto", ["mosquitto", "-c", str(self.root / "mosquitto" / "mosquitto.conf")])
+            self.spawn("mosquitto", ["mosquitto", "-c", str(self.broker_dir / "mosquitto.conf")])
             wait_port(self.ports.mqtt, 10)
             (self.root / "redis").mkdir(exist_ok=True)
             self.spawn("redis", ["redis-server", "--port", str(self.ports.redis), "--bind", "127.0.0.1",
@@ -232,8 +252,10 @@ class DemoCentre:
             self.wait_http(f"{self.web_url}/healthz", 30)
             self.spawn("edge-daemon", [self.python, "-m", "edge_server.daemon"])
             self.spawn("edge-worker", [self.python, "-m", "edge_server.jobs.worker"])
-            self.spawn("station", [self.python, "-m", "station.agent"])
-            self.wait_http(self.kiosk_url, 60)
+            for sid in self.station_ids:
+                self.spawn(f"station-{sid}", [self.python, "-m", "station.agent"], station_id=sid)
+            for sid in self.station_ids:
+                self.wait_http(self.kiosk_url(sid), 60)
         except BaseException:
             self.stop()
             raise
@@ -288,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.start()
     print(f"""
 examkiosk demo centre is running.
-  Kiosk (candidate):  {demo.kiosk_url}
+  Kiosk (candidate):  {demo.kiosk_url()}
   Staff dashboard:    {demo.web_url}/staff/
   Staff login:        {login['username']} / {login['password']}
   Demo candidates:    admission ticket 20240001 (face matches the camera)

@@ -22,14 +22,13 @@ DEMO_QUESTIONS = [
 @dataclass(frozen=True)
 class DemoCentre:
     centre: str
-    station: str
-    station_token: str
+    stations: tuple[str, ...]
     sitting: str
     tickets: dict[str, str]
 
 
 def seed_demo(session: Session, *, now: datetime, centre_id: str, centre_name: str, photos: dict[str, Path],
-              photos_dir: Path, station_id: str, station_token: str, start_in: float, question_seconds: int,
+              photos_dir: Path, stations: dict[str, str], start_in: float, question_seconds: int,
               waiting_opens_before: float = 1800, entry_cutoff_after: float = 180,
               timing_mode: TimingMode = TimingMode.PER_QUESTION) -> DemoCentre:
     """(Re)create the demo data; previous demo attempts are cleared so each run starts fresh."""
@@ -69,13 +68,13 @@ def seed_demo(session: Session, *, now: datetime, centre_id: str, centre_name: s
         enrol_candidate(session, centre_id=centre_id, sitting_id=sitting_id, ticket_no=ticket, name=names[ticket],
                         id_number=f"11010519900307{i + 1:03d}X"[:18], photo=photos[photo_key],
                         photos_dir=photos_dir, seat=f"A{i + 1:02d}")
-    station = session.get(Station, station_id)
-    if station is None:
-        station_service.create_station(session, station_id, centre_id, name=f"考位 {station_id}", seat="A01",
-                                       token=station_token)
-    else:
-        station.token_hash = station_service.hash_token(station_token)
-        station.revoked_at = None
+    for number, (station_id, token) in enumerate(sorted(stations.items()), start=1):
+        station = session.get(Station, station_id)
+        if station is None:
+            station_service.create_station(session, station_id, centre_id, name=f"考位 {station_id}",
+                                           seat=f"A{number:02d}", token=token)
+        else:
+            station.token_hash = station_service.hash_token(token)
+            station.revoked_at = None
     session.flush()
-    return DemoCentre(centre=centre_id, station=station_id, station_token=station_token, sitting=sitting_id,
-                      tickets=tickets)
+    return DemoCentre(centre=centre_id, stations=tuple(sorted(stations)), sitting=sitting_id, tickets=tickets)

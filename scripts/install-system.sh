@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install the Debian packages examkiosk needs, only those that are missing. Run as root.
+set -euo pipefail
+
+PACKAGES=(
+  python3 python3-venv python3-dev gcc          # the virtualenv; PyAudio compiles
+  portaudio19-dev                               # PyAudio
+  ffmpeg                                        # demo media, segment joins, ffprobe
+  mosquitto mosquitto-clients                   # the MQTT broker and mosquitto_passwd
+  redis-server                                  # RQ's queue
+  postgresql postgresql-client                  # the second database the tests run on
+  chromium fonts-noto-cjk                       # the kiosk browser and the page tests
+  espeak-ng                                     # Mandarin voice prompts
+  systemd                                       # systemd-analyze verify of the units
+  ca-certificates
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+    exit 1
+  fi
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

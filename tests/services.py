@@ -1,0 +1,417 @@
+"""Real services for tests: private Mosquitto and Redis on free ports, MQTT probes, station processes.
+
+Plain helpers (no fixtures; ``tests/conftest.py`` wraps them). Everything binds to 127.0.0.1
+and every helper that starts a process returns an object whose ``stop()`` ends it.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+HOST = "127.0.0.1"
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --- ports and processes ------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def wait_port(host: str, port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:
+    """Until a TCP connect to ``host:port`` succeeds; fails early if ``proc`` exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode} before listening on {port}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s")
+        time.sleep(0.02)
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL if it does not go; never raises."""
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait(timeout)
+
+
+def read_line(proc: subprocess.Popen, timeout: float) -> str:
+    """One line of the process's stdout, or TimeoutError."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        raise TimeoutError(f"no output from {proc.args!r} within {timeout} s")
+    line = proc.stdout.readline()
+    return line.decode() if isinstance(line, bytes) else line
+
+
+# --- Mosquitto ----------------------------------------------------------------------------------
+
+@dataclass
+class MosquittoProc:
+    proc: subprocess.Popen
+    port: int
+    centre: str
+    users: dict[str, str]
+    conf: Path
+    log_path: Path
+    files_dir: Path
+    remove_files_dir: bool = False
+    host: str = HOST
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the password and ACL files."""
+        self.proc.send_signal(signal.SIGHUP)
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        if self.remove_files_dir:
+            shutil.rmtree(self.files_dir, ignore_errors=True)
+
+    def __enter__(self) -> "MosquittoProc":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _broker_files_dir(tmp_path: Path) -> tuple[Path, bool]:
+    """As root Mosquitto reads its files as user ``mosquitto``, who cannot enter pytest's 0700 tmp dirs."""
+    if os.geteuid() == 0:
+        path = Path(tempfile.mkdtemp(prefix="examkiosk-mosquitto-"))
+        os.chmod(path, 0o755)
+        return path, True
+    path = tmp_path / f"mosquitto-{uuid.uuid4().hex[:8]}"
+    path.mkdir(parents=True)
+    return path, False
+
+
+def start_mosquitto(tmp_path: Path, centre: str, users: dict[str, str], *, edge_user: str = "edge",
+                    attempts: int = 3) -> MosquittoProc:
+    """A private broker configured by ``provisioning.mqtt.write_broker_files`` on a free port."""
+    from provisioning.mqtt import write_broker_files
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    last_error: Exception | None = None
+    for _ in range(attempts):
+        files_dir, remove = _broker_files_dir(tmp_path)
+        port = free_port()
+        conf = write_broker_files(files_dir, port=port, centre=centre, users=users, edge_user=edge_user)
+        log_path = tmp_path / f"mosquitto-{port}.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL)
+        broker = MosquittoProc(proc=proc, port=port, centre=centre, users=dict(users), conf=conf, log_path=log_path,
+                               files_dir=files_dir, remove_files_dir=remove)
+        try:
+            wait_port(HOST, port, timeout=10, proc=proc)
+            return broker
+        except (RuntimeError, TimeoutError) as exc:  # e.g. the port was taken meanwhile
+            last_error = RuntimeError(f"{exc}\n--- mosquitto log ---\n{broker.log()}")
+            broker.stop()
+    raise RuntimeError(f"mosquitto did not start: {last_error}")
+
+
+# --- Redis --------------------------------------------------------------------------------------
+
+@dataclass
+class RedisProc:
+    proc: subprocess.Popen
+    port: int
+    log_path: Path
+    host: str = HOST
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+    def __enter__(self) -> "RedisProc":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_redis(tmp_path: Path, attempts: int = 3) -> RedisProc:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    last_error: Exception | None = None
+    for _ in range(attempts):
+        port = free_port()
+        log_path = tmp_path / f"redis-{port}.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                ["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+                 "--dir", str(tmp_path)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+        server = RedisProc(proc=proc, port=port, log_path=log_path)
+        try:
+            wait_port(HOST, port, timeout=10, proc=proc)
+            return server
+        except (RuntimeError, TimeoutError) as exc:
+            last_error = exc
+            server.stop()
+    raise RuntimeError(f"redis-server did not start: {last_error}")
+
+
+# --- MQTT probe ---------------------------------------------------------------------------------
+
+@dataclass
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+class MqttProbe:
+    """A plain paho MQTT v5 client for tests: connect, subscribe, publish and wait for the broker's answers."""
+
+    def __init__(self, port: int, username: str | None = None, password: str | None = None, *,
+                 client_id: str | None = None, host: str = HOST):
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.host, self.port = host, port
+        self.messages: queue.Queue[Received] = queue.Queue()
+        self._connack: queue.Queue[Any] = queue.Queue()
+        self._acks: dict[int, Any] = {}
+        self._cond = threading.Condition()
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"probe-{uuid.uuid4().hex[:10]}",
+                             protocol=mqtt.MQTTv5)
+        if username is not None:
+            client.username_pw_set(username, password)
+        client.on_connect = lambda c, u, flags, rc, props: self._connack.put(rc)
+        client.on_publish = lambda c, u, mid, rc, props: self._ack(mid, rc)
+        client.on_subscribe = lambda c, u, mid, rcs, props: self._ack(mid, rcs)
+        client.on_message = lambda c, u, msg: self.messages.put(Received(msg.topic, msg.payload, bool(msg.retain)))
+        self.client = client
+
+    def _ack(self, mid: int, result: Any) -> None:
+        with self._cond:
+            self._acks[mid] = result
+            self._cond.notify_all()
+
+    def _wait_ack(self, mid: int, timeout: float) -> Any:
+        with self._cond:
+            if not self._cond.wait_for(lambda: mid in self._acks, timeout):
+                raise TimeoutError(f"no acknowledgement for message {mid} within {timeout} s")
+            return self._acks.pop(mid)
+
+    def connect(self, timeout: float = 5.0) -> Any:
+        """The CONNACK reason code (check ``.is_failure``)."""
+        self.client.connect(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        try:
+            return self._connack.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no CONNACK from {self.host}:{self.port}") from None
+
+    def subscribe(self, topic: str, qos: int = 1, timeout: float = 5.0) -> list[Any]:
+        _, mid = self.client.subscribe(topic, qos)
+        return self._wait_ack(mid, timeout)
+
+    def publish(self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False,
+                timeout: float = 5.0) -> Any:
+        """The PUBACK reason code of a QoS 1 publish (``>= 0x80`` when the broker refused it)."""
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        return self._wait_ack(info.mid, timeout)
+
+    def expect(self, predicate: Callable[[Received], bool], timeout: float = 5.0) -> Received:
+        """The first message matching ``predicate``; earlier ones are dropped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the expected MQTT message did not arrive")
+            try:
+                msg = self.messages.get(timeout=left)
+            except queue.Empty:
+                continue
+            if predicate(msg):
+                return msg
+
+    def drain(self) -> list[Received]:
+        out = []
+        while True:
+            try:
+                out.append(self.messages.get_nowait())
+            except queue.Empty:
+                return out
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.disconnect()
+        self.client.loop_stop()
+
+    def __enter__(self) -> "MqttProbe":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- a station in its own process ---------------------------------------------------------------
+
+STATION_SCRIPT = r"""
+import json, sys
+from station.link import StatusPublisher
+from station.topics import StationStatus
+
+host, port, user, password, centre, station, spec = sys.argv[1:8]
+spec = json.loads(spec)
+pub = StatusPublisher(host, int(port), user, password, centre, station, keepalive=5)
+pub.start()
+if not pub.wait_connected(10):
+    print("not-connected", flush=True)
+    sys.exit(1)
+pub.publish_status(StationStatus(station=station, online=True, version="test", **spec.get("status", {}))).wait_for_publish(5)
+for ev in spec.get("events", []):
+    pub.publish_event(ev["kind"], ev.get("payload"), attempt=ev.get("attempt")).wait_for_publish(5)
+print("ready", flush=True)
+sys.stdin.read()  # until the test closes stdin (clean stop) or kills us (the last will)
+pub.stop()
+print("stopped", flush=True)
+"""
+
+
+@dataclass
+class StationProc:
+    proc: subprocess.Popen
+    station: str
+
+    def kill(self) -> None:
+        """Die without a DISCONNECT: the broker publishes the last will."""
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        self.proc.wait(5)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Clean stop (offline status, DISCONNECT); killed if it hangs."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(Exception):
+                if stream is not None:
+                    stream.close()
+
+
+def start_station(port: int, username: str, password: str, centre: str, station: str, *,
+                  status: dict[str, Any] | None = None, events: list[dict[str, Any]] | None = None,
+                  timeout: float = 15.0) -> StationProc:
+    """A process running ``station.link.StatusPublisher``; returns once its status (and events) are acknowledged."""
+    import json
+
+    spec = json.dumps({"status": status or {}, "events": events or []})
+    proc = subprocess.Popen([sys.executable, "-c", STATION_SCRIPT, HOST, str(port), username, password, centre,
+                             station, spec],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=str(REPO))
+    handle = StationProc(proc=proc, station=station)
+    try:
+        line = read_line(proc, timeout).strip()
+        if line != "ready":
+            raise RuntimeError(f"station process said {line!r} (exit code {proc.poll()})")
+    except BaseException:
+        handle.kill()
+        raise
+    return handle
+
+
+# --- edge settings and database -----------------------------------------------------------------
+
+def edge_settings(tmp_path: Path, **overrides: Any):
+    """Edge settings for a test: a SQLite file in ``tmp_path``, no config file."""
+    from edge_server.config import load_settings
+
+    values: dict[str, Any] = {
+        "secret_key": "test-secret",
+        "data_dir": tmp_path / "data",
+        "database_url": f"sqlite:///{tmp_path / 'edge.db'}",
+        "testing": True,
+    }
+    values.update(overrides)
+    return load_settings(Path("/nonexistent/edge.toml"), **values)
+
+
+def migrate_database(settings: Any, timeout: float = 120.0) -> None:
+    """``flask db upgrade`` in a subprocess, as the unit's ExecStartPre does."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXAMKIOSK_") and k != "DATABASE_URL"}
+    env.update({
+        "EXAMKIOSK_DATABASE_URL": settings.database_url,
+        "EXAMKIOSK_SECRET_KEY": settings.secret_key,
+        "EXAMKIOSK_DATA_DIR": str(settings.data_dir),
+        "EXAMKIOSK_EDGE_CONFIG": "/nonexistent/edge.toml",
+    })
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "edge_server:create_app", "db", "upgrade"],
+                            env=env, cwd=str(REPO), capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"flask db upgrade failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05,
+             message: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy (for state other processes change)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{message} not met within {timeout} s")
+        time.sleep(interval)
+
+
+@dataclass
+class Cleanup:
+    """Stops everything registered, last first, even if one stop fails."""
+
+    items: list[Callable[[], None]] = field(default_factory=list)
+
+    def add(self, stop: Callable[[], None]) -> None:
+        self.items.append(stop)
+
+    def close(self) -> None:
+        while self.items:
+            stop = self.items.pop()
+            with contextlib.suppress(Exception):
+                stop()
