@@ -253,12 +253,20 @@ class DemoCentre:
             self.spawn("edge-daemon", [self.python, "-m", "edge_server.daemon"])
             self.spawn("edge-worker", [self.python, "-m", "edge_server.jobs.worker"])
             for sid in self.station_ids:
-                self.spawn(f"station-{sid}", [self.python, "-m", "station.agent"], station_id=sid)
-            for sid in self.station_ids:
-                self.wait_http(self.kiosk_url(sid), 60)
+                self.start_station(sid)
         except BaseException:
             self.stop()
             raise
+
+    def kill_station(self, station_id: str) -> None:
+        """Power-cut stand-in: SIGKILL, no chance to clean up."""
+        proc = self.processes.pop(f"station-{station_id}")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def start_station(self, station_id: str) -> None:
+        self.spawn(f"station-{station_id}", [self.python, "-m", "station.agent"], station_id=station_id)
+        self.wait_http(self.kiosk_url(station_id), 60)
 
     def wait_http(self, url: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout

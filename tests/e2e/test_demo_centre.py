@@ -134,6 +134,16 @@ def test_demo_centre_end_to_end(centre, browser):
     shot(staff, "staff_review_queue")
     staff.click("[data-review] [data-action=approve]")
     on_screen(kiosk2, "read_flow", timeout=15_000)
+    kiosk2.eval_on_selector("#reading", "el => el.scrollTop = el.scrollHeight")
+    kiosk2.click("[data-action=accept]")
+    on_screen(kiosk2, "read_pledge")
+
+    # A power cut at station 2: the journal brings it back to the same screen.
+    demo.kill_station("st-02")
+    demo.start_station("st-02")
+    kiosk2.reload()
+    on_screen(kiosk2, "read_pledge", timeout=15_000)
+    assert "李华" in kiosk2.inner_text("#candidate-info")
 
     # Candidate 1 goes through the whole flow.
     shot(kiosk1, "01_identify")
