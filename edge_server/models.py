@@ -103,6 +103,8 @@ class Station(Base):
     seat: Mapped[str] = mapped_column(String(32), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Ed25519 key the station signs its segment chain with (base64 raw public key).
+    public_key: Mapped[str | None] = mapped_column(String(64), default=None)
     # Latest status as the MQTT bridge saw it.
     online: Mapped[bool] = mapped_column(default=False)
     last_status: Mapped[dict[str, Any] | None] = mapped_column(default=None)
@@ -201,6 +203,8 @@ class Attempt(Base):
     sync_status: Mapped[SyncStatus] = mapped_column(String(16), default=SyncStatus.NONE)
     synced_at: Mapped[datetime | None] = mapped_column(default=None)
     sync_error: Mapped[str] = mapped_column(Text, default="")
+    # Why answering ended (time_up, ended_by_candidate, too_many_interruptions, …), from the station.
+    end_reason: Mapped[str] = mapped_column(String(64), default="")
     candidate: Mapped[Candidate] = relationship()
     sitting: Mapped[Sitting] = relationship()
     segments: Mapped[list["Segment"]] = relationship(back_populates="attempt", order_by="Segment.name")
@@ -247,6 +251,10 @@ class Segment(Base):
     sha256_declared: Mapped[str] = mapped_column(String(64))
     sha256_actual: Mapped[str | None] = mapped_column(String(64), default=None)
     status: Mapped[SegmentStatus] = mapped_column(String(16), default=SegmentStatus.UPLOADING)
+    # Link in the station's signed hash chain (see station/chain.py).
+    prev_hash: Mapped[str] = mapped_column(String(64), default="")
+    entry_hash: Mapped[str] = mapped_column(String(64), default="")
+    signature: Mapped[str] = mapped_column(String(128), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     verified_at: Mapped[datetime | None] = mapped_column(default=None)
     attempt: Mapped[Attempt] = relationship(back_populates="segments")

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from station import flow
+from station.chain import ChainEntry, StationKey
 from station.config import ConfigError, StationSettings, load_settings
 from station.devices import AudioSource, Camera, DeviceError, VideoFrame, level, open_audio, open_camera
 from station.flow import Event, FlowState, Screen
@@ -60,6 +61,7 @@ class Agent:
     def __init__(self, settings: StationSettings):
         self.settings = settings
         self.journal = Journal(settings.journal_path)
+        self.key = StationKey.load_or_create(settings.data_dir / "station_key.pem")
         self.clock = Clock()
         self.events: queue.Queue[Event] = queue.Queue()
         self.state = FlowState()
@@ -67,6 +69,7 @@ class Agent:
         self.paper: dict[str, Any] | None = None
         self.link_ok = False
         self.last_cue: tuple[str, float] | None = None
+        self._disk_alerted: str | None = None
         self.client: EdgeClient | None = None
         self.publisher: StatusPublisher | None = None
         self.recorder: SegmentRecorder | None = None
@@ -248,6 +251,7 @@ class Agent:
                     mqtt_host, mqtt_port = mqtt_host or service.mqtt_host, mqtt_port or service.mqtt_port
                 client = EdgeClient(api, edge.token)
                 self.clock.sync(client)
+                client.register_key(self.key.public_b64)
                 self.client = client
                 self.link_ok = True
                 logger.info("edge %s: clock offset %.1f ms", api, self.clock.offset * 1000)
@@ -276,6 +280,7 @@ class Agent:
                 self.publisher.publish_status(status)
             if self.state.screen == Screen.MANUAL_REVIEW and self.client and self.state.attempt_id:
                 self._poll_review()
+            self._watch_disk()
 
     def _poll_review(self) -> None:
         try:
@@ -285,6 +290,27 @@ class Agent:
             return
         if review.get("status") in ("approved", "rejected"):
             self.post("review_result", {"status": review["status"], "reason": review.get("reason", "")})
+
+    def disk_check(self) -> dict[str, int]:
+        """Free space against what the attempt may record (see flow.recording_bytes_needed)."""
+        free = shutil.disk_usage(self.settings.data_dir).free
+        sch = self.state.schedule
+        needed = 0 if sch is None else flow.recording_bytes_needed(sch, self.settings.recording.bitrate_kbps,
+                                                                   self.clock.now())
+        return {"disk_free": free, "disk_needed": needed}
+
+    def _watch_disk(self) -> None:
+        """While recording: alert staff once if the rest of the exam may not fit on the disk."""
+        state = self.state
+        if not state.recording or state.schedule is None or self._disk_alerted == state.attempt_id:
+            return
+        remaining = max(state.schedule.ends_at - self.clock.now(), 0)
+        needed = int(self.settings.recording.bitrate_kbps * 1000 / 8 * remaining * 1.2)
+        free = shutil.disk_usage(self.settings.data_dir).free
+        if free < needed:
+            self._disk_alerted = state.attempt_id
+            logger.warning("disk low during recording: %d MB free, %d MB needed", free // 10**6, needed // 10**6)
+            self._report("disk_low", {"free": free, "needed": needed, "during": "recording"})
 
     def status(self) -> StationStatus:
         state = self.state
@@ -421,9 +447,16 @@ class Agent:
         logger.info("recording attempt %s from segment %d", attempt, recorder.seq)
 
     def _segment_closed(self, info: SegmentInfo) -> None:
+        """Journal the closed segment as the next signed link of its camera's chain, then upload it."""
+        entry = ChainEntry(attempt=info.attempt_id, camera=info.camera, seq=info.seq, name=info.name,
+                           question=info.question, started_at=info.started_at, ended_at=info.ended_at,
+                           size=info.size, sha256=info.sha256,
+                           prev=self.journal.last_entry(info.attempt_id, info.camera))
+        digest = entry.digest()
         self.journal.add_segment(name=info.name, attempt_id=info.attempt_id, camera=info.camera, seq=info.seq,
                                  question=info.question, path=info.path, started_at=info.started_at,
-                                 ended_at=info.ended_at, size=info.size, sha256=info.sha256)
+                                 ended_at=info.ended_at, size=info.size, sha256=info.sha256, prev_hash=entry.prev,
+                                 entry_hash=digest, signature=self.key.sign(digest))
         self.uploader.wake()
 
     def _do_CutSegment(self, cmd: flow.CutSegment) -> None:

@@ -61,6 +61,8 @@ class AudioSection(Section):
 
 class RecordingSection(Section):
     segment_seconds: float = Field(3.0, ge=1.0, le=30.0)
+    # Bitrate the disk guard plans with (640x480 H.264 ultrafast + AAC measures about 1.4 Mbit/s).
+    bitrate_kbps: int = Field(2500, ge=100, le=100_000)
 
 
 class FaceSection(Section):

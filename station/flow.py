@@ -389,7 +389,17 @@ def _confirm_info(state: FlowState, event: Event, now: float) -> Result:
     assert sch is not None
     if now < sch.waiting_opens_at:
         return replace(state, notice="waiting_not_open"), ()
+    free, needed = event.payload.get("disk_free"), event.payload.get("disk_needed")
+    if free is not None and needed is not None and free < needed:
+        # Never start a recording that the disk cannot hold; staff must free space first.
+        return replace(state, notice="disk_low"), (ReportEvent("disk_low", {"free": free, "needed": needed}),)
     return _enter(state, now)
+
+
+def recording_bytes_needed(schedule: Schedule, bitrate_kbps: int, now: float) -> int:
+    """Disk to keep free before recording: bitrate × the longest the attempt can record × 2."""
+    seconds = schedule.ends_at - min(now, schedule.starts_at)
+    return int(bitrate_kbps * 1000 / 8 * max(seconds, 0) * 2)
 
 
 def _enter(state: FlowState, now: float) -> Result:
@@ -435,10 +445,12 @@ def _resume(state: FlowState, event: Event, now: float) -> Result:
     """Continue after an interruption, within the sitting's policy; the clock kept running."""
     sch = state.schedule
     assert sch is not None
-    gap = now - (state.interrupted_at or now)
+    started = state.interrupted_at or now
+    gap = now - started
     interruptions = state.interruptions + 1
     state = replace(state, interruptions=interruptions, interrupted_at=None)
-    report = ReportEvent("interruption", {"gap_seconds": round(gap, 1), "count": interruptions})
+    report = ReportEvent("interruption", {"start": started, "end": now, "gap_seconds": round(gap, 1),
+                                          "count": interruptions, "cause": "station_restart"})
     if interruptions > sch.max_interruptions:
         result = _finish(replace(state, recording=False), "too_many_interruptions")
         return result[0], (report,) + result[1]
@@ -498,8 +510,9 @@ def _tick(state: FlowState, now: float) -> Result:
             reason = "time_up" if now >= sch.ends_at else "interruption_too_long"
             state = replace(state, interruptions=state.interruptions + 1)
             result = _finish(state, reason)
-            return result[0], (ReportEvent("interruption", {"gap_seconds": round(now - state.interrupted_at, 1),
-                                                            "count": state.interruptions}),) + result[1]
+            return result[0], (ReportEvent("interruption", {
+                "start": state.interrupted_at, "end": now, "gap_seconds": round(now - state.interrupted_at, 1),
+                "count": state.interruptions, "cause": "station_restart", "resumed": False}),) + result[1]
         return state, ()
     if state.screen == Screen.ANSWERING:
         if now >= sch.ends_at:

@@ -34,7 +34,10 @@ CREATE TABLE IF NOT EXISTS segment (
     sha256 TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'closed',   -- closed | verified
     upload_url TEXT,
-    uploaded INTEGER NOT NULL DEFAULT 0
+    uploaded INTEGER NOT NULL DEFAULT 0,
+    prev_hash TEXT NOT NULL DEFAULT '',
+    entry_hash TEXT NOT NULL DEFAULT '',
+    signature TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS segment_attempt ON segment (attempt_id, camera, seq);
 """
@@ -55,6 +58,9 @@ class JournalSegment:
     status: str
     upload_url: str | None
     uploaded: int
+    prev_hash: str = ""
+    entry_hash: str = ""
+    signature: str = ""
 
 
 class Journal:
@@ -94,19 +100,28 @@ class Journal:
 
     # --- segments -----------------------------------------------------------------------------
     def add_segment(self, *, name: str, attempt_id: str, camera: str, seq: int, question: int | None, path: Path,
-                    started_at: float, ended_at: float, size: int, sha256: str) -> None:
+                    started_at: float, ended_at: float, size: int, sha256: str, prev_hash: str = "",
+                    entry_hash: str = "", signature: str = "") -> None:
         with self._lock:
             self._db.execute(
                 "INSERT OR IGNORE INTO segment (name, attempt_id, camera, seq, question, path, started_at, ended_at,"
-                " size, sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (name, attempt_id, camera, seq, question, str(path), started_at, ended_at, size, sha256),
+                " size, sha256, prev_hash, entry_hash, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, attempt_id, camera, seq, question, str(path), started_at, ended_at, size, sha256, prev_hash,
+                 entry_hash, signature),
             )
+
+    def last_entry(self, attempt_id: str, camera: str) -> str:
+        """The chain hash of the camera's latest segment ('' before the first)."""
+        with self._lock:
+            row = self._db.execute("SELECT entry_hash FROM segment WHERE attempt_id = ? AND camera = ? "
+                                   "ORDER BY seq DESC LIMIT 1", (attempt_id, camera)).fetchone()
+        return row[0] if row else ""
 
     def _rows(self, where: str, args: tuple) -> list[JournalSegment]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT name, attempt_id, camera, seq, question, path, started_at, ended_at, size, sha256, status,"
-                f" upload_url, uploaded FROM segment WHERE {where} ORDER BY attempt_id, camera, seq", args
+                f" upload_url, uploaded, prev_hash, entry_hash, signature FROM segment WHERE {where} ORDER BY attempt_id, camera, seq", args
             ).fetchall()
         return [JournalSegment(*r[:5], Path(r[5]), *r[6:]) for r in rows]
 

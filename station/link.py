@@ -234,6 +234,10 @@ class EdgeClient:
     def attempt(self, attempt_id: str) -> dict[str, Any]:
         return self.get(f"/attempts/{quote(attempt_id, safe='')}")
 
+    def register_key(self, public_key_b64: str) -> dict[str, Any]:
+        """Register the station's Ed25519 chain-signing key (idempotent for the same key)."""
+        return self.post("/station-key", {"public_key": public_key_b64})
+
     def face_try(self, attempt_id: str, *, matched: bool, distance: float | None = None) -> dict[str, Any]:
         return self.post(f"/attempts/{quote(attempt_id, safe='')}/face-tries",
                          {"matched": matched, "distance": distance})

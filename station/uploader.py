@@ -32,6 +32,7 @@ def segment_metadata(seg: JournalSegment) -> dict[str, str]:
         "attempt": seg.attempt_id, "name": seg.name, "camera": seg.camera, "seq": str(seg.seq),
         "question": "" if seg.question is None else str(seg.question), "sha256": seg.sha256,
         "started_at": f"{seg.started_at:.3f}", "ended_at": f"{seg.ended_at:.3f}",
+        "prev": seg.prev_hash, "entry": seg.entry_hash, "sig": seg.signature,
     }
 
 

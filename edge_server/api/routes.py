@@ -161,6 +161,17 @@ def post_event():
     return jsonify(ok=True), 201
 
 
+@bp.post("/station-key")
+@station_required
+def station_key():
+    body = json_body("public_key")
+    from edge_server.services.stations import register_key
+
+    register_key(db.session, g.station, body["public_key"])
+    db.session.commit()
+    return jsonify(station=g.station.id, public_key=g.station.public_key)
+
+
 @bp.get("/sittings/<sitting_id>/paper")
 @station_required
 def paper(sitting_id: str):
@@ -184,7 +195,10 @@ def finish(attempt_id: str):
     if not isinstance(body["segments"], list):
         raise EdgeError("segments must be a list of names", code="bad_field")
     attempt = attempt_service.get_attempt(db.session, g.station, attempt_id)
-    attempt_service.finish_attempt(db.session, attempt, body["segments"])
+    reason = body.get("reason", "")
+    if not isinstance(reason, str):
+        raise EdgeError("reason must be a string", code="bad_field")
+    attempt_service.finish_attempt(db.session, attempt, body["segments"], reason)
     attempt_service.log_event(db.session, kind="attempt_finished", station_id=g.station.id, attempt_id=attempt.id,
                               payload={"segments": len(body["segments"]), "reason": body.get("reason", "")})
     from edge_server.api.uploads import enqueue_sync_if_complete

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from sqlalchemy import select
 
 from edge_server.jobs.context import app_context
-from edge_server.models import Attempt, Segment, SegmentStatus, SyncStatus
+from edge_server.models import Attempt, Segment, SegmentStatus, Station, SyncStatus
 from edge_server.storage import open_storage, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -20,7 +20,8 @@ def attempt_prefix(attempt: Attempt) -> str:
     return f"{attempt.sitting.centre_id}/{attempt.sitting_id}/{lot}"
 
 
-def build_manifest(attempt: Attempt, objects: list[dict]) -> dict:
+def build_manifest(attempt: Attempt, objects: list[dict], station_key: str | None = None) -> dict:
+    early = attempt.end_reason not in ("", "time_up", "ended_by_candidate")
     return {
         "format": "examkiosk-manifest/1",
         "centre": attempt.sitting.centre_id,
@@ -30,6 +31,9 @@ def build_manifest(attempt: Attempt, objects: list[dict]) -> dict:
         "lot": attempt.lot,
         "attempt": attempt.id,
         "finished_at": attempt.finished_at.isoformat() if attempt.finished_at else None,
+        "end_reason": attempt.end_reason,
+        "flags": [{"kind": "ended_early", "reason": attempt.end_reason}] if early else [],
+        "station_public_key": station_key,
         "objects": objects,
     }
 
@@ -56,8 +60,10 @@ def sync_attempt(attempt_id: str) -> dict:
                 storage.put_file(key, source, seg.sha256_actual or "")
                 objects.append({"key": key, "sha256": seg.sha256_actual, "size": seg.length, "camera": seg.camera,
                                 "seq": seg.seq, "question": seg.question, "started_at": seg.started_at,
-                                "ended_at": seg.ended_at})
-            manifest = build_manifest(attempt, objects)
+                                "ended_at": seg.ended_at, "chain": {"prev": seg.prev_hash, "entry": seg.entry_hash,
+                                                                    "sig": seg.signature}})
+            station = db.session.get(Station, attempt.station_id) if attempt.station_id else None
+            manifest = build_manifest(attempt, objects, station.public_key if station else None)
             data = json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=True).encode()
             manifest_sha = storage.put_bytes(f"{prefix}/manifest.json", data)
         except Exception as exc:

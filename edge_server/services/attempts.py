@@ -148,18 +148,37 @@ def assign_missing_lots(session: Session, now: datetime) -> list[Attempt]:
     return list(attempts)
 
 
-def finish_attempt(session: Session, attempt: Attempt, segment_names: list[str]) -> None:
+def finish_attempt(session: Session, attempt: Attempt, segment_names: list[str], reason: str = "") -> None:
     """The station declares the complete list of segments of the attempt."""
     if not all(isinstance(n, str) and n for n in segment_names):
         raise Conflict("segments must be a list of names", code="bad_segments")
     attempt.expected_segments = sorted(set(segment_names))
     attempt.finished_at = attempt.finished_at or utcnow()
+    if reason:
+        attempt.end_reason = reason[:64]
+
+
+def chain_problems(segments: list[Segment], signed: bool) -> list[str]:
+    """Gaps, broken links or unsigned entries in each camera's chain of verified segments."""
+    from station.chain import link_problems
+
+    if not signed:
+        return []
+    problems = []
+    for camera in sorted({s.camera for s in segments}):
+        chain = sorted((s for s in segments if s.camera == camera), key=lambda s: s.seq)
+        problems += [f"{camera}: {p}" for p in link_problems([(s.seq, s.prev_hash, s.entry_hash) for s in chain])]
+        problems += [f"{camera}: segment {s.seq} is unsigned" for s in chain if not s.signature]
+    return problems
 
 
 def upload_status(session: Session, attempt: Attempt) -> dict[str, Any]:
     segments = session.scalars(select(Segment).where(Segment.attempt_id == attempt.id)).all()
     verified = {s.name for s in segments if s.status == SegmentStatus.VERIFIED}
     expected = set(attempt.expected_segments or [])
+    station = session.get(Station, attempt.station_id) if attempt.station_id else None
+    problems = chain_problems([s for s in segments if s.status == SegmentStatus.VERIFIED],
+                              signed=station is not None and station.public_key is not None)
     return {
         "attempt": attempt.id,
         "finished": attempt.finished_at is not None,
@@ -168,7 +187,9 @@ def upload_status(session: Session, attempt: Attempt) -> dict[str, Any]:
         "missing": sorted(expected - verified),
         "corrupt": sorted(s.name for s in segments if s.status == SegmentStatus.CORRUPT),
         "bytes_received": sum(s.offset for s in segments),
-        "complete": bool(expected) and expected <= verified,
+        "chain_ok": not problems,
+        "chain_problems": problems,
+        "complete": bool(expected) and expected <= verified and not problems,
         "sync": str(attempt.sync_status),
     }
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from edge_server.errors import Forbidden, Unauthorized
+from edge_server.errors import Conflict, EdgeError, Forbidden, Unauthorized
 from edge_server.models import Station, utcnow
 
 
@@ -54,3 +54,15 @@ def record_status(session: Session, station_id: str, status: dict[str, Any], see
     station.online = bool(status.get("online", True))
     station.last_seen_at = seen_at
     return True
+
+
+def register_key(session: Session, station: Station, public_key_b64: str) -> None:
+    """A station's chain-signing key is set once; another key is refused (re-enrol to change it)."""
+    from station.chain import valid_public_key
+
+    if not isinstance(public_key_b64, str) or not valid_public_key(public_key_b64):
+        raise EdgeError("public_key must be a base64 Ed25519 public key", code="bad_public_key")
+    if station.public_key is None:
+        station.public_key = public_key_b64
+    elif station.public_key != public_key_b64:
+        raise Conflict("this station already registered another signing key", code="key_mismatch")

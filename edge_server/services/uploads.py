@@ -94,6 +94,7 @@ def create_upload(session: Session, station: Station, *, length_header: str | No
     if not SHA256_HEX.match(sha):
         raise EdgeError("sha256 must be 64 hex digits", code="bad_metadata")
     attempt = attempt_service.get_attempt(session, station, meta["attempt"])
+    chain = _checked_chain_fields(station, meta, length, sha)
     existing = session.query(Segment).filter_by(attempt_id=attempt.id, name=meta["name"]).one_or_none()
     if existing is not None:
         if existing.status == SegmentStatus.VERIFIED:
@@ -115,12 +116,37 @@ def create_upload(session: Session, station: Station, *, length_header: str | No
         ended_at=_float_or_none(meta.get("ended_at"), "ended_at"),
         length=length,
         sha256_declared=sha,
+        **chain,
     )
     session.add(segment)
     session.flush()
     uploads_dir.mkdir(parents=True, exist_ok=True)
     _part_path(uploads_dir, segment).touch()
     return segment
+
+
+def _checked_chain_fields(station: Station, meta: dict[str, str], length: int, sha: str) -> dict[str, str]:
+    """A station with a registered key must send each segment as a correctly signed chain entry."""
+    from station.chain import ChainEntry, verify
+
+    if station.public_key is None:
+        return {"prev_hash": meta.get("prev", ""), "entry_hash": meta.get("entry", ""), "signature": meta.get("sig", "")}
+    if not meta.get("entry") or not meta.get("sig"):
+        raise EdgeError("this station signs its segments: Upload-Metadata must carry entry and sig",
+                        code="segment_unsigned")
+    entry = ChainEntry(
+        attempt=meta["attempt"], camera=meta.get("camera", "main") or "main",
+        seq=_int_or_none(meta.get("seq"), "seq") or 0, name=meta["name"],
+        question=_int_or_none(meta.get("question"), "question"),
+        started_at=_float_or_none(meta.get("started_at"), "started_at") or 0.0,
+        ended_at=_float_or_none(meta.get("ended_at"), "ended_at") or 0.0,
+        size=length, sha256=sha, prev=meta.get("prev", ""),
+    )
+    if entry.digest() != meta["entry"]:
+        raise EdgeError("the chain entry does not match the segment's metadata", code="chain_entry_mismatch")
+    if not verify(station.public_key, meta["entry"], meta["sig"]):
+        raise EdgeError("the chain entry's signature is not the station's", code="chain_signature_invalid")
+    return {"prev_hash": entry.prev, "entry_hash": meta["entry"], "signature": meta["sig"]}
 
 
 def get_upload(session: Session, station: Station, upload_id: str) -> Segment:

@@ -58,6 +58,8 @@ def create_kiosk_app(agent: "Agent") -> Flask:
         if name == "devices_ok":
             # The station decides whether its devices work, not the page.
             payload = {"camera_ok": agent.devices.camera_ok(), "mic_ok": agent.devices.mic_ok()}
+        if name == "confirm_info":
+            payload = agent.disk_check()
         agent.post(name, payload)
         return jsonify(ok=True), 202
 
@@ -108,6 +110,7 @@ def view(agent: "Agent") -> dict[str, Any]:
         "answered": list(state.answered),
         "end_reason": state.end_reason,
         "interruptions": state.interruptions,
+        "backlog": len(agent.journal.pending()),
         "cue": agent.last_cue[0] if agent.last_cue and time.time() - agent.last_cue[1] < 5 else None,
         "candidate": None if cand is None else {
             "name": cand.name, "id_number_masked": cand.id_number_masked, "seat": cand.seat,

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from provisioning.demo import DemoCentre, Ports, free_port
+from station.chain import link_problems, verify
 
 pytestmark = pytest.mark.e2e
 
@@ -219,6 +220,11 @@ def test_demo_centre_end_to_end(centre, browser):
     for obj in manifest["objects"]:
         stored = demo.central_dir / obj["key"]
         assert hashlib.sha256(stored.read_bytes()).hexdigest() == obj["sha256"]
+    # Every segment is a signed link of one unbroken chain.
+    key = manifest["station_public_key"]
+    assert key and all(verify(key, o["chain"]["entry"], o["chain"]["sig"]) for o in manifest["objects"])
+    assert link_problems(sorted((o["seq"], o["chain"]["prev"], o["chain"]["entry"]) for o in manifest["objects"])) == []
+    assert manifest["end_reason"] == "time_up" and manifest["flags"] == []
     db_sync = db.execute("SELECT sync_status FROM attempt WHERE id = ?", (attempt_id,)).fetchone()[0]
     assert db_sync == "synced"
 

@@ -287,3 +287,15 @@ def test_bad_ticket_is_refused_without_a_request():
 def test_state_round_trips_through_dict():
     run = answering(T0 + 350)
     assert FlowState.from_dict(run.state.to_dict()) == run.state
+
+
+def test_disk_guard_refuses_to_start_recording_without_space():
+    run = Run()
+    to_info_confirm(run, T0 - 900)
+    needed = flow.recording_bytes_needed(run.state.schedule, 2500, T0 - 800)
+    assert needed == int(2500 * 1000 / 8 * (800 + 600) * 2)  # waiting room + exam, twice over
+    cmds = run("confirm_info", T0 - 800, disk_free=needed - 1, disk_needed=needed)
+    assert run.state.screen == Screen.INFO_CONFIRM and run.state.notice == "disk_low"
+    assert cmds[0].kind == "disk_low" and not any(isinstance(c, StartRecording) for c in cmds)
+    run("confirm_info", T0 - 799, disk_free=needed, disk_needed=needed)
+    assert run.state.screen == Screen.WAITING

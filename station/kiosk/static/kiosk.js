@@ -30,7 +30,7 @@ const T = {
       read_to_end: "请先阅读至末尾", camera_dead: "摄像头没有画面，不能继续", mic_silent: "没有检测到声音，请对着麦克风说话后再继续",
       waiting_not_open: "候考室尚未开放，请稍后再试", mistake_reported: "已记录，考试结束后请联系工作人员", confirm_end: "请确认结束考试",
       paper_unavailable: "题目获取失败，请点击“刷新题目”或举手示意", station_error: "考位故障，请举手示意监考老师",
-      token_invalid: "考位未授权，请联系考点管理员", station_revoked: "考位已被停用，请联系考点管理员", lot_busy: "抽签繁忙，请重试",
+      disk_low: "考位存储空间不足，不能开始录制，请举手示意监考老师", token_invalid: "考位未授权，请联系考点管理员", station_revoked: "考位已被停用，请联系考点管理员", lot_busy: "抽签繁忙，请重试",
     },
     reasons: {time_up: "答题时间到", ended_by_candidate: "考生结束考试", too_many_interruptions: "中断次数超过限制", interruption_too_long: "中断时间超过 2 分钟"},
   },
@@ -62,7 +62,7 @@ const T = {
       read_to_end: "Read to the end first", camera_dead: "The camera shows nothing", mic_silent: "No sound heard; speak, then continue",
       waiting_not_open: "The waiting room is not open yet", mistake_reported: "Noted; see staff after the exam", confirm_end: "Confirm to end the exam",
       paper_unavailable: "Could not load the question; refresh or raise your hand", station_error: "Station fault; raise your hand",
-      token_invalid: "Station not authorised", station_revoked: "Station revoked", lot_busy: "Busy, try again",
+      disk_low: "Not enough disk space to record; please call a proctor", token_invalid: "Station not authorised", station_revoked: "Station revoked", lot_busy: "Busy, try again",
     },
     reasons: {time_up: "time is up", ended_by_candidate: "ended by the candidate", too_many_interruptions: "too many interruptions", interruption_too_long: "interruption longer than 2 minutes"},
   },
@@ -217,6 +217,7 @@ function update(s) {
   const server = $("#server");
   server.textContent = s.server_ok ? t("ok") : t("down");
   server.className = s.server_ok ? "ok" : "down";
+  $("#backlog").textContent = s.backlog;
   $("#candidate-info").textContent = s.candidate ? `${s.candidate.name} · ${s.candidate.id_number_masked}${s.lot ? " · " + t("lotno") + " " + s.lot : ""}` : "";
   document.querySelectorAll("[data-live=countdown]").forEach((el) => { el.textContent = mmss(s.time_left); });
   document.querySelectorAll("[data-live=meter]").forEach((el) => { el.style.width = `${Math.round(s.mic_level * 100)}%`; });
