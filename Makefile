@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTHON ?= python3
 
-.PHONY: demo test test-e2e system venv postgres clean
+.PHONY: demo test test-e2e test-faults system venv postgres clean
 
 demo: venv
 	$(PY) -m provisioning.demo
@@ -16,6 +16,10 @@ test: venv postgres
 
 test-e2e: venv postgres
 	$(PY) -m pytest -m e2e
+
+# Every one of the twenty kill -9 points (make test runs a seeded subset of five).
+test-faults: venv postgres
+	EXAMKIOSK_FAULTS=all $(PY) -m pytest -m faults
 
 system:
 	@bash scripts/install-system.sh

@@ -46,8 +46,9 @@ def register(app: Flask) -> None:
     @click.option("--assets", type=click.Path(path_type=Path), required=True,
                   help="directory with enrolled_obama.jpg and enrolled_biden.jpg")
     @click.option("--timing-mode", type=click.Choice(["per_question", "whole_session"]), default="per_question")
+    @click.option("--extra-candidates", type=int, default=0, help="more candidates enrolled with the matching face")
     def demo_seed(start_in: float, question_seconds: int, stations: tuple[str, ...], assets: Path,
-                  timing_mode: str) -> None:
+                  timing_mode: str, extra_candidates: int) -> None:
         """Create the demo sitting, candidates and station."""
         from edge_server import settings_of
         from edge_server.extensions import db
@@ -62,6 +63,7 @@ def register(app: Flask) -> None:
             photos={"obama": assets / "enrolled_obama.jpg", "biden": assets / "enrolled_biden.jpg"},
             photos_dir=settings.data_dir / "photos", stations=dict(s.split(":", 1) for s in stations),
             start_in=start_in, question_seconds=question_seconds, timing_mode=TimingMode(timing_mode),
+            extra_candidates=extra_candidates,
         )
         db.session.commit()
         click.echo(json.dumps({"sitting": demo.sitting, "stations": demo.stations, "tickets": demo.tickets}))

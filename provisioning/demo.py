@@ -96,6 +96,7 @@ class DemoCentre:
     interfaces: tuple[str, ...] = ("127.0.0.1",)
     database_url: str | None = None
     stations: int = 1
+    extra_candidates: int = 0
     python: str = sys.executable
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
@@ -209,7 +210,7 @@ class DemoCentre:
         self.flask("db", "upgrade")
         self.flask("demo-seed", "--start-in", str(self.start_in), "--question-seconds", str(self.question_seconds),
                    *[f"--station={sid}:{token}" for sid, token in tokens.items()], "--assets", str(media),
-                   "--timing-mode", self.timing_mode)
+                   "--timing-mode", self.timing_mode, "--extra-candidates", str(self.extra_candidates))
         admin = subprocess.run(
             [self.python, "-m", "flask", "--app", "edge_server:create_app", "create-admin", "--username", "admin",
              "--role", "centre_admin"], env=dict(self.env(), EXAMKIOSK_ADMIN_PASSWORD=sec["admin_password"]),

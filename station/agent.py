@@ -70,6 +70,7 @@ class Agent:
         self.link_ok = False
         self.last_cue: tuple[str, float] | None = None
         self._disk_alerted: str | None = None
+        self._events_wake = threading.Event()
         self.client: EdgeClient | None = None
         self.publisher: StatusPublisher | None = None
         self.recorder: SegmentRecorder | None = None
@@ -94,6 +95,7 @@ class Agent:
         self._open_devices()
         self._spawn(self._connect_edge, "edge-link")
         self._spawn(self._status_loop, "status")
+        self._spawn(self._deliver_events, "events")
         self.uploader.start()
 
     def stop(self) -> None:
@@ -257,7 +259,7 @@ class Agent:
                 logger.info("edge %s: clock offset %.1f ms", api, self.clock.offset * 1000)
                 if mqtt.username:
                     self.publisher = StatusPublisher(mqtt_host, mqtt_port, mqtt.username, mqtt.password,
-                                                     self.settings.centre, self.settings.station_id)
+                                                     self.settings.centre, self.settings.station_id, clock=self.clock)
                     self.publisher.start()
                 self.uploader.wake()
                 break
@@ -326,15 +328,32 @@ class Agent:
         )
 
     def _report(self, kind: str, payload: dict[str, Any]) -> None:
-        payload = dict(payload, at=self.clock.now(), attempt=self.state.attempt_id)
-        if self.publisher is not None and self.publisher.connected:
-            self.publisher.publish_event(kind, payload)
-            return
-        if self.client is not None:
-            try:
-                self.client.event(kind, payload, attempt=self.state.attempt_id)
-            except (EdgeUnavailable, EdgeRejected) as exc:
-                logger.info("event %s not delivered: %s", kind, exc)
+        """Events go through the journal's outbox, so none is lost to a crash or a network cut."""
+        self.journal.enqueue_event(kind, dict(payload, at=self.clock.now()), self.state.attempt_id)
+        self._events_wake.set()
+
+    def _deliver_events(self) -> None:
+        """Send queued events: over MQTT (QoS 1, acknowledged) when connected, else the API."""
+        while not self._stop.is_set():
+            self._events_wake.wait(2.0)
+            self._events_wake.clear()
+            for event_id, kind, payload, attempt in self.journal.pending_events():
+                try:
+                    if self.publisher is not None and self.publisher.connected:
+                        info = self.publisher.publish_event(kind, payload, attempt=attempt)
+                        info.wait_for_publish(timeout=5)
+                        if not info.is_published():
+                            break
+                    elif self.client is not None:
+                        self.client.event(kind, payload, attempt=attempt)
+                    else:
+                        break
+                except (EdgeUnavailable, RuntimeError, ValueError) as exc:
+                    logger.info("event %s waits for the edge: %s", kind, exc)
+                    break
+                except EdgeRejected as exc:
+                    logger.warning("edge refused event %s: %s", kind, exc)
+                self.journal.event_delivered(event_id)
 
     # --- commands -----------------------------------------------------------------------------
     def execute(self, command: flow.Command) -> None:
@@ -513,8 +532,7 @@ class Agent:
         self.last_cue = (cmd.cue, time.time())
 
     def _do_ReportEvent(self, cmd: flow.ReportEvent) -> None:
-        payload = dict(cmd.payload)
-        self._pool.submit(self._report, cmd.kind, payload)
+        self._report(cmd.kind, dict(cmd.payload))
 
     def _do_RefreshDevices(self, cmd: flow.RefreshDevices) -> None:
         if self.devices.camera_error and self.camera is None:

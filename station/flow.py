@@ -478,6 +478,9 @@ def _restored(state: FlowState, event: Event, now: float) -> Result:
         last_alive = float(event.payload.get("last_alive", now))
         return (replace(state, screen=Screen.RESUME, recording=False, interrupted_at=last_alive, busy=False),
                 (ReportEvent("station_restarted", {"interrupted_at": last_alive}),))
+    if state.screen == Screen.UPLOADING:
+        # The recording is over; the upload and the edge's confirmation carry on where they were.
+        return replace(state, busy=False), (FinishAttempt(state.end_reason or "time_up"),)
     return replace(state, busy=False), ()
 
 

@@ -40,6 +40,12 @@ CREATE TABLE IF NOT EXISTS segment (
     signature TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS segment_attempt ON segment (attempt_id, camera, seq);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    attempt_id TEXT
+);
 """
 
 
@@ -147,6 +153,22 @@ class Journal:
     def mark_verified(self, name: str) -> None:
         with self._lock:
             self._db.execute("UPDATE segment SET status = 'verified', uploaded = size WHERE name = ?", (name,))
+
+    # --- events not yet delivered to the edge -------------------------------------------------
+    def enqueue_event(self, kind: str, payload: dict, attempt_id: str | None) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO outbox (kind, payload, attempt_id) VALUES (?, ?, ?)",
+                             (kind, json.dumps(payload, ensure_ascii=False), attempt_id))
+
+    def pending_events(self, limit: int = 50) -> list[tuple[int, str, dict, str | None]]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, kind, payload, attempt_id FROM outbox ORDER BY id LIMIT ?",
+                                    (limit,)).fetchall()
+        return [(r[0], r[1], json.loads(r[2]), r[3]) for r in rows]
+
+    def event_delivered(self, event_id: int) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM outbox WHERE id = ?", (event_id,))
 
     def progress(self, attempt_id: str) -> tuple[int, int, int, int]:
         """(bytes uploaded, bytes total, segments verified, segments total) of an attempt."""

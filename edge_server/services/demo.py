@@ -30,7 +30,7 @@ class DemoCentre:
 def seed_demo(session: Session, *, now: datetime, centre_id: str, centre_name: str, photos: dict[str, Path],
               photos_dir: Path, stations: dict[str, str], start_in: float, question_seconds: int,
               waiting_opens_before: float = 1800, entry_cutoff_after: float = 180,
-              timing_mode: TimingMode = TimingMode.PER_QUESTION) -> DemoCentre:
+              timing_mode: TimingMode = TimingMode.PER_QUESTION, extra_candidates: int = 0) -> DemoCentre:
     """(Re)create the demo data; previous demo attempts are cleared so each run starts fresh."""
     sitting_id = f"{centre_id}-interview"
     centre = session.get(Centre, centre_id) or Centre(id=centre_id, name=centre_name)
@@ -64,6 +64,10 @@ def seed_demo(session: Session, *, now: datetime, centre_id: str, centre_name: s
     session.flush()
     tickets = {"20240001": "obama", "20240002": "biden"}
     names = {"20240001": "张明", "20240002": "李华"}
+    for n in range(extra_candidates):  # more candidates whose face matches the demo camera
+        ticket = f"2024{n + 3:04d}"
+        tickets[ticket] = "obama"
+        names[ticket] = f"考生{n + 3:02d}"
     for i, (ticket, photo_key) in enumerate(tickets.items()):
         enrol_candidate(session, centre_id=centre_id, sitting_id=sitting_id, ticket_no=ticket, name=names[ticket],
                         id_number=f"11010519900307{i + 1:03d}X"[:18], photo=photos[photo_key],

@@ -299,3 +299,11 @@ def test_disk_guard_refuses_to_start_recording_without_space():
     assert cmds[0].kind == "disk_low" and not any(isinstance(c, StartRecording) for c in cmds)
     run("confirm_info", T0 - 799, disk_free=needed, disk_needed=needed)
     assert run.state.screen == Screen.WAITING
+
+
+def test_restart_during_upload_carries_on_uploading():
+    run = answering(T0 + 599)
+    run("tick", T0 + 600)
+    assert run.state.screen == Screen.UPLOADING
+    cmds = run("restored", T0 + 610, last_alive=T0 + 605)
+    assert run.state.screen == Screen.UPLOADING and cmds == (FinishAttempt("time_up"),)

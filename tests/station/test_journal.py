@@ -27,3 +27,15 @@ def test_state_and_segments_survive_reopening(tmp_path: Path):
     assert [s.name for s in again.pending()] == ["a1_main_00000.mkv", "a1_main_00002.mkv"]
     assert again.pending()[0].upload_url == "http://edge/u/1"
     assert again.progress("a1") == (1500, 3000, 1, 3)
+
+
+def test_outbox_keeps_events_until_delivered(tmp_path: Path):
+    journal = Journal(tmp_path / "journal.db")
+    journal.enqueue_event("interruption", {"count": 1}, "a1")
+    journal.enqueue_event("disk_low", {"free": 5}, None)
+    journal.close()
+    again = Journal(tmp_path / "journal.db")
+    pending = again.pending_events()
+    assert [(k, p, a) for _, k, p, a in pending] == [("interruption", {"count": 1}, "a1"), ("disk_low", {"free": 5}, None)]
+    again.event_delivered(pending[0][0])
+    assert [k for _, k, _, _ in again.pending_events()] == ["disk_low"]
