@@ -38,6 +38,19 @@ def register(app: Flask) -> None:
         click.echo(json.dumps({"username": username, "role": role,
                                "password": password if generated else "(as given)"}))
 
+    @app.cli.command("audit-verify")
+    def audit_verify() -> None:
+        """Check the audit log's hash chain; exit 1 naming every changed, deleted or inserted row."""
+        from edge_server.extensions import db
+        from edge_server.services.audit import verify
+
+        problems = verify(db.session)
+        for problem in problems:
+            click.echo(problem, err=True)
+        if problems:
+            raise SystemExit(1)
+        click.echo("audit log intact")
+
     @app.cli.command("demo-seed")
     @click.option("--start-in", type=float, default=180.0)
     @click.option("--question-seconds", type=int, default=60)

@@ -261,7 +261,10 @@ class Segment(Base):
 
 
 class Event(Base):
+    """Append-only audit log of station events and staff actions (see services/audit.py)."""
+
     __tablename__ = "event"
+    __table_args__ = (UniqueConstraint("prev_hash"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     station_id: Mapped[str | None] = mapped_column(ForeignKey("station.id"), default=None)
     attempt_id: Mapped[str | None] = mapped_column(ForeignKey("attempt.id"), default=None)
@@ -269,3 +272,5 @@ class Event(Base):
     source: Mapped[str] = mapped_column(String(16), default="api")
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+    prev_hash: Mapped[str] = mapped_column(String(64), default="")
+    hash: Mapped[str] = mapped_column(String(64), default="")

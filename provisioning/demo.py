@@ -177,7 +177,13 @@ class DemoCentre:
         media.mkdir(exist_ok=True)
         built = assets.build_demo(media)
         sec = self.secrets()
-        shutil.rmtree(self.root / "stations", ignore_errors=True)  # fresh simulated stations each run
+        # Each run starts from fresh demo data: a new database, no recordings, new simulated stations.
+        # The edge's identity key stays, so its fingerprint does too.
+        for stale in ("stations", "central", "edge-data/uploads", "edge-data/recordings", "edge-data/photos"):
+            shutil.rmtree(self.root / stale, ignore_errors=True)
+        if self.database_url is None:
+            for suffix in ("", "-wal", "-shm"):
+                (self.root / f"edge.db{suffix}").unlink(missing_ok=True)
         write_toml(self.edge_config, {
             "centre": self.centre, "centre_name": "演示考点 Demo centre", "secret_key": sec["secret_key"],
             "database_url": self.database_url or f"sqlite:///{self.root / 'edge.db'}",
@@ -215,7 +221,7 @@ class DemoCentre:
             [self.python, "-m", "flask", "--app", "edge_server:create_app", "create-admin", "--username", "admin",
              "--role", "centre_admin"], env=dict(self.env(), EXAMKIOSK_ADMIN_PASSWORD=sec["admin_password"]),
             capture_output=True, text=True)
-        if admin.returncode != 0 and "already exists" not in admin.stderr:
+        if admin.returncode != 0:
             raise RuntimeError(f"create-admin failed: {admin.stderr.strip()}")
         return {"username": "admin", "password": sec["admin_password"]}
 

@@ -206,7 +206,8 @@ def mark_complete_if_done(session: Session, attempt: Attempt) -> bool:
 
 def log_event(session: Session, *, kind: str, station_id: str | None, attempt_id: str | None = None,
               payload: dict[str, Any] | None = None, source: str = "api", at: datetime | None = None) -> Event:
-    event = Event(kind=kind, station_id=station_id, attempt_id=attempt_id, payload=payload or {},
-                  source=source, at=at or utcnow())
-    session.add(event)
-    return event
+    """Station events and staff actions all go to the hash-chained audit log."""
+    from edge_server.services import audit
+
+    return audit.append(session, kind=kind, station_id=station_id, attempt_id=attempt_id, payload=payload or {},
+                        source=source, at=at)

@@ -5,11 +5,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from edge_server.models import (Attempt, Candidate, Centre, Event, FaceTry, Paper, Question, Review, Segment,
-                                Sitting, SittingKind, Station, TimingMode)
+from edge_server.errors import EdgeError
+from edge_server.models import Centre, Paper, Question, Sitting, SittingKind, Station, TimingMode
 from edge_server.services import stations as station_service
 from edge_server.services.enrolment import enrol_candidate
 
@@ -31,22 +30,13 @@ def seed_demo(session: Session, *, now: datetime, centre_id: str, centre_name: s
               photos_dir: Path, stations: dict[str, str], start_in: float, question_seconds: int,
               waiting_opens_before: float = 1800, entry_cutoff_after: float = 180,
               timing_mode: TimingMode = TimingMode.PER_QUESTION, extra_candidates: int = 0) -> DemoCentre:
-    """(Re)create the demo data; previous demo attempts are cleared so each run starts fresh."""
+    """Create the demo data in an empty database (the audit log is append-only: nothing is cleared)."""
     sitting_id = f"{centre_id}-interview"
     centre = session.get(Centre, centre_id) or Centre(id=centre_id, name=centre_name)
     session.add(centre)
-    old = session.get(Sitting, sitting_id)
-    if old is not None:
-        attempt_ids = select(Attempt.id).where(Attempt.sitting_id == sitting_id)
-        for model in (FaceTry, Review, Segment, Event):
-            session.execute(delete(model).where(model.attempt_id.in_(attempt_ids)))
-        session.execute(delete(Attempt).where(Attempt.sitting_id == sitting_id))
-        session.execute(delete(Candidate).where(Candidate.sitting_id == sitting_id))
-        paper_id = old.paper_id
-        session.delete(old)
-        session.flush()
-        session.execute(delete(Question).where(Question.paper_id == paper_id))
-        session.execute(delete(Paper).where(Paper.id == paper_id))
+    if session.get(Sitting, sitting_id) is not None:
+        raise EdgeError("the demo data exists already: the demo starts from an empty database",
+                        code="demo_exists")
     paper = Paper(title="结构化面谈（演示）", instructions="你好！欢迎参加今天的面谈。每回答完一题，请说“回答完毕”。")
     paper.questions = [Question(position=i + 1, text=t, seconds=question_seconds) for i, t in enumerate(DEMO_QUESTIONS)]
     session.add(paper)
