@@ -249,21 +249,29 @@ class DemoCentre:
         try:
             self.spawn("mosquitto", ["mosquitto", "-c", str(self.broker_dir / "mosquitto.conf")])
             wait_port(self.ports.mqtt, 10)
-            (self.root / "redis").mkdir(exist_ok=True)
-            self.spawn("redis", ["redis-server", "--port", str(self.ports.redis), "--bind", "127.0.0.1",
-                                 "--save", "", "--appendonly", "no", "--dir", str(self.root / "redis")])
-            wait_port(self.ports.redis, 10)
-            self.spawn("edge-web", [self.python, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.ports.web}",
-                                    "--workers", "2", "--threads", "4", "--timeout", "120",
-                                    "edge_server:create_app()"])
-            self.wait_http(f"{self.web_url}/healthz", 30)
+            self.start_redis()
+            self.start_web()
             self.spawn("edge-daemon", [self.python, "-m", "edge_server.daemon"])
-            self.spawn("edge-worker", [self.python, "-m", "edge_server.jobs.worker"])
+            self.start_worker()
             for sid in self.station_ids:
                 self.start_station(sid)
         except BaseException:
             self.stop()
             raise
+
+    def start_redis(self) -> None:
+        (self.root / "redis").mkdir(exist_ok=True)
+        self.spawn("redis", ["redis-server", "--port", str(self.ports.redis), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", str(self.root / "redis")])
+        wait_port(self.ports.redis, 10)
+
+    def start_web(self) -> None:
+        self.spawn("edge-web", [self.python, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.ports.web}",
+                                "--workers", "2", "--threads", "4", "--timeout", "120", "edge_server:create_app()"])
+        self.wait_http(f"{self.web_url}/healthz", 30)
+
+    def start_worker(self) -> None:
+        self.spawn("edge-worker", [self.python, "-m", "edge_server.jobs.worker"])
 
     def kill_station(self, station_id: str) -> None:
         """Power-cut stand-in: SIGKILL, no chance to clean up."""

@@ -86,7 +86,8 @@ class Scheduler:
             try:
                 attempts = db.session.scalars(
                     select(Attempt).where(Attempt.upload_complete_at.is_not(None),
-                                          Attempt.sync_status.in_([SyncStatus.NONE, SyncStatus.FAILED]))
+                                          Attempt.sync_status.in_([SyncStatus.NONE, SyncStatus.FAILED,
+                                                                   SyncStatus.QUEUED]))
                 ).all()
                 clock = time.monotonic()
                 for attempt in attempts:

@@ -1,0 +1,79 @@
+"""The edge web process down mid-exam, the worker down and Redis restarted with sync jobs queued.
+
+The exam never stops or slows while the edge is unreachable: the kiosk keeps counting down on
+server time and shows the server as 断开 with a growing upload backlog. When the edge is back,
+uploads resume from the server's offsets and every segment is verified. The sync job that was
+queued when Redis lost its data is queued again by the daemon and the recording reaches central
+storage. ``make test-faults`` keeps the edge down for 60 s; ``make test`` for 25 s.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import uuid
+
+import pytest
+
+from provisioning.demo import DemoCentre, Ports, free_port
+from tests.faults.harness import Kiosk
+
+pytestmark = pytest.mark.faults
+
+OUTAGE = 60.0 if os.environ.get("EXAMKIOSK_FAULTS") == "all" else 25.0
+QUESTION_SECONDS = int(OUTAGE / 2 + 12)
+
+
+def test_edge_down_mid_exam_then_redis_loses_queued_jobs(tmp_path_factory):
+    demo = DemoCentre(tmp_path_factory.mktemp("outage"),
+                      ports=Ports(web=free_port(), kiosk=free_port(), mqtt=free_port(), redis=free_port()),
+                      centre=f"o{uuid.uuid4().hex[:6]}", start_in=45, question_seconds=QUESTION_SECONDS,
+                      segment_seconds=2.0)
+    demo.prepare()
+    demo.start()
+    try:
+        kiosk = Kiosk(demo.kiosk_url())
+        state = kiosk.enter_waiting_room("20240001")
+        offset = state["server_time"] - time.time()
+        starts_at = state["sitting"]["starts_at"]
+        ends_at = starts_at + 2 * QUESTION_SECONDS
+        kiosk.wait_screen("answering", timeout=starts_at - offset - time.time() + 10)
+        time.sleep(3)
+
+        demo.stop_process("edge-worker")
+        demo.stop_process("edge-web")
+        down_at = time.monotonic()
+        during = kiosk.wait(lambda s: not s["server_ok"] and s["backlog"] >= 3, OUTAGE - 5,
+                            "backlog growing while the edge is down")
+        assert during["screen"] == "answering"
+        # The countdown follows server time while the edge is away.
+        assert abs(during["time_left"] - (starts_at + QUESTION_SECONDS - during["server_time"])) < 1.0
+        time.sleep(max(0.0, OUTAGE - (time.monotonic() - down_at)))
+        assert kiosk.state()["screen"] == "answering"
+        demo.start_web()
+
+        kiosk.wait_screen("done", timeout=ends_at - offset - time.time() + 90)
+        db = sqlite3.connect(demo.root / "edge.db")
+        attempt, expected, sync = db.execute(
+            "SELECT a.id, a.expected_segments, a.sync_status FROM attempt a JOIN candidate c ON c.id = a.candidate_id"
+            " WHERE c.ticket_no = '20240001'").fetchone()
+        statuses = dict(db.execute("SELECT name, status FROM segment WHERE attempt_id = ?", (attempt,)).fetchall())
+        assert sorted(statuses) == sorted(json.loads(expected))
+        assert set(statuses.values()) == {"verified"}
+        assert sync == "queued"  # the worker is down: the job waits in Redis
+
+        # Redis restarts empty (no persistence in the demo): the queued job is gone.
+        demo.stop_process("redis")
+        demo.start_redis()
+        demo.start_worker()
+        manifest = next((demo.central_dir / demo.centre).glob("*/lot-*/manifest.json"), None)
+        deadline = time.monotonic() + 60
+        while manifest is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            manifest = next((demo.central_dir / demo.centre).glob("*/lot-*/manifest.json"), None)
+        assert manifest is not None, "the daemon did not queue the lost sync job again"
+        objects = json.loads(manifest.read_text())["objects"]
+        assert sorted(o["key"].rsplit("/", 1)[1] for o in objects) == sorted(statuses)
+    finally:
+        demo.stop()
