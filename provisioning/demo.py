@@ -97,6 +97,8 @@ class DemoCentre:
     database_url: str | None = None
     stations: int = 1
     extra_candidates: int = 0
+    # Stations that also record the evidence camera (the demo video again, as a second camera).
+    second_camera: tuple[str, ...] = ()
     python: str = sys.executable
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
@@ -202,7 +204,7 @@ class DemoCentre:
         mqtt_users = {"edge": sec["edge_mqtt"]}
         for index, sid in enumerate(self.station_ids):
             mqtt_users[sid] = self.station_secret(sec, sid, "mqtt")
-            write_toml(self.station_config(sid), {
+            config = {
                 "station_id": sid, "centre": self.centre, "data_dir": str(self.station_data(sid)),
                 "edge": {"api": "", "fingerprint": fingerprint, "token": tokens[sid],
                          "discovery_interfaces": list(self.interfaces), "discovery_timeout": 5.0},
@@ -211,7 +213,10 @@ class DemoCentre:
                 "audio": {"kind": "file", "source": str(built["mic"]), "rate": 48000, "channels": 1},
                 "recording": {"segment_seconds": self.segment_seconds},
                 "kiosk": {"host": "127.0.0.1", "port": self.ports.kiosk + index},
-            })
+            }
+            if sid in self.second_camera:
+                config["second_camera"] = dict(config["camera"])
+            write_toml(self.station_config(sid), config)
         write_broker_files(self.broker_dir, port=self.ports.mqtt, centre=self.centre, users=mqtt_users)
         self.flask("db", "upgrade")
         self.flask("demo-seed", "--start-in", str(self.start_in), "--question-seconds", str(self.question_seconds),

@@ -73,12 +73,14 @@ class Agent:
         self._events_wake = threading.Event()
         self.client: EdgeClient | None = None
         self.publisher: StatusPublisher | None = None
-        self.recorder: SegmentRecorder | None = None
+        # One recorder per camera ("main", and "second" for the evidence camera when configured).
+        self.recorders: dict[str, SegmentRecorder] = {}
         self._recorder_lock = threading.Lock()
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="agent-io")
         self._threads: list[threading.Thread] = []
         self.camera: Camera | None = None
+        self.second_camera: Camera | None = None
         self.audio: AudioSource | None = None
         self.uploader = SegmentUploader(
             self.journal, base_url=lambda: self.client.base_url if self.client else None,
@@ -101,13 +103,13 @@ class Agent:
     def stop(self) -> None:
         self._stop.set()
         with self._recorder_lock:
-            if self.recorder is not None:
-                self.recorder.stop()
-                self.recorder = None
+            recorders, self.recorders = self.recorders, {}
+        for recorder in recorders.values():
+            recorder.stop()
         self.uploader.stop()
         if self.publisher is not None:
             self.publisher.stop()
-        for dev in (self.camera, self.audio):
+        for dev in (self.camera, self.second_camera, self.audio):
             if dev is not None:
                 try:
                     dev.close()
@@ -167,6 +169,17 @@ class Agent:
         except DeviceError as exc:
             self.devices.camera_error = str(exc)
             logger.warning("camera unavailable: %s", exc)
+        second = self.settings.second_camera
+        if second is not None:
+            try:
+                self.second_camera = open_camera(second.kind, second.source, size=(second.width, second.height),
+                                                 fps=second.fps)
+                self.second_camera.open()
+                logger.info("second camera: %s", self.second_camera)
+                self._spawn(self._capture_second, "second-camera")
+            except DeviceError as exc:
+                logger.warning("second camera unavailable: %s", exc)
+                self._report("camera_lost", {"camera": "second", "error": str(exc)})
         try:
             self.audio = open_audio(mic.kind, mic.source, rate=mic.rate, channels=mic.channels)
             self.audio.open()
@@ -188,7 +201,18 @@ class Agent:
                 return
             self.devices.frame = frame
             self.devices.frame_at = time.monotonic()
-            self._feed(lambda r: r.push_video(frame))
+            self._feed(lambda r: r.push_video(frame), "main")
+
+    def _capture_second(self) -> None:
+        assert self.second_camera is not None
+        while not self._stop.is_set():
+            try:
+                frame = self.second_camera.read()
+            except DeviceError as exc:
+                logger.warning("second camera lost: %s", exc)
+                self._report("camera_lost", {"camera": "second", "error": str(exc)})
+                return
+            self._feed(lambda r: r.push_video(frame), "second")
 
     def _capture_audio(self) -> None:
         assert self.audio is not None
@@ -204,21 +228,22 @@ class Agent:
             self.devices.mic_level = 0.6 * self.devices.mic_level + 0.4 * value
             if value >= MIC_HEARD_LEVEL:
                 self.devices.mic_heard_at = time.monotonic()
-            self._feed(lambda r: r.push_audio(chunk))
+            for camera in list(self.recorders):
+                self._feed(lambda r: r.push_audio(chunk), camera)
 
-    def _feed(self, push: Callable[[SegmentRecorder], None]) -> None:
-        recorder = self.recorder
+    def _feed(self, push: Callable[[SegmentRecorder], None], camera: str) -> None:
+        recorder = self.recorders.get(camera)
         if recorder is None:
             return
         try:
             push(recorder)
         except RecorderError as exc:
             # The encoder failed: keep capturing (preview, face) and tell the proctor.
-            logger.error("recorder failed: %s", exc)
-            self._report("recorder_failed", {"error": str(exc)})
+            logger.error("recorder of camera %s failed: %s", camera, exc)
+            self._report("recorder_failed", {"camera": camera, "error": str(exc)})
             with self._recorder_lock:
-                if self.recorder is recorder:
-                    self.recorder = None
+                if self.recorders.get(camera) is recorder:
+                    del self.recorders[camera]
 
     def frames(self, count: int, spacing: float = 0.2) -> list[np.ndarray]:
         """A few recent distinct camera frames, for face matching."""
@@ -447,23 +472,28 @@ class Agent:
         self._background(work)
 
     def _do_StartRecording(self, cmd: flow.StartRecording) -> None:
+        """One segment chain per camera; after a restart each chain continues from the journal."""
         attempt = self.state.attempt_id
         assert attempt is not None
-        cam = self.settings.camera
-        size = self.camera.size if self.camera is not None else (cam.width, cam.height)
-        fps = self.camera.fps if self.camera is not None else cam.fps
+        cameras = {"main": (self.camera, self.settings.camera)}
+        if self.second_camera is not None and self.settings.second_camera is not None:
+            cameras["second"] = (self.second_camera, self.settings.second_camera)
         with self._recorder_lock:
-            if self.recorder is not None:
-                self.recorder.cut(cmd.question)
-                return
-            recorder = SegmentRecorder(
-                self.settings.segments_dir / attempt, attempt, "main", fps=fps, size=size,
-                audio_rate=self.settings.audio.rate, audio_channels=self.settings.audio.channels,
-                segment_seconds=self.settings.recording.segment_seconds,
-                first_seq=self.journal.next_seq(attempt, "main"), clock=self.clock.now, on_closed=self._segment_closed)
-            recorder.start(cmd.question)
-            self.recorder = recorder
-        logger.info("recording attempt %s from segment %d", attempt, recorder.seq)
+            for name, (device, cfg) in cameras.items():
+                if name in self.recorders:
+                    self.recorders[name].cut(cmd.question)
+                    continue
+                recorder = SegmentRecorder(
+                    self.settings.segments_dir / attempt, attempt, name,
+                    fps=device.fps if device is not None else cfg.fps,
+                    size=device.size if device is not None else (cfg.width, cfg.height),
+                    audio_rate=self.settings.audio.rate, audio_channels=self.settings.audio.channels,
+                    segment_seconds=self.settings.recording.segment_seconds,
+                    first_seq=self.journal.next_seq(attempt, name), clock=self.clock.now,
+                    on_closed=self._segment_closed)
+                recorder.start(cmd.question)
+                self.recorders[name] = recorder
+                logger.info("recording attempt %s, camera %s, from segment %d", attempt, name, recorder.seq)
 
     def _segment_closed(self, info: SegmentInfo) -> None:
         """Journal the closed segment as the next signed link of its camera's chain, then upload it."""
@@ -480,13 +510,13 @@ class Agent:
 
     def _do_CutSegment(self, cmd: flow.CutSegment) -> None:
         with self._recorder_lock:
-            if self.recorder is not None:
-                self.recorder.cut(cmd.question)
+            for recorder in self.recorders.values():
+                recorder.cut(cmd.question)
 
     def _do_StopRecording(self, cmd: flow.StopRecording) -> None:
         with self._recorder_lock:
-            recorder, self.recorder = self.recorder, None
-        if recorder is not None:
+            recorders, self.recorders = self.recorders, {}
+        for recorder in recorders.values():
             recorder.stop()
 
     def _do_FetchPaper(self, cmd: flow.FetchPaper) -> None:

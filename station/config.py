@@ -87,6 +87,8 @@ class StationSettings(BaseSettings):
     edge: EdgeSection
     mqtt: MqttSection = MqttSection()
     camera: CameraSection = CameraSection()
+    # The seeds' evidence video (佐证视频): a second camera recorded beside the main one.
+    second_camera: CameraSection | None = None
     audio: AudioSection = AudioSection()
     recording: RecordingSection = RecordingSection()
     face: FaceSection = FaceSection()
@@ -94,8 +96,9 @@ class StationSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _file_sources(self) -> "StationSettings":
-        if self.camera.kind == "file" and not Path(self.camera.source).is_file():
-            raise ValueError(f"camera.source {self.camera.source!r} is not a video file")
+        for key, cam in (("camera", self.camera), ("second_camera", self.second_camera)):
+            if cam is not None and cam.kind == "file" and not Path(cam.source).is_file():
+                raise ValueError(f"{key}.source {cam.source!r} is not a video file")
         if self.audio.kind == "file" and not Path(self.audio.source).is_file():
             raise ValueError(f"audio.source {self.audio.source!r} is not a WAV file")
         return self

@@ -48,7 +48,7 @@ def centre(tmp_path_factory: pytest.TempPathFactory):
         tmp_path_factory.mktemp("centre"),
         ports=Ports(web=free_port(), kiosk=free_port_pair(), mqtt=free_port(), redis=free_port()),
         centre=f"e2e{uuid.uuid4().hex[:6]}", start_in=START_IN, question_seconds=QUESTION_SECONDS,
-        segment_seconds=2.0, stations=2,
+        segment_seconds=2.0, stations=2, second_camera=("st-01",),
     )
     login = demo.prepare()
     demo.start()
@@ -223,7 +223,12 @@ def test_demo_centre_end_to_end(centre, browser):
     # Every segment is a signed link of one unbroken chain.
     key = manifest["station_public_key"]
     assert key and all(verify(key, o["chain"]["entry"], o["chain"]["sig"]) for o in manifest["objects"])
-    assert link_problems(sorted((o["seq"], o["chain"]["prev"], o["chain"]["entry"]) for o in manifest["objects"])) == []
+    cameras = {o["camera"] for o in manifest["objects"]}
+    assert cameras == {"main", "second"}  # the evidence camera has its own chain
+    for camera in cameras:
+        chain = sorted((o["seq"], o["chain"]["prev"], o["chain"]["entry"]) for o in manifest["objects"]
+                       if o["camera"] == camera)
+        assert link_problems(chain) == []
     assert manifest["end_reason"] == "time_up" and manifest["flags"] == []
     db_sync = db.execute("SELECT sync_status FROM attempt WHERE id = ?", (attempt_id,)).fetchone()[0]
     assert db_sync == "synced"
