@@ -129,6 +129,17 @@ class StaffUser(Base):
         return str(self.id)
 
 
+class LoginAttempt(Base):
+    """Staff sign-in attempts, for rate limiting and lockout."""
+
+    __tablename__ = "login_attempt"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), index=True)
+    address: Mapped[str] = mapped_column(String(64), index=True)
+    ok: Mapped[bool] = mapped_column(default=False)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class Paper(Base):
     __tablename__ = "paper"
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -8,7 +8,9 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 
 from edge_server.extensions import db, login_manager
-from edge_server.models import Attempt, Review, ReviewStatus, StaffUser, Station
+from functools import wraps
+
+from edge_server.models import Attempt, Review, ReviewStatus, StaffRole, StaffUser, Station
 from edge_server.services import attempts as attempt_service
 from edge_server.services import staff as staff_service
 from edge_server.staff import bp
@@ -23,19 +25,48 @@ def load_user(user_id: str) -> StaffUser | None:
     return db.session.get(StaffUser, int(user_id))
 
 
+def roles_required(*roles: StaffRole):
+    """Only staff with one of ``roles`` may use the view; everyone else gets 403."""
+    def decorator(view):
+        @wraps(view)
+        @login_required
+        def wrapper(*args, **kwargs):
+            if current_user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+        return wrapper
+    return decorator
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     form = LoginForm()
+    status = 200
     if form.validate_on_submit():
-        user = staff_service.authenticate(db.session, form.username.data, form.password.data)
+        address = request.remote_addr or "unknown"
+        try:
+            user = staff_service.sign_in(db.session, form.username.data, form.password.data, address,
+                                         datetime.now(timezone.utc))
+        except staff_service.LockedOut as exc:
+            attempt_service.log_event(db.session, kind="staff_login_locked", station_id=None, source="staff",
+                                      payload={"user": form.username.data, "address": address})
+            db.session.commit()
+            flash(exc.message, "error")
+            return render_template("staff/login.html", form=form), 429
         if user is not None:
             login_user(user)
             attempt_service.log_event(db.session, kind="staff_login", station_id=None, source="staff",
-                                      payload={"user": user.username})
+                                      payload={"user": user.username, "address": address})
             db.session.commit()
             return redirect(url_for("staff.dashboard"))
+        attempt_service.log_event(db.session, kind="staff_login_failed", station_id=None, source="staff",
+                                  payload={"user": form.username.data, "address": address})
+        db.session.commit()
         flash("用户名或密码错误 · Wrong username or password", "error")
-    return render_template("staff/login.html", form=form), (401 if form.is_submitted() else 200)
+        status = 401
+    elif form.is_submitted():
+        status = 400  # e.g. the CSRF token is missing or stale
+    return render_template("staff/login.html", form=form), status
 
 
 @bp.post("/logout")
@@ -49,7 +80,8 @@ def logout():
 @bp.get("/")
 @login_required
 def dashboard():
-    return render_template("staff/dashboard.html", review_form=ReviewForm(), logout_form=LogoutForm())
+    return render_template("staff/dashboard.html", review_form=ReviewForm(), logout_form=LogoutForm(),
+                           can_revoke=current_user.role == StaffRole.CENTRE_ADMIN)
 
 
 def station_tile(station: Station, now: datetime) -> dict:
@@ -111,6 +143,24 @@ def attempts_json():
                      "verified": status["verified"], "expected": status["expected"],
                      "complete": status["complete"], "sync": status["sync"]})
     return jsonify(attempts=rows)
+
+
+@bp.post("/stations/<station_id>/revoke")
+@roles_required(StaffRole.CENTRE_ADMIN)
+def revoke_station(station_id: str):
+    if not LogoutForm().validate_on_submit():  # any CSRF-only form will do
+        abort(400)
+    station = db.session.get(Station, station_id)
+    if station is None or station.centre_id != _centre():
+        abort(404)
+    from edge_server.services.stations import revoke
+
+    revoke(db.session, station)
+    attempt_service.log_event(db.session, kind="station_revoked", station_id=station.id, source="staff",
+                              payload={"by": current_user.username})
+    db.session.commit()
+    flash(f"考位 {station.id} 已停用 · Station revoked", "info")
+    return redirect(url_for("staff.dashboard"))
 
 
 @bp.post("/reviews/<int:review_id>")
