@@ -69,6 +69,8 @@ class Agent:
         self.paper: dict[str, Any] | None = None
         self.link_ok = False
         self.last_cue: tuple[str, float] | None = None
+        # What the face-login screen tells the candidate while the camera looks (a guidance code).
+        self.live_guidance: str | None = None
         self._disk_alerted: str | None = None
         self._events_wake = threading.Event()
         self.client: EdgeClient | None = None
@@ -97,6 +99,7 @@ class Agent:
         self._open_devices()
         self._spawn(self._connect_edge, "edge-link")
         self._spawn(self._status_loop, "status")
+        self._spawn(self._watch_camera, "camera-watch")
         self._spawn(self._deliver_events, "events")
         self.uploader.start()
 
@@ -244,6 +247,32 @@ class Agent:
             with self._recorder_lock:
                 if self.recorders.get(camera) is recorder:
                     del self.recorders[camera]
+
+    def _watch_camera(self) -> None:
+        """Beside the recorder, at low rate: QR tickets on the identify screen, live face guidance."""
+        from station.face import FaceEngine
+        from station.face_quality import assess
+        from station.qr import decode_ticket
+
+        engine = FaceEngine()
+        last_ticket: tuple[str, float] | None = None
+        while not self._stop.wait(0.5):
+            frame, state = self.devices.frame, self.state
+            if frame is None or state.busy:
+                continue
+            try:
+                if state.screen == Screen.IDENTIFY and self.client is not None:
+                    ticket = decode_ticket(frame.image)
+                    if ticket and (last_ticket is None or last_ticket[0] != ticket or time.monotonic() - last_ticket[1] > 10):
+                        last_ticket = (ticket, time.monotonic())
+                        logger.info("admission ticket QR code read")
+                        self.post("identify", {"ticket_no": ticket, "via": "qr"})
+                elif state.screen == Screen.FACE_LOGIN:
+                    self.live_guidance = assess(frame.image, engine).guidance
+                else:
+                    self.live_guidance = None
+            except Exception:  # a bad frame must never stop the watch
+                logger.exception("camera watch failed on one frame")
 
     def frames(self, count: int, spacing: float = 0.2) -> list[np.ndarray]:
         """A few recent distinct camera frames, for face matching."""
@@ -417,25 +446,26 @@ class Agent:
     def _do_MatchFace(self, cmd: flow.MatchFace) -> None:
         def work() -> Event:
             from station.face import FaceEngine, decide
+            from station.face_quality import assess
 
             cand = self.state.candidate
             if cand is None or cand.descriptor is None:
                 return Event("face_result", {"matched": False, "distance": None, "guidance": "no_enrolment"})
             engine = FaceEngine()
             descriptors = []
-            several = False
-            for image in self.frames(self.settings.face.frames + 2):
-                boxes = engine.detect(image)
-                if len(boxes) > 1:
-                    several = True
+            refused: list[str] = []
+            # Only frames that pass the quality gate are matched; the decision uses several of them.
+            for image in self.frames(self.settings.face.frames + 3):
+                quality = assess(image, engine)
+                if not quality.ok:
+                    refused.append(quality.guidance)
                     continue
-                if len(boxes) == 1:
-                    descriptors.append(engine.descriptor(image, boxes[0]))
+                descriptors.append(engine.descriptor(image, quality.box))
                 if len(descriptors) >= self.settings.face.frames:
                     break
             if not descriptors:
-                return Event("face_result", {"matched": False, "distance": None,
-                                             "guidance": "several_faces" if several else "no_face"})
+                guidance = max(set(refused), key=refused.count) if refused else "no_face"
+                return Event("face_result", {"matched": False, "distance": None, "guidance": guidance})
             decision = decide(descriptors, np.asarray(cand.descriptor, dtype=np.float32),
                               threshold=self.settings.face.threshold)
             logger.info("face try: distance %.3f over %d frames -> %s", decision.distance, decision.frames_used,

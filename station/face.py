@@ -142,6 +142,19 @@ class FaceEngine:
             for r in self._models.detector(_to_rgb(small), upsample)
         ]
 
+    def landmarks(self, image_bgr: np.ndarray, box: FaceBox) -> np.ndarray:
+        """The 5 landmarks of the face in ``box`` as a (5, 2) float32 array of (x, y) pixels.
+
+        dlib's 5-point order, in image terms: 0-1 the outer and inner corner of the eye on
+        the image's right (the person's left eye), 2-3 the outer and inner corner of the eye
+        on the image's left, 4 the base of the nose. The predictor always places all five
+        points, also on a covered face: it regresses from the box, it does not test presence.
+        """
+        rect = dlib.rectangle(box.left, box.top, box.right - 1, box.bottom - 1)
+        shape = self._models.predictor(_to_rgb(image_bgr), rect)
+        return np.array([(shape.part(i).x, shape.part(i).y) for i in range(shape.num_parts)],
+                        dtype=np.float32)
+
     def descriptor(self, image_bgr: np.ndarray, box: FaceBox) -> np.ndarray:
         """The 128-d descriptor (float32) of the face in ``box``, aligned on 5 landmarks."""
         rgb = _to_rgb(image_bgr)

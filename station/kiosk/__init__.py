@@ -17,6 +17,7 @@ from werkzeug.serving import make_server
 
 from station import flow
 from station.devices import list_cameras, list_microphones
+from station.face_quality import GUIDANCE_EN, GUIDANCE_ZH
 from station.kiosk.content import READING
 from station.flow import Screen
 
@@ -95,6 +96,12 @@ def view(agent: "Agent") -> dict[str, Any]:
     data: dict[str, Any] = {
         "screen": str(state.screen),
         "notice": state.notice,
+        # Notices that are face guidance carry their text (the gate owns those messages).
+        "notice_text": {"zh": GUIDANCE_ZH[state.notice], "en": GUIDANCE_EN[state.notice]}
+        if state.notice in GUIDANCE_ZH else None,
+        "guidance": None if agent.live_guidance is None or state.screen != Screen.FACE_LOGIN else {
+            "code": agent.live_guidance, "zh": GUIDANCE_ZH[agent.live_guidance],
+            "en": GUIDANCE_EN[agent.live_guidance]},
         "busy": state.busy,
         "server_time": now,
         "server_ok": bool(agent.link_ok),

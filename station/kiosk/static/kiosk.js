@@ -4,9 +4,9 @@
 const T = {
   zh: {
     now: "", server: "", ok: "正常", down: "断开", lang: "English",
-    identify_title: "请输入准考证号", identify_hint: "使用屏幕键盘输入准考证号后点击“确认”。", confirm: "确认", clear: "清除", back: "退格",
+    identify_title: "请输入准考证号", identify_hint: "使用屏幕键盘输入准考证号后点击“确认”，或将准考证上的二维码对准摄像头。", confirm: "确认", clear: "清除", back: "退格",
     face_title: "人脸登录", face_hint: "请正对摄像头，保持面部光线充足，不要佩戴口罩、墨镜或帽子。", face_start: "开始人脸识别",
-    face_busy: "正在识别，请保持不动…", tries: "已尝试", of: "/",
+    face_busy: "正在识别，请保持不动…", tries: "已尝试", of: "/", face_ready: "画面良好，可以开始识别",
     review_title: "人工审核中", review_hint: "人脸识别 3 次未通过，已提交监考老师人工审核，请稍候。",
     accept: "我已阅读并同意", scroll_more: "请阅读至末尾",
     lot_title: "抽签", lot_hint: "请点击“抽签”获取抽签号。抽签截止后系统将自动分配。", lot_draw: "抽签", lot_deadline: "抽签截止",
@@ -36,9 +36,9 @@ const T = {
   },
   en: {
     now: "Time", server: "Server", ok: "OK", down: "offline", lang: "中文",
-    identify_title: "Enter your admission ticket number", identify_hint: "Type the number on the keypad, then press Confirm.", confirm: "Confirm", clear: "Clear", back: "Back",
+    identify_title: "Enter your admission ticket number", identify_hint: "Type the number on the keypad and press Confirm, or show your ticket's QR code to the camera.", confirm: "Confirm", clear: "Clear", back: "Back",
     face_title: "Face login", face_hint: "Face the camera in good light; no mask, sunglasses or hat.", face_start: "Start face check",
-    face_busy: "Checking, please hold still…", tries: "Tries", of: "/",
+    face_busy: "Checking, please hold still…", tries: "Tries", of: "/", face_ready: "Good picture: you can start",
     review_title: "Manual review", review_hint: "Face check failed 3 times. A proctor is reviewing your login, please wait.",
     accept: "I have read and agree", scroll_more: "Please read to the end",
     lot_title: "Draw a lot", lot_hint: "Press Draw to get your lot number. After the deadline one is assigned.", lot_draw: "Draw", lot_deadline: "Deadline",
@@ -90,21 +90,29 @@ async function send(name, payload = {}) {
 
 function preview() { return `<img class="preview" data-live="preview" alt="camera" src="/preview.jpg?${Date.now()}">`; }
 function meter() { return `<div class="meter" title="volume"><span data-live="meter"></span></div>`; }
+function noticeText(s) {
+  if (!s.notice) return "";
+  if (s.notice_text) return s.notice_text[lang];
+  return T[lang].notices[s.notice] ?? s.notice;
+}
 function notice(s) {
-  return `<p class="notice" data-live="notice" role="alert">${s.notice ? esc(T[lang].notices[s.notice] ?? s.notice) : ""}</p>`;
+  return `<p class="notice" data-live="notice" role="alert">${esc(noticeText(s))}</p>`;
 }
 
 const SCREENS = {
   identify: (s) => `
     <h1>${t("identify_title")}</h1><p class="hint">${t("identify_hint")}</p>
+    <div class="row"><div>
     <input id="ticket" class="ticket" readonly value="${esc(ticket)}" data-field="ticket_no" aria-label="ticket">
     <div class="keypad">${[1,2,3,4,5,6,7,8,9].map((d) => `<button type="button" data-key="${d}">${d}</button>`).join("")}
       <button type="button" data-key="clear">${t("clear")}</button><button type="button" data-key="0">0</button><button type="button" data-key="back">${t("back")}</button></div>
     ${notice(s)}
-    <button type="button" class="primary big" data-action="identify">${t("confirm")}</button>`,
+    <button type="button" class="primary big" data-action="identify">${t("confirm")}</button></div>
+    <div class="qr-preview">${preview()}</div></div>`,
   face_login: (s) => `
     <h1>${t("face_title")}</h1><p class="hint">${t("face_hint")}</p>
-    <div class="row">${preview()}<div><p>${t("tries")}: <b data-live="tries">${s.face_tries}</b>${t("of")}${s.max_face_tries}</p>${notice(s)}
+    <div class="row">${preview()}<div><p class="guidance" data-live="guidance"></p>
+    <p>${t("tries")}: <b data-live="tries">${s.face_tries}</b>${t("of")}${s.max_face_tries}</p>${notice(s)}
     <button type="button" class="primary big" data-action="face_capture" data-live="busy-disable">${t("face_start")}</button>
     <p class="hint" data-live="busy-text"></p></div></div>`,
   manual_review: (s) => `<h1>${t("review_title")}</h1><div class="row">${preview()}<p class="hint big-text">${t("review_hint")}</p></div><div class="spinner"></div>`,
@@ -221,7 +229,12 @@ function update(s) {
   $("#candidate-info").textContent = s.candidate ? `${s.candidate.name} · ${s.candidate.id_number_masked}${s.lot ? " · " + t("lotno") + " " + s.lot : ""}` : "";
   document.querySelectorAll("[data-live=countdown]").forEach((el) => { el.textContent = mmss(s.time_left); });
   document.querySelectorAll("[data-live=meter]").forEach((el) => { el.style.width = `${Math.round(s.mic_level * 100)}%`; });
-  document.querySelectorAll("[data-live=notice]").forEach((el) => { el.textContent = s.notice ? (T[lang].notices[s.notice] ?? s.notice) : ""; });
+  document.querySelectorAll("[data-live=notice]").forEach((el) => { el.textContent = noticeText(s); });
+  document.querySelectorAll("[data-live=guidance]").forEach((el) => {
+    el.textContent = s.guidance ? s.guidance[lang] : (s.screen === "face_login" ? t("face_ready") : "");
+    el.className = s.guidance ? "guidance warn" : "guidance ok";
+    el.dataset.code = s.guidance ? s.guidance.code : "ok";
+  });
   document.querySelectorAll("[data-live=busy-disable]").forEach((el) => { el.disabled = !!s.busy; });
   document.querySelectorAll("[data-live=busy-text]").forEach((el) => { el.textContent = s.busy ? t("face_busy") : ""; });
   const tries = $("[data-live=tries]"); if (tries) tries.textContent = s.face_tries;
