@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime, timezone
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -39,7 +40,14 @@ def build_manifest(attempt: Attempt, objects: list[dict], station_key: str | Non
 
 
 def sync_attempt(attempt_id: str) -> dict:
-    """Safe to run twice: objects already stored with the same checksum are skipped."""
+    """Safe to run twice: objects already stored with the same checksum are skipped.
+
+    First the per-question files are joined (without re-encoding) and checked; they go to central
+    storage with the segments, and the manifest lists them and any media problem found.
+    """
+    from edge_server.jobs.media import join_questions
+
+    media = join_questions(attempt_id)
     with app_context() as (app, db, settings):
         attempt = db.session.get(Attempt, attempt_id)
         if attempt is None:
@@ -62,8 +70,19 @@ def sync_attempt(attempt_id: str) -> dict:
                                 "seq": seg.seq, "question": seg.question, "started_at": seg.started_at,
                                 "ended_at": seg.ended_at, "chain": {"prev": seg.prev_hash, "entry": seg.entry_hash,
                                                                     "sig": seg.signature}})
+            questions = []
+            for joined in media["files"]:
+                path = Path(joined["path"])
+                key = f"{prefix}/questions/{path.name}"
+                storage.put_file(key, path, joined["sha256"])
+                questions.append({"key": key, "sha256": joined["sha256"], "camera": joined["camera"],
+                                  "question": joined["question"], "duration": joined["duration"],
+                                  "expected_duration": joined["expected"], "segments": joined["segments"],
+                                  "complete": joined["complete"]})
             station = db.session.get(Station, attempt.station_id) if attempt.station_id else None
             manifest = build_manifest(attempt, objects, station.public_key if station else None)
+            manifest["questions"] = questions
+            manifest["media_problems"] = media["problems"]
             data = json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=True).encode()
             manifest_sha = storage.put_bytes(f"{prefix}/manifest.json", data)
         except Exception as exc:

@@ -230,6 +230,13 @@ def test_demo_centre_end_to_end(centre, browser):
                        if o["camera"] == camera)
         assert link_problems(chain) == []
     assert manifest["end_reason"] == "time_up" and manifest["flags"] == []
+    # One joined file per camera and question (and the waiting room), checked, no media problem.
+    assert manifest["media_problems"] == []
+    assert {(q["camera"], q["question"]) for q in manifest["questions"]} == {
+        (camera, question) for camera in ("main", "second") for question in (None, 1, 2)}
+    for joined in manifest["questions"]:
+        assert joined["complete"] and abs(joined["duration"] - joined["expected_duration"]) <= 2.0
+        assert hashlib.sha256((demo.central_dir / joined["key"]).read_bytes()).hexdigest() == joined["sha256"]
     db_sync = db.execute("SELECT sync_status FROM attempt WHERE id = ?", (attempt_id,)).fetchone()[0]
     assert db_sync == "synced"
 
