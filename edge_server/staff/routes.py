@@ -145,6 +145,40 @@ def attempts_json():
     return jsonify(attempts=rows)
 
 
+@bp.get("/api/candidates")
+@login_required
+def candidates_json():
+    from edge_server.models import Candidate
+
+    rows = db.session.scalars(select(Candidate).where(Candidate.centre_id == _centre())
+                              .order_by(Candidate.sitting_id, Candidate.ticket_no)).all()
+    return jsonify(candidates=[{"ticket_no": c.ticket_no, "name": c.name, "seat": c.seat, "sitting": c.sitting_id,
+                                "enrolled": c.descriptor is not None} for c in rows])
+
+
+@bp.get("/candidates/<ticket_no>/ticket.<any(png, pdf):fmt>")
+@login_required
+def admission_ticket(ticket_no: str, fmt: str):
+    """A printable admission ticket whose QR code logs the candidate in at a station."""
+    from flask import Response
+
+    from edge_server.models import Candidate, Sitting
+    from edge_server.services.tickets import ticket_pdf, ticket_png
+
+    cand = db.session.scalar(select(Candidate).where(Candidate.centre_id == _centre(),
+                                                     Candidate.ticket_no == ticket_no))
+    if cand is None:
+        abort(404)
+    sitting = db.session.get(Sitting, cand.sitting_id)
+    render = ticket_pdf if fmt == "pdf" else ticket_png
+    data = render(cand.ticket_no, cand.name, sitting.name if sitting else "", cand.seat)
+    attempt_service.log_event(db.session, kind="ticket_printed", station_id=None, source="staff",
+                              payload={"ticket_no": ticket_no, "by": current_user.username})
+    db.session.commit()
+    return Response(data, mimetype="application/pdf" if fmt == "pdf" else "image/png",
+                    headers={"Content-Disposition": f'inline; filename="ticket-{ticket_no}.{fmt}"'})
+
+
 @bp.post("/stations/<station_id>/revoke")
 @roles_required(StaffRole.CENTRE_ADMIN)
 def revoke_station(station_id: str):

@@ -92,3 +92,27 @@ def test_admin_revokes_a_station_and_its_token_stops_working(app, staffed, chrom
     r = requests.get(f"{staffed}/api/v1/time", headers=api)
     assert r.status_code == 403 and r.json()["code"] == "station_revoked"
     page.close()
+
+
+def test_admission_ticket_qr_logs_back_to_the_ticket_number(app, staffed, chromium):
+    import cv2
+    import numpy as np
+
+    from station.qr import decode_ticket
+    from tests.edge_server.helpers import make_candidate, make_sitting
+
+    with app.app_context():
+        make_candidate(db.session, make_sitting(db.session, "c1"), ticket_no="20249999", name="王芳")
+        db.session.commit()
+    page = chromium.new_page()
+    sign_in(page, staffed, "proctor", PASSWORD)
+    page.wait_for_selector("[data-ticket='20249999'] [data-action=ticket-png]")
+    png = page.request.get(f"{staffed}/staff/candidates/20249999/ticket.png")
+    assert png.status == 200 and png.headers["content-type"] == "image/png"
+    image = cv2.imdecode(np.frombuffer(png.body(), np.uint8), cv2.IMREAD_COLOR)
+    assert decode_ticket(image) == "20249999"
+    pdf = page.request.get(f"{staffed}/staff/candidates/20249999/ticket.pdf")
+    assert pdf.status == 200 and pdf.body().startswith(b"%PDF")
+    assert page.request.get(f"{staffed}/staff/candidates/nobody/ticket.pdf").status == 404
+    page.close()
+    assert requests.get(f"{staffed}/staff/candidates/20249999/ticket.png", allow_redirects=False).status_code == 302
