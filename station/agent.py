@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
+import cv2
 import numpy as np
 
 from station import flow
@@ -71,6 +72,9 @@ class Agent:
         self.last_cue: tuple[str, float] | None = None
         # What the face-login screen tells the candidate while the camera looks (a guidance code).
         self.live_guidance: str | None = None
+        # The closest frame of the face tries, as JPEG, for the proctor's manual review.
+        self.best_face_frame: bytes | None = None
+        self._best_face_distance: float | None = None
         self._disk_alerted: str | None = None
         self._events_wake = threading.Event()
         self.client: EdgeClient | None = None
@@ -453,6 +457,7 @@ class Agent:
                 return Event("face_result", {"matched": False, "distance": None, "guidance": "no_enrolment"})
             engine = FaceEngine()
             descriptors = []
+            good_images: list[np.ndarray] = []
             refused: list[str] = []
             # Only frames that pass the quality gate are matched; the decision uses several of them.
             for image in self.frames(self.settings.face.frames + 3):
@@ -461,18 +466,30 @@ class Agent:
                     refused.append(quality.guidance)
                     continue
                 descriptors.append(engine.descriptor(image, quality.box))
+                good_images.append(image)
                 if len(descriptors) >= self.settings.face.frames:
                     break
             if not descriptors:
                 guidance = max(set(refused), key=refused.count) if refused else "no_face"
                 return Event("face_result", {"matched": False, "distance": None, "guidance": guidance})
-            decision = decide(descriptors, np.asarray(cand.descriptor, dtype=np.float32),
-                              threshold=self.settings.face.threshold)
+            enrolled = np.asarray(cand.descriptor, dtype=np.float32)
+            decision = decide(descriptors, enrolled, threshold=self.settings.face.threshold)
+            self._keep_best_frame(good_images, descriptors, enrolled)
             logger.info("face try: distance %.3f over %d frames -> %s", decision.distance, decision.frames_used,
                         "match" if decision.matched else "no match")
             return Event("face_result", {"matched": decision.matched, "distance": round(decision.distance, 4)})
 
         self._background(work)
+
+    def _keep_best_frame(self, images: list[np.ndarray], descriptors: list[np.ndarray], enrolled: np.ndarray) -> None:
+        from station.face import face_distance
+
+        for image, descriptor in zip(images, descriptors):
+            distance = face_distance(descriptor, enrolled)
+            if self._best_face_distance is None or distance < self._best_face_distance:
+                ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+                if ok:
+                    self.best_face_frame, self._best_face_distance = jpeg.tobytes(), distance
 
     def _do_ReportFaceTry(self, cmd: flow.ReportFaceTry) -> None:
         attempt = self.state.attempt_id
@@ -487,7 +504,8 @@ class Agent:
         attempt = self.state.attempt_id
 
         def work() -> None:
-            self._need_client().request_review(attempt, best_distance=cmd.best_distance)
+            self._need_client().request_review(attempt, best_distance=cmd.best_distance,
+                                               frame_jpeg=self.best_face_frame)
             return None
 
         self._background(work, failure="report_failed")

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+import base64
 import logging
 import queue
 import threading
@@ -242,8 +243,13 @@ class EdgeClient:
         return self.post(f"/attempts/{quote(attempt_id, safe='')}/face-tries",
                          {"matched": matched, "distance": distance})
 
-    def request_review(self, attempt_id: str, best_distance: float | None = None) -> dict[str, Any]:
-        return self.post(f"/attempts/{quote(attempt_id, safe='')}/review", {"best_distance": best_distance})
+    def request_review(self, attempt_id: str, best_distance: float | None = None,
+                       frame_jpeg: bytes | None = None) -> dict[str, Any]:
+        """Ask for a manual review; the best captured frame goes with it for the proctor."""
+        body: dict[str, Any] = {"best_distance": best_distance}
+        if frame_jpeg:
+            body["frame_jpeg"] = base64.b64encode(frame_jpeg).decode()
+        return self.post(f"/attempts/{quote(attempt_id, safe='')}/review", body)
 
     def review(self, attempt_id: str) -> dict[str, Any]:
         return self.get(f"/attempts/{quote(attempt_id, safe='')}/review")

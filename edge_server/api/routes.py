@@ -5,7 +5,7 @@ from flask import g, jsonify
 from sqlalchemy import select
 
 from edge_server.api import bp
-from edge_server.api.helpers import epoch, json_body, now, server_time, station_required
+from edge_server.api.helpers import epoch, json_body, now, server_time, settings, station_required
 from edge_server.errors import EdgeError, TooEarly
 from edge_server.extensions import db
 from edge_server.models import Attempt, Sitting
@@ -116,10 +116,40 @@ def face_try(attempt_id: str):
 def request_review(attempt_id: str):
     body = json_body()
     attempt = attempt_service.get_attempt(db.session, g.station, attempt_id)
+    frame = _review_frame(body.get("frame_jpeg"))
     review = attempt_service.request_review(db.session, attempt, body.get("best_distance"))
+    if frame is not None:
+        path = review_frame_path(settings().data_dir, review.id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(frame)
     attempt_service.log_event(db.session, kind="review_requested", station_id=g.station.id, attempt_id=attempt.id)
     db.session.commit()
     return jsonify(id=review.id, status=str(review.status)), 201
+
+
+MAX_REVIEW_FRAME = 2 * 1024 * 1024
+
+
+def review_frame_path(data_dir, review_id: int):
+    return data_dir / "review_frames" / f"{review_id}.jpg"
+
+
+def _review_frame(value) -> bytes | None:
+    """The station's best captured frame: a base64 JPEG of at most 2 MiB."""
+    import base64
+    import binascii
+
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_REVIEW_FRAME * 4 // 3 + 4:
+        raise EdgeError("frame_jpeg must be a base64 JPEG of at most 2 MiB", code="bad_frame")
+    try:
+        data = base64.b64decode(value, validate=True)
+    except binascii.Error as exc:
+        raise EdgeError("frame_jpeg is not base64", code="bad_frame") from exc
+    if not data.startswith(b"\xff\xd8"):
+        raise EdgeError("frame_jpeg is not a JPEG image", code="bad_frame")
+    return data
 
 
 @bp.get("/attempts/<attempt_id>/review")

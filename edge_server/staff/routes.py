@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
@@ -143,6 +144,26 @@ def attempts_json():
                      "verified": status["verified"], "expected": status["expected"],
                      "complete": status["complete"], "sync": status["sync"]})
     return jsonify(attempts=rows)
+
+
+@bp.get("/reviews/<int:review_id>/<any(frame, photo):which>.jpg")
+@login_required
+def review_image(review_id: int, which: str):
+    """The frame the station captured, or the enrolled photo, for the side-by-side review."""
+    from flask import send_file
+
+    from edge_server import settings_of
+    from edge_server.api.routes import review_frame_path
+    from flask import current_app
+
+    review = db.session.get(Review, review_id)
+    if review is None or review.attempt.sitting.centre_id != _centre():
+        abort(404)
+    path = (review_frame_path(settings_of(current_app).data_dir, review.id) if which == "frame"
+            else Path(review.attempt.candidate.photo_path))
+    if not path.is_file():
+        abort(404)
+    return send_file(path, mimetype="image/jpeg", max_age=0)
 
 
 @bp.get("/api/candidates")

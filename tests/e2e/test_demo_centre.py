@@ -132,6 +132,10 @@ def test_demo_centre_end_to_end(centre, browser):
     shot(kiosk2, "03_manual_review")
     staff.wait_for_selector("[data-review]", timeout=15_000)
     assert "20240002" in staff.inner_text("[data-review]")
+    # The proctor sees the station's best frame beside the enrolled photo.
+    for image in ("frame", "photo"):
+        staff.wait_for_function(
+            f"document.querySelector('[data-review] img[data-image={image}]')?.naturalWidth > 0", timeout=10_000)
     shot(staff, "staff_review_queue")
     staff.click("[data-review] [data-action=approve]")
     on_screen(kiosk2, "read_flow", timeout=15_000)
