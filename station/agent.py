@@ -104,6 +104,8 @@ class Agent:
         self._spawn(self._connect_edge, "edge-link")
         self._spawn(self._status_loop, "status")
         self._spawn(self._watch_camera, "camera-watch")
+        if self.settings.kiosk.voice:
+            self._spawn(self._build_voice, "voice")
         self._spawn(self._deliver_events, "events")
         self.uploader.start()
 
@@ -251,6 +253,19 @@ class Agent:
             with self._recorder_lock:
                 if self.recorders.get(camera) is recorder:
                     del self.recorders[camera]
+
+    @property
+    def voice_dir(self):
+        return self.settings.data_dir / "voice"
+
+    def _build_voice(self) -> None:
+        """Mandarin prompts made offline with espeak-ng (once; cached by text)."""
+        from station.voice import VoiceError, build_prompts
+
+        try:
+            build_prompts(self.voice_dir)
+        except VoiceError as exc:
+            logger.warning("voice prompts unavailable: %s", exc)
 
     def _watch_camera(self) -> None:
         """Beside the recorder, at low rate: QR tickets on the identify screen, live face guidance."""

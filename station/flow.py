@@ -134,6 +134,8 @@ class FlowState:
     notice: str | None = None
     # A command is in flight (e.g. the face match): repeated clicks are ignored meanwhile.
     busy: bool = False
+    # The countdown that got its one-minute warning (question number; 1 in whole-session mode).
+    minute_warned: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -520,6 +522,13 @@ def _tick(state: FlowState, now: float) -> Result:
     if state.screen == Screen.ANSWERING:
         if now >= sch.ends_at:
             return _finish(state, "time_up")
+        countdown = state.question if sch.timing_mode == TimingMode.PER_QUESTION else 1
+        length = (sch.question_seconds[state.question - 1] if sch.timing_mode == TimingMode.PER_QUESTION
+                  else sch.total_seconds)
+        left = time_left(state, now)
+        if (length > 90 and left is not None and left <= 60 and state.minute_warned != countdown
+                and (sch.timing_mode != TimingMode.PER_QUESTION or sch.scheduled_question(now) == state.question)):
+            return replace(state, minute_warned=countdown), (Speak("one_minute_left"),)
         if sch.timing_mode == TimingMode.PER_QUESTION:
             due = sch.scheduled_question(now)
             if due != state.question:

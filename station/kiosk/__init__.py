@@ -78,6 +78,16 @@ def create_kiosk_app(agent: "Agent") -> Flask:
             return Response(status=500)
         return Response(jpeg.tobytes(), mimetype="image/jpeg", headers={"Cache-Control": "no-store"})
 
+    @app.get("/voice/<cue>.wav")
+    def voice(cue: str):
+        from flask import abort, send_from_directory
+
+        from station.voice import PROMPTS
+
+        if cue not in PROMPTS or not agent.settings.kiosk.voice:
+            abort(404)
+        return send_from_directory(agent.voice_dir, f"{cue}.wav", mimetype="audio/wav", max_age=3600)
+
     @app.get("/api/devices")
     def devices():
         return jsonify(cameras=list_cameras(), microphones=list_microphones(),
@@ -118,7 +128,8 @@ def view(agent: "Agent") -> dict[str, Any]:
         "end_reason": state.end_reason,
         "interruptions": state.interruptions,
         "backlog": len(agent.journal.pending()),
-        "cue": agent.last_cue[0] if agent.last_cue and time.time() - agent.last_cue[1] < 5 else None,
+        "cue": ({"name": agent.last_cue[0], "at": agent.last_cue[1]}
+                if agent.settings.kiosk.voice and agent.last_cue and time.time() - agent.last_cue[1] < 5 else None),
         "candidate": None if cand is None else {
             "name": cand.name, "id_number_masked": cand.id_number_masked, "seat": cand.seat,
             "ticket_no": cand.ticket_no,

@@ -173,6 +173,9 @@ def test_demo_centre_end_to_end(centre, browser):
     shot(kiosk1, "08_info_confirm")
     kiosk1.click("[data-action=confirm_info]")
     on_screen(kiosk1, "waiting")
+    # Mandarin voice prompts are served to the kiosk page (built offline with espeak-ng).
+    voice = kiosk1.request.get(demo.kiosk_url("st-01") + "voice/waiting_room.wav")
+    assert voice.status == 200 and voice.body()[:4] == b"RIFF"
     kiosk1.wait_for_timeout(500)
     shot(kiosk1, "09_waiting")
 

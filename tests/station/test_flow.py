@@ -307,3 +307,15 @@ def test_restart_during_upload_carries_on_uploading():
     assert run.state.screen == Screen.UPLOADING
     cmds = run("restored", T0 + 610, last_alive=T0 + 605)
     assert run.state.screen == Screen.UPLOADING and cmds == (FinishAttempt("time_up"),)
+
+
+def test_one_minute_warning_once_per_countdown():
+    from station.flow import Speak
+
+    run = answering(T0 + 100)
+    assert run("tick", T0 + 239) == ()
+    assert run("tick", T0 + 240) == (Speak("one_minute_left"),)
+    assert run("tick", T0 + 241) == ()
+    run("tick", T0 + 300)  # question 2
+    assert Speak("one_minute_left") not in run("tick", T0 + 539)
+    assert run("tick", T0 + 540) == (Speak("one_minute_left"),)

@@ -72,6 +72,8 @@ let lang = localStorage.getItem("kiosk-lang") || "zh";
 let current = null;      // last state from the agent
 let rendered = null;     // screen + lang last rendered
 let ticket = "";
+let lastCue = 0;         // when the last voice prompt was played (agent time)
+const speaker = new Audio();
 const $ = (sel, root = document) => root.querySelector(sel);
 const t = (key) => T[lang][key] ?? key;
 const esc = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
@@ -220,7 +222,15 @@ async function loadDevices() {
   fill("#mic-select", d.microphones, d.microphone);
 }
 
+function speak(s) {
+  if (!s.cue || s.cue.at === lastCue) return;
+  lastCue = s.cue.at;
+  speaker.src = `/voice/${encodeURIComponent(s.cue.name)}.wav`;
+  speaker.play().catch(() => {});  // no audio device, or autoplay refused: the screen says it too
+}
+
 function update(s) {
+  speak(s);
   $("#now").textContent = clock(s.server_time);
   const server = $("#server");
   server.textContent = s.server_ok ? t("ok") : t("down");
