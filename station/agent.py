@@ -8,6 +8,8 @@ runs on a small thread pool and reports back as events, so the loop never stalls
 from __future__ import annotations
 
 import argparse
+import base64
+import os
 import logging
 import queue
 import shutil
@@ -76,6 +78,8 @@ class Agent:
         self.best_face_frame: bytes | None = None
         self._best_face_distance: float | None = None
         self._disk_alerted: str | None = None
+        self._focus_changes: queue.Queue[tuple[float, bool]] = queue.Queue()
+        self.active_flags: tuple[str, ...] = ()
         self._events_wake = threading.Event()
         self.client: EdgeClient | None = None
         self.publisher: StatusPublisher | None = None
@@ -104,6 +108,7 @@ class Agent:
         self._spawn(self._connect_edge, "edge-link")
         self._spawn(self._status_loop, "status")
         self._spawn(self._watch_camera, "camera-watch")
+        self._spawn(self._monitor_loop, "monitor")
         if self.settings.kiosk.voice:
             self._spawn(self._build_voice, "voice")
         self._spawn(self._deliver_events, "events")
@@ -293,6 +298,105 @@ class Agent:
             except Exception:  # a bad frame must never stop the watch
                 logger.exception("camera watch failed on one frame")
 
+    def page_focus(self, visible: bool) -> None:
+        """The kiosk page lost or regained focus/visibility (from the page itself)."""
+        self._focus_changes.put((self.clock.now(), visible))
+
+    def _monitor_loop(self) -> None:
+        """Monitoring flags while answering (F14): beside the recorder, at low priority.
+
+        It samples at ``monitor.fps`` and skips samples it is too late for, so it never delays
+        the capture or the encoder. Flags are events pointing into the recording; they inform
+        the proctor and never stop the exam.
+        """
+        from station import monitor
+        from station.face import FaceEngine, face_distance
+        from station.face_quality import assess
+
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except OSError:
+            logger.debug("could not lower the monitor thread's priority")
+        cfg = self.settings.monitor
+        policy = monitor.MonitorPolicy(no_face_seconds=cfg.no_face_seconds, silence_seconds=cfg.silence_seconds,
+                                       reverify_seconds=cfg.reverify_seconds,
+                                       mismatch_threshold=self.settings.face.threshold)
+        engine = FaceEngine()
+        interval = 1.0 / cfg.fps
+        mstate: monitor.MonitorState | None = None
+        attempt: str | None = None
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+            next_at = max(next_at + interval, time.monotonic())  # late: drop the missed samples
+            state, now = self.state, self.clock.now()
+            if state.screen != Screen.ANSWERING or state.candidate is None or state.candidate.descriptor is None:
+                if mstate is not None:
+                    mstate, ended = monitor.finish(mstate, now)
+                    self._send_flags(attempt, [], ended, None)
+                    mstate, self.active_flags = None, ()
+                continue
+            if mstate is None:
+                mstate, attempt = monitor.MonitorState(), state.attempt_id
+            started: list = []
+            ended: list = []
+            while not self._focus_changes.empty():
+                at, visible = self._focus_changes.get_nowait()
+                mstate, s, e = monitor.focus(mstate, at, visible)
+                started, ended = started + s, ended + e
+            frame = self.devices.frame
+            camera_ok = self.devices.camera_ok() and frame is not None
+            image = frame.image if frame is not None else None
+            try:
+                if camera_ok:
+                    quality = assess(image, engine)
+                    faces = monitor.observation_from_quality(now, quality, mic_level=self.devices.mic_level).faces
+                    distance = None
+                    if quality.ok and monitor.needs_descriptor(mstate, now, faces, policy):
+                        enrolled = np.asarray(state.candidate.descriptor, dtype=np.float32)
+                        distance = face_distance(engine.descriptor(image, quality.box), enrolled)
+                    obs = monitor.observation_from_quality(now, quality, camera_ok=True,
+                                                           mic_level=self.devices.mic_level, distance=distance)
+                else:
+                    obs = monitor.Observation(t=now, faces=0, covered=False, distance=None, camera_ok=False,
+                                              mic_level=self.devices.mic_level)
+                mstate, s, e = monitor.observe(mstate, obs, policy)
+            except Exception:  # one bad sample must not stop monitoring
+                logger.exception("monitor sample failed")
+                continue
+            started, ended = started + s, ended + e
+            self.active_flags = tuple(f.kind for f in monitor.active_flags(mstate))
+            if started or ended:
+                self._send_flags(attempt, started, ended, image)
+
+    def _send_flags(self, attempt: str | None, started: list, ended: list, image: np.ndarray | None) -> None:
+        from station.monitor import locate
+
+        if not (started or ended) or attempt is None:
+            return
+        closed = [(s.name, s.started_at, s.ended_at) for s in self.journal.segments_of(attempt) if s.camera == "main"]
+        if closed:
+            last = max(closed, key=lambda c: c[2])
+            recorder = self.recorders.get("main")
+            if recorder is not None:
+                closed.append((f"{attempt}_main_{recorder.seq:05d}.mkv (recording)", last[2], None))
+        thumbnail = None
+        if image is not None and started:
+            small = cv2.resize(image, (160, int(image.shape[0] * 160 / image.shape[1])))
+            ok, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 70])
+            thumbnail = base64.b64encode(jpeg.tobytes()).decode() if ok else None
+        for flag in started:
+            where = locate(flag.started_at, closed)
+            self._report("flag_started", {"flag": flag.kind, "started_at": flag.started_at, "detail": flag.detail,
+                                          "segment": where[0] if where else None,
+                                          "offset": round(where[1], 2) if where else None,
+                                          "thumbnail_jpeg": thumbnail, "question": self.state.question})
+            logger.info("flag %s started at %.1f", flag.kind, flag.started_at)
+        for flag in ended:
+            self._report("flag_ended", {"flag": flag.kind, "started_at": flag.started_at, "ended_at": flag.ended_at})
+
     def frames(self, count: int, spacing: float = 0.2) -> list[np.ndarray]:
         """A few recent distinct camera frames, for face matching."""
         images: list[np.ndarray] = []
@@ -397,7 +501,7 @@ class Agent:
             question=state.question or None, time_left=None if left is None else round(left, 1),
             mic_level=round(self.devices.mic_level, 3), backlog=len(self.journal.pending()),
             disk_free_mb=int(usage.free / 1e6), clock_offset_ms=round(self.clock.offset * 1000, 1),
-            version=package_version(), ts=now,
+            version=package_version(), ts=now, flags=self.active_flags,
         )
 
     def _report(self, kind: str, payload: dict[str, Any]) -> None:

@@ -70,6 +70,14 @@ class FaceSection(Section):
     frames: int = Field(3, ge=1, le=10)
 
 
+class MonitorSection(Section):
+    # Frames sampled per second while answering (the monitor drops samples when the CPU is short).
+    fps: float = Field(2.0, gt=0, le=10)
+    no_face_seconds: float = Field(5.0, gt=0)
+    silence_seconds: float = Field(30.0, gt=0)
+    reverify_seconds: float = Field(30.0, gt=0)
+
+
 class KioskSection(Section):
     host: str = "127.0.0.1"
     port: int = Field(8700, ge=1, le=65535)
@@ -92,6 +100,7 @@ class StationSettings(BaseSettings):
     audio: AudioSection = AudioSection()
     recording: RecordingSection = RecordingSection()
     face: FaceSection = FaceSection()
+    monitor: MonitorSection = MonitorSection()
     kiosk: KioskSection = KioskSection()
 
     @model_validator(mode="after")

@@ -100,6 +100,7 @@ def _take(obj: dict[str, Any], key: str, kind: str, *, optional: bool) -> Any:
         "int": isinstance(value, int) and not isinstance(value, bool),
         "float": isinstance(value, (int, float)) and not isinstance(value, bool),
         "dict": isinstance(value, dict),
+        "strs": isinstance(value, list) and all(isinstance(v, str) for v in value),
     }[kind]
     if not ok:
         raise ValueError(f"{key} must be {kind}{' or null' if optional else ''}, not {type(value).__name__}")
@@ -124,6 +125,7 @@ _STATUS_TYPES: dict[str, tuple[str, bool]] = {
     "clock_offset_ms": ("float", True),
     "version": ("str", False),
     "ts": ("float", False),
+    "flags": ("strs", False),
 }
 _STATUS_REQUIRED = ("station", "online")
 
@@ -144,6 +146,8 @@ class StationStatus:
     clock_offset_ms: float | None = None
     version: str = ""
     ts: float = 0.0
+    # Monitoring flags active now (no_face, several_faces, face_mismatch, …).
+    flags: tuple[str, ...] = ()
 
     @classmethod
     def offline(cls, station: str, *, version: str = "", ts: float = 0.0) -> "StationStatus":
@@ -167,6 +171,8 @@ class StationStatus:
                 values[name] = _take(obj, name, kind, optional=nullable)
         if not values["station"]:
             raise ValueError("station must not be empty")
+        if "flags" in values:
+            values["flags"] = tuple(values["flags"])
         return cls(**values)
 
     @classmethod

@@ -102,6 +102,7 @@ def station_tile(station: Station, now: datetime) -> dict:
         "backlog": status.get("backlog"),
         "disk_free_mb": status.get("disk_free_mb"),
         "clock_offset_ms": status.get("clock_offset_ms"),
+        "flags": status.get("flags") or [],
         "last_seen": station.last_seen_at.isoformat() if station.last_seen_at else None,
     }
 

@@ -64,6 +64,14 @@ def create_kiosk_app(agent: "Agent") -> Flask:
         agent.post(name, payload)
         return jsonify(ok=True), 202
 
+    @app.post("/api/focus")
+    def focus():
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("visible"), bool):
+            return jsonify(error="expected {\"visible\": true|false}", code="bad_focus"), 400
+        agent.page_focus(body["visible"])
+        return jsonify(ok=True), 202
+
     @app.get("/preview.jpg")
     def preview():
         frame = agent.devices.frame

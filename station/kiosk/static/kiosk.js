@@ -318,6 +318,15 @@ document.addEventListener("keydown", (ev) => {
   const input = $("#ticket"); if (input) input.value = ticket;
 });
 
+// Leaving the exam page is a monitoring flag (it informs the proctor, it never stops the exam).
+function reportFocus() {
+  const visible = document.visibilityState === "visible" && document.hasFocus();
+  fetch("/api/focus", {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify({visible})});
+}
+document.addEventListener("visibilitychange", reportFocus);
+window.addEventListener("blur", reportFocus);
+window.addEventListener("focus", reportFocus);
+
 $("#lang").textContent = t("lang");
 poll();
 setInterval(poll, 300);
