@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 

@@ -23,8 +23,6 @@ from station.chain import link_problems, verify
 pytestmark = pytest.mark.e2e
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "e2e"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 START_IN = 90.0
 QUESTION_SECONDS = 6
 
@@ -56,18 +54,6 @@ def centre(tmp_path_factory: pytest.TempPathFactory):
         yield demo, login
     finally:
         demo.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def shot(page, name: str) -> None:
@@ -111,7 +97,8 @@ def read_all(page) -> None:
     assert overflowing, "at least the exam flow is longer than its box"
 
 
-def test_demo_centre_end_to_end(centre, browser):
+def test_demo_centre_end_to_end(centre, chromium):
+    browser = chromium
     demo, login = centre
     kiosk1 = browser.new_page(viewport={"width": 1280, "height": 800})
     kiosk2 = browser.new_page(viewport={"width": 1280, "height": 800})

@@ -17,7 +17,6 @@ import sqlite3
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 

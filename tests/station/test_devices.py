@@ -8,10 +8,8 @@ import subprocess
 import sys
 import textwrap
 import time
-import wave
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
@@ -30,36 +28,9 @@ from station.devices import (
     open_camera,
 )
 
+from tests.media import make_video, make_wav  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def make_video(path: Path, seconds: float, fps: int = 25, size: tuple[int, int] = (320, 240)) -> Path:
-    """An H.264 clip whose frames all differ: a bar that moves and a brightness ramp."""
-    w, h = size
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps, width=w, height=h, options={"preset": "ultrafast"})
-        for i in range(round(seconds * fps)):
-            img = np.full((h, w, 3), (i * 7) % 200, np.uint8)
-            x = (i * 5) % (w - 20)
-            img[:, x : x + 20] = (0, 0, 255)
-            frame = av.VideoFrame.from_ndarray(img, format="bgr24")
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return path
-
-
-def make_wav(
-    path: Path, seconds: float, rate: int = 48000, freq: float = 440.0, amp: int = 16000
-) -> np.ndarray:
-    n = round(seconds * rate)
-    samples = (amp * np.sin(2 * np.pi * freq * np.arange(n) / rate)).round().astype("<i2")
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(samples.tobytes())
-    return samples
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +41,9 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "video": make_video(d / "clip.mp4", 4.0),
         "short_video": make_video(d / "short.mp4", 0.4),  # 10 frames
         "wav": d / "tone.wav",
-        "wav_samples": make_wav(d / "tone.wav", 2.0),
+        "wav_samples": make_wav(d / "tone.wav", 2.0, amp=16000),
         "wav_short": wav_short,
-        "wav_short_samples": make_wav(wav_short, 0.25, freq=1000.0),  # 12000 samples
+        "wav_short_samples": make_wav(wav_short, 0.25, freq=1000.0, amp=16000),  # 12000 samples
     }
 
 

@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import threading
 import time
-import wave
 from pathlib import Path
 
 import av
@@ -26,36 +25,14 @@ def server_clock() -> float:
     return time.time() + SERVER_OFFSET
 
 
-def make_video(path: Path, seconds: float, fps: int = FPS, size: tuple[int, int] = (320, 240)) -> Path:
-    w, h = size
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps, width=w, height=h, options={"preset": "ultrafast"})
-        for i in range(round(seconds * fps)):
-            img = np.full((h, w, 3), (i * 7) % 200, np.uint8)
-            x = (i * 5) % (w - 20)
-            img[:, x : x + 20] = (0, 0, 255)
-            frame = av.VideoFrame.from_ndarray(img, format="bgr24")
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return path
-
-
-def make_wav(path: Path, seconds: float, rate: int = RATE) -> Path:
-    t = np.arange(round(seconds * rate)) / rate
-    samples = (12000 * np.sin(2 * np.pi * 440 * t)).round().astype("<i2")
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(samples.tobytes())
-    return path
+from tests.media import make_video, make_wav  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("media")
-    return {"video": make_video(d / "clip.mp4", 4.0), "wav": make_wav(d / "tone.wav", 2.0)}
+    make_wav(d / "tone.wav", 2.0, rate=RATE)
+    return {"video": make_video(d / "clip.mp4", 4.0, fps=FPS), "wav": d / "tone.wav"}
 
 
 def probe(path: Path) -> dict:

@@ -13,13 +13,11 @@ import shutil
 import subprocess
 import threading
 import time
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import av
-import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -48,37 +46,16 @@ CAMERA = "cam0"
 
 # --- a real recording, once per module ------------------------------------------------------------
 
-def make_video(path: Path, seconds: float) -> Path:
-    w, h = SIZE
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=FPS, width=w, height=h, options={"preset": "ultrafast"})
-        for i in range(round(seconds * FPS)):
-            img = np.full((h, w, 3), (i * 7) % 200, np.uint8)
-            x = (i * 5) % (w - 20)
-            img[:, x : x + 20] = (0, 0, 255)
-            frame = av.VideoFrame.from_ndarray(img, format="bgr24")
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return path
-
-
-def make_wav(path: Path, seconds: float) -> Path:
-    t = np.arange(round(seconds * RATE)) / RATE
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(RATE)
-        wav.writeframes((12000 * np.sin(2 * np.pi * 440 * t)).round().astype("<i2").tobytes())
-    return path
+from tests.media import make_video, make_wav  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> list[SegmentInfo]:
     """8 s from a paced file camera: waiting room [0, 4) s, question 1 [4, 8) s, 2 s segments."""
     d = tmp_path_factory.mktemp("media-rec")
-    cam = FileCamera(make_video(d / "clip.mp4", 3.0))
-    mic = WavSource(make_wav(d / "tone.wav", 2.0), chunk=1024)
+    cam = FileCamera(make_video(d / "clip.mp4", 3.0, fps=FPS, size=SIZE))
+    make_wav(d / "tone.wav", 2.0, rate=RATE)
+    mic = WavSource(d / "tone.wav", chunk=1024)
     cam.open()
     mic.open()
     rec = SegmentRecorder(d / "segments", "rec", CAMERA, fps=cam.fps, size=cam.size, audio_rate=mic.rate,
