@@ -130,7 +130,9 @@ def discover_edge(*, centre: str | None = None, fp: str | None = None, timeout: 
                 break
             info = ServiceInfo(SERVICE_TYPE, name)
             if not info.request(zc, max(100, int(min(left, 3.0) * 1000))):
-                logger.debug("edge %s did not resolve in time", name)
+                logger.debug("edge %s did not resolve yet; asking again", name)
+                names.put(name)  # the browser reports a name once: keep resolving it while time is left
+                time.sleep(0.1)
                 continue
             try:
                 service = service_from_info(info)
