@@ -713,7 +713,7 @@ class Agent:
             while not self._stop.is_set():
                 try:
                     names = [s.name for s in self.journal.segments_of(attempt)]
-                    if not self.journal.pending() or all(s.attempt_id != attempt for s in self.journal.pending()):
+                    if not any(s.attempt_id == attempt for s in self.journal.pending()):
                         status = self._need_client().finish(attempt, names, reason=cmd.reason)
                         if status.get("complete"):
                             return Event("uploads_verified", {})

@@ -58,7 +58,7 @@ def decode_ticket(image_bgr: np.ndarray) -> str | None:
             if text:
                 ticket = parse_payload(text)
                 if ticket is None:
-                    logger.info("ignoring a QR code that is not an examkiosk ticket")
+                    logger.debug("ignoring a QR code that is not an examkiosk ticket")
                 return ticket
     return None
 

@@ -56,7 +56,7 @@ def announced(tmp_path_factory):
 
 def test_discover_finds_the_announced_edge(announced):
     try:
-        service = discover_edge(centre=announced["centre"], fp=announced["fp"], timeout=10,
+        service = discover_edge(centre=announced["centre"], fp=announced["fp"], timeout=20,
                                 interfaces=["127.0.0.1"])
     except EdgeNotFound:
         pytest.fail(f"not found; announcer exit={announced['proc'].poll()} log:\n{announced['log'].read_text()}")
