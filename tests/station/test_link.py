@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import threading
+import json
 import time
 import uuid
 
@@ -54,18 +55,30 @@ def announced(tmp_path_factory):
     assert "announcement withdrawn" in (tmp / "announce.log").read_text()
 
 
+def discover_in_subprocess(centre: str, fp: str, timeout: float) -> dict:
+    """The station side in a process of its own, as on a real station."""
+    code = ("import dataclasses, json, sys; from station.link import discover_edge; "
+            "s = discover_edge(centre=sys.argv[1], fp=sys.argv[2], timeout=float(sys.argv[3]), "
+            "interfaces=['127.0.0.1']); print(json.dumps(dataclasses.asdict(s)))")
+    proc = subprocess.run([sys.executable, "-c", code, centre, fp, str(timeout)], capture_output=True, text=True,
+                          timeout=timeout + 30)
+    if proc.returncode != 0:
+        raise EdgeNotFound(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no output")
+    return json.loads(proc.stdout)
+
+
 def test_discover_finds_the_announced_edge(announced):
     try:
-        service = discover_edge(centre=announced["centre"], fp=announced["fp"], timeout=20,
-                                interfaces=["127.0.0.1"])
-    except EdgeNotFound:
-        pytest.fail(f"not found; announcer exit={announced['proc'].poll()} log:\n{announced['log'].read_text()}")
-    assert service.centre == announced["centre"]
-    assert service.api == "http://127.0.0.1:8123"
-    assert (service.mqtt_host, service.mqtt_port) == ("127.0.0.1", 18999)
-    assert service.fp == announced["fp"] and len(service.fp) == 64
-    assert service.version
-    assert service.name.endswith("._examkiosk._tcp.local.")
+        found = discover_in_subprocess(announced["centre"], announced["fp"], 20)
+    except EdgeNotFound as exc:
+        pytest.fail(f"not found ({exc}); announcer exit={announced['proc'].poll()} log:\n"
+                    f"{announced['log'].read_text()}")
+    assert found["centre"] == announced["centre"]
+    assert found["api"] == "http://127.0.0.1:8123"
+    assert (found["mqtt_host"], found["mqtt_port"]) == ("127.0.0.1", 18999)
+    assert found["fp"] == announced["fp"] and len(found["fp"]) == 64
+    assert found["version"]
+    assert found["name"].endswith("._examkiosk._tcp.local.")
 
 
 def test_discover_refuses_an_edge_with_another_fingerprint(announced):
