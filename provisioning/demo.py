@@ -212,6 +212,9 @@ class DemoCentre:
                 "camera": {"kind": "file", "source": str(built["camera"]), "width": 640, "height": 480, "fps": 25},
                 "audio": {"kind": "file", "source": str(built["mic"]), "rate": 48000, "channels": 1},
                 "recording": {"segment_seconds": self.segment_seconds},
+                # The demo camera is a video of still photos, which cannot turn its head when the
+                # liveness challenge asks: the challenge is off here and on everywhere else.
+                "face": {"liveness": False},
                 "kiosk": {"host": "127.0.0.1", "port": self.ports.kiosk + index},
             }
             if sid in self.second_camera:
@@ -343,6 +346,8 @@ examkiosk demo centre is running.
   Staff login:        {login['username']} / {login['password']}
   Demo candidates:    admission ticket 20240001 (face matches the camera)
                       admission ticket 20240002 (face does not match: 3 tries, then manual review)
+                      The demo camera is a video of photos, so the head-turn liveness challenge is off
+                      on this station ([face] liveness = false); real stations keep it on.
   Exam starts in {args.start_in:.0f} s; {2} questions of {args.question_seconds} s each.
   Central storage:    {demo.central_dir}
   Logs:               {demo.logs}

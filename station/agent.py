@@ -12,6 +12,7 @@ import base64
 import os
 import logging
 import queue
+import secrets
 import shutil
 import signal
 import sys
@@ -19,7 +20,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import cv2
 import numpy as np
@@ -35,6 +36,10 @@ from station.link import (Clock, EdgeClient, EdgeRejected, EdgeUnavailable, Stat
 from station.recorder import RecorderError, SegmentInfo, SegmentRecorder
 from station.topics import StationStatus
 from station.uploader import SegmentUploader
+
+if TYPE_CHECKING:
+    from station.face import FaceEngine
+    from station.liveness import LivenessResult
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +81,10 @@ class Agent:
         self.live_guidance: str | None = None
         # The closest frame of the face tries, as JPEG, for the proctor's manual review.
         self.best_face_frame: bytes | None = None
+        # The frame the last face try was decided on (JPEG), reported with the try.
+        self.try_frame: bytes | None = None
+        # The liveness challenge under way ("left" or "right"), for the kiosk.
+        self.live_challenge: str | None = None
         self._best_face_distance: float | None = None
         self._disk_alerted: str | None = None
         self._focus_changes: queue.Queue[tuple[float, bool]] = queue.Queue()
@@ -568,7 +577,7 @@ class Agent:
 
     def _do_MatchFace(self, cmd: flow.MatchFace) -> None:
         def work() -> Event:
-            from station.face import FaceEngine, decide
+            from station.face import FaceEngine, decide, face_distance
             from station.face_quality import assess
 
             cand = self.state.candidate
@@ -592,13 +601,43 @@ class Agent:
                 guidance = max(set(refused), key=refused.count) if refused else "no_face"
                 return Event("face_result", {"matched": False, "distance": None, "guidance": guidance})
             enrolled = np.asarray(cand.descriptor, dtype=np.float32)
-            decision = decide(descriptors, enrolled, threshold=self.settings.face.threshold)
+            threshold = self.state.face_threshold or self.settings.face.threshold
+            decision = decide(descriptors, enrolled, threshold=threshold)
             self._keep_best_frame(good_images, descriptors, enrolled)
-            logger.info("face try: distance %.3f over %d frames -> %s", decision.distance, decision.frames_used,
-                        "match" if decision.matched else "no match")
-            return Event("face_result", {"matched": decision.matched, "distance": round(decision.distance, 4)})
+            closest = min(range(len(descriptors)), key=lambda i: face_distance(descriptors[i], enrolled))
+            self.try_frame = _jpeg(good_images[closest])
+            logger.info("face try: distance %.3f over %d frames (threshold %.2f) -> %s", decision.distance,
+                        decision.frames_used, threshold, "match" if decision.matched else "no match")
+            result: dict[str, Any] = {"matched": decision.matched, "distance": round(decision.distance, 4)}
+            if decision.matched and self.settings.face.liveness:
+                result["liveness"] = self._liveness_challenge(engine).to_dict()
+            return Event("face_result", result)
 
         self._background(work)
+
+    def _liveness_challenge(self, engine: "FaceEngine") -> "LivenessResult":
+        """Ask for a head turn to a random side and watch the camera meanwhile (station.liveness)."""
+        from station.liveness import Direction, LivenessCheck
+
+        direction = secrets.choice(list(Direction))
+        self.live_challenge = str(direction)
+        self._do_Speak(flow.Speak(f"turn_{direction}"))
+        check = LivenessCheck(engine, direction)
+        last_index = -1
+        deadline = time.monotonic() + self.settings.face.challenge_seconds
+        try:
+            while time.monotonic() < deadline:
+                frame = self.devices.frame
+                if frame is None or frame.index == last_index:
+                    time.sleep(0.02)
+                    continue
+                last_index = frame.index
+                check.add(frame.image)  # about 40 ms a frame: the check sees 10-20 frames
+        finally:
+            self.live_challenge = None
+        result = check.result()
+        logger.info("liveness (%s): %s", direction, result.to_dict())
+        return result
 
     def _keep_best_frame(self, images: list[np.ndarray], descriptors: list[np.ndarray], enrolled: np.ndarray) -> None:
         from station.face import face_distance
@@ -606,15 +645,18 @@ class Agent:
         for image, descriptor in zip(images, descriptors):
             distance = face_distance(descriptor, enrolled)
             if self._best_face_distance is None or distance < self._best_face_distance:
-                ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
-                if ok:
-                    self.best_face_frame, self._best_face_distance = jpeg.tobytes(), distance
+                jpeg = _jpeg(image)
+                if jpeg:
+                    self.best_face_frame, self._best_face_distance = jpeg, distance
 
     def _do_ReportFaceTry(self, cmd: flow.ReportFaceTry) -> None:
         attempt = self.state.attempt_id
 
+        frame, self.try_frame = self.try_frame, None
+
         def work() -> None:
-            self._need_client().face_try(attempt, distance=cmd.distance, matched=cmd.matched)
+            self._need_client().face_try(attempt, distance=cmd.distance, matched=cmd.matched,
+                                         liveness=cmd.liveness, frame_jpeg=frame)
             return None
 
         self._background(work, failure="report_failed")
@@ -628,6 +670,15 @@ class Agent:
             return None
 
         self._background(work, failure="report_failed")
+
+    def _do_RedeemCode(self, cmd: flow.RedeemCode) -> None:
+        attempt = self.state.attempt_id
+
+        def work() -> Event:
+            self._need_client().redeem_fallback_code(attempt, cmd.code)
+            return Event("review_result", {"status": "approved", "reason": "fallback_code"})
+
+        self._background(work)
 
     def _do_DrawLot(self, cmd: flow.DrawLot) -> None:
         attempt = self.state.attempt_id
@@ -734,6 +785,11 @@ class Agent:
     def _do_RefreshDevices(self, cmd: flow.RefreshDevices) -> None:
         if self.devices.camera_error and self.camera is None:
             self._open_devices()
+
+
+def _jpeg(image: np.ndarray, quality: int = 85) -> bytes | None:
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return data.tobytes() if ok else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,8 +66,13 @@ class RecordingSection(Section):
 
 
 class FaceSection(Section):
+    # The edge's per-centre threshold wins when the edge sends one with the attempt.
     threshold: float = Field(0.6, gt=0.0, lt=1.5)
     frames: int = Field(3, ge=1, le=10)
+    # The active head-turn challenge (station.liveness) after a matching face. Only a station
+    # whose camera cannot turn a head (a video file of still photos, as in the demo) turns it off.
+    liveness: bool = True
+    challenge_seconds: float = Field(4.0, ge=2.0, le=15.0)
 
 
 class MonitorSection(Section):

@@ -136,6 +136,9 @@ class FlowState:
     busy: bool = False
     # The countdown that got its one-minute warning (question number; 1 in whole-session mode).
     minute_warned: int = 0
+    # The centre's settings that came with the attempt (None: the station's own config).
+    face_threshold: float | None = None
+    voice: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -179,11 +182,20 @@ class MatchFace:
 class ReportFaceTry:
     distance: float | None
     matched: bool
+    # The liveness challenge's outcome ("ok", "no_turn", "rigid", ...) when one ran.
+    liveness: str | None = None
 
 
 @dataclass(frozen=True)
 class RequestReview:
     best_distance: float | None
+
+
+@dataclass(frozen=True)
+class RedeemCode:
+    """A proctor's one-time fallback code, typed in instead of waiting for the review."""
+
+    code: str
 
 
 @dataclass(frozen=True)
@@ -232,8 +244,8 @@ class RefreshDevices:
     pass
 
 
-Command = (OpenAttempt | MatchFace | ReportFaceTry | RequestReview | DrawLot | StartRecording | CutSegment
-           | StopRecording | FetchPaper | FinishAttempt | Speak | ReportEvent | RefreshDevices)
+Command = (OpenAttempt | MatchFace | ReportFaceTry | RequestReview | RedeemCode | DrawLot | StartRecording
+           | CutSegment | StopRecording | FetchPaper | FinishAttempt | Speak | ReportEvent | RefreshDevices)
 Result = tuple[FlowState, tuple[Command, ...]]
 
 
@@ -276,6 +288,7 @@ def _attempt_opened(state: FlowState, event: Event, now: float) -> Result:
     p = event.payload
     cand = p["candidate"]
     descriptor = cand.get("descriptor")
+    centre = p.get("centre") or {}
     state = replace(
         FlowState(),
         attempt_id=str(p["id"]),
@@ -285,6 +298,8 @@ def _attempt_opened(state: FlowState, event: Event, now: float) -> Result:
         schedule=Schedule.from_api(p["sitting"]),
         lot=p.get("lot"),
         face_tries=int(p.get("face_tries", 0)) if not p.get("face_verified") else 0,
+        face_threshold=_optional_float(centre.get("face_threshold")),
+        voice=bool(centre["voice_prompts"]) if centre.get("voice_prompts") is not None else None,
     )
     if now >= state.schedule.entry_closes_at:
         return replace(state, screen=Screen.ENTRY_CLOSED), ()
@@ -320,7 +335,12 @@ def _face_result(state: FlowState, event: Event, now: float) -> Result:
     best = state.best_distance
     if distance is not None:
         best = distance if best is None else min(best, distance)
-    report = ReportFaceTry(distance, matched)
+    liveness = event.payload.get("liveness")
+    live_reason = str(liveness.get("reason")) if isinstance(liveness, Mapping) else None
+    if matched and isinstance(liveness, Mapping) and not liveness.get("passed"):
+        # The right face, but it did not turn as asked, or moved like a picture: a spent try.
+        matched = False
+    report = ReportFaceTry(distance, matched, live_reason)
     if matched:
         return (replace(state, screen=Screen.READ_FLOW, busy=False, notice=None, best_distance=best),
                 (report, ReportEvent("face_login_passed", {"distance": distance})))
@@ -329,14 +349,26 @@ def _face_result(state: FlowState, event: Event, now: float) -> Result:
         return (replace(state, screen=Screen.MANUAL_REVIEW, face_tries=tries, busy=False, best_distance=best,
                         notice="face_failed_review"),
                 (report, RequestReview(best)))
-    return replace(state, face_tries=tries, busy=False, best_distance=best, notice="face_no_match"), (
-        report, Speak("face_no_match"))
+    notice = "liveness_failed" if live_reason not in (None, "ok") else "face_no_match"
+    return replace(state, face_tries=tries, busy=False, best_distance=best, notice=notice), (
+        report, Speak(notice))
+
+
+def _fallback_code(state: FlowState, event: Event, now: float) -> Result:
+    code = "".join(ch for ch in str(event.payload.get("code", "")) if ch.isalnum()).upper()
+    if state.busy:
+        return state, ()
+    if not 4 <= len(code) <= 16:
+        return replace(state, notice="code_invalid"), ()
+    return replace(state, busy=True, notice=None), (RedeemCode(code),)
 
 
 def _review_result(state: FlowState, event: Event, now: float) -> Result:
     status = event.payload.get("status")
     if status == "approved":
-        return replace(state, screen=Screen.READ_FLOW, notice=None), (ReportEvent("face_login_reviewed", {}),)
+        how = "fallback_code" if event.payload.get("reason") == "fallback_code" else "review"
+        return (replace(state, screen=Screen.READ_FLOW, notice=None, busy=False),
+                (ReportEvent("face_login_reviewed", {"by": how}),))
     if status == "rejected":
         return replace(FlowState(), notice="review_rejected"), ()
     return state, ()
@@ -549,6 +581,10 @@ def _finish(state: FlowState, reason: str) -> Result:
                     busy=False, notice=None), tuple(commands))
 
 
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _with(items: tuple[int, ...], value: int) -> tuple[int, ...]:
     return items if value in items or value <= 0 else tuple(sorted(items + (value,)))
 
@@ -560,6 +596,7 @@ _HANDLERS = {
     (Screen.FACE_LOGIN, "face_capture"): _face_capture,
     (Screen.FACE_LOGIN, "face_result"): _face_result,
     (Screen.MANUAL_REVIEW, "review_result"): _review_result,
+    (Screen.MANUAL_REVIEW, "fallback_code"): _fallback_code,
     (Screen.READ_FLOW, "accept"): _accept,
     (Screen.READ_PLEDGE, "accept"): _accept,
     (Screen.READ_NOTICE, "accept"): _accept,

@@ -241,9 +241,13 @@ class EdgeClient:
         """Register the station's Ed25519 chain-signing key (idempotent for the same key)."""
         return self.post("/station-key", {"public_key": public_key_b64})
 
-    def face_try(self, attempt_id: str, *, matched: bool, distance: float | None = None) -> dict[str, Any]:
-        return self.post(f"/attempts/{quote(attempt_id, safe='')}/face-tries",
-                         {"matched": matched, "distance": distance})
+    def face_try(self, attempt_id: str, *, matched: bool, distance: float | None = None,
+                 liveness: str | None = None, frame_jpeg: bytes | None = None) -> dict[str, Any]:
+        """Log one face try with its distance, the liveness outcome and the frame it was decided on."""
+        body: dict[str, Any] = {"matched": matched, "distance": distance, "liveness": liveness}
+        if frame_jpeg:
+            body["frame_jpeg"] = base64.b64encode(frame_jpeg).decode()
+        return self.post(f"/attempts/{quote(attempt_id, safe='')}/face-tries", body)
 
     def request_review(self, attempt_id: str, best_distance: float | None = None,
                        frame_jpeg: bytes | None = None) -> dict[str, Any]:
@@ -252,6 +256,10 @@ class EdgeClient:
         if frame_jpeg:
             body["frame_jpeg"] = base64.b64encode(frame_jpeg).decode()
         return self.post(f"/attempts/{quote(attempt_id, safe='')}/review", body)
+
+    def redeem_fallback_code(self, attempt_id: str, code: str) -> dict[str, Any]:
+        """A proctor's one-time code instead of the review; EdgeRejected carries why it was refused."""
+        return self.post(f"/attempts/{quote(attempt_id, safe='')}/fallback-code", {"code": code})
 
     def review(self, attempt_id: str) -> dict[str, Any]:
         return self.get(f"/attempts/{quote(attempt_id, safe='')}/review")

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 CANDIDATE_ACTIONS = frozenset({
     "identify", "face_capture", "accept", "draw_lot", "devices_ok", "refresh_devices", "confirm_info",
     "report_mistake", "next_question", "end_exam", "refresh_question", "resume", "next_candidate",
+    "fallback_code",
 })
 
 
@@ -105,6 +106,11 @@ def create_kiosk_app(agent: "Agent") -> Flask:
     return app
 
 
+def voice_on(agent: "Agent") -> bool:
+    """The centre's choice, sent with the attempt, else the station's config."""
+    return agent.state.voice if agent.state.voice is not None else agent.settings.kiosk.voice
+
+
 def view(agent: "Agent") -> dict[str, Any]:
     """Everything the page shows, derived from the flow state and the agent's adapters."""
     state = agent.state
@@ -121,6 +127,8 @@ def view(agent: "Agent") -> dict[str, Any]:
             "code": agent.live_guidance, "zh": GUIDANCE_ZH[agent.live_guidance],
             "en": GUIDANCE_EN[agent.live_guidance]},
         "busy": state.busy,
+        # The liveness challenge under way: which way to turn the head.
+        "challenge": agent.live_challenge if state.screen == Screen.FACE_LOGIN else None,
         "server_time": now,
         "server_ok": bool(agent.link_ok),
         "station": agent.settings.station_id,
@@ -137,7 +145,7 @@ def view(agent: "Agent") -> dict[str, Any]:
         "interruptions": state.interruptions,
         "backlog": len(agent.journal.pending()),
         "cue": ({"name": agent.last_cue[0], "at": agent.last_cue[1]}
-                if agent.settings.kiosk.voice and agent.last_cue and time.time() - agent.last_cue[1] < 5 else None),
+                if voice_on(agent) and agent.last_cue and time.time() - agent.last_cue[1] < 5 else None),
         "candidate": None if cand is None else {
             "name": cand.name, "id_number_masked": cand.id_number_masked, "seat": cand.seat,
             "ticket_no": cand.ticket_no,

@@ -157,6 +157,63 @@ def test_guidance_without_a_face_does_not_spend_a_try():
     assert run.state.face_tries == 0 and run.state.notice == "no_face" and not run.state.busy
 
 
+def test_a_matching_face_that_fails_liveness_spends_a_try():
+    run = Run()
+    run("identify", T0 - 900, ticket_no="20240001")
+    run.event(opened(), T0 - 900)
+    for attempt in (1, 2, 3):
+        run("face_capture", T0 - 899)
+        cmds = run("face_result", T0 - 898, matched=True, distance=0.3,
+                   liveness={"passed": False, "reason": "rigid", "yaw_change": 0.2, "non_rigid": 0.001})
+        assert ReportFaceTry(0.3, False, "rigid") in cmds
+        assert run.state.face_tries == attempt
+    assert run.state.screen == Screen.MANUAL_REVIEW
+
+
+def test_liveness_failure_tells_the_candidate_why():
+    run = Run()
+    run("identify", T0 - 900, ticket_no="20240001")
+    run.event(opened(), T0 - 900)
+    run("face_capture", T0 - 899)
+    cmds = run("face_result", T0 - 898, matched=True, distance=0.3, liveness={"passed": False, "reason": "no_turn"})
+    assert run.state.screen == Screen.FACE_LOGIN and run.state.notice == "liveness_failed"
+    assert flow.Speak("liveness_failed") in cmds
+    run("face_capture", T0 - 897)
+    cmds = run("face_result", T0 - 896, matched=True, distance=0.31, liveness={"passed": True, "reason": "ok"})
+    assert run.state.screen == Screen.READ_FLOW
+    assert ReportFaceTry(0.31, True, "ok") in cmds
+
+
+def test_a_fallback_code_replaces_the_review():
+    run = Run()
+    run("identify", T0 - 900, ticket_no="20240002")
+    run.event(opened(face_tries=3, review={"status": "pending"}), T0 - 900)
+    assert run.state.screen == Screen.MANUAL_REVIEW
+    assert run("fallback_code", T0 - 890, code="12") == ()
+    assert run.state.notice == "code_invalid"
+    assert run("fallback_code", T0 - 889, code=" 1234-5678 ") == (flow.RedeemCode("12345678"),)
+    assert run("fallback_code", T0 - 889, code="12345678") == (), "a second press while the first is out is ignored"
+    run("command_failed", T0 - 888, code="code_expired")
+    assert run.state.screen == Screen.MANUAL_REVIEW and run.state.notice == "code_expired" and not run.state.busy
+    run("fallback_code", T0 - 887, code="87654321")
+    cmds = run("review_result", T0 - 886, status="approved", reason="fallback_code")
+    assert run.state.screen == Screen.READ_FLOW
+    assert flow.ReportEvent("face_login_reviewed", {"by": "fallback_code"}) in cmds
+
+
+def test_the_centres_face_threshold_and_voice_come_with_the_attempt():
+    run = Run()
+    run("identify", T0 - 900, ticket_no="20240001")
+    run.event(opened(centre={"face_threshold": 0.5, "voice_prompts": False}), T0 - 900)
+    assert run.state.face_threshold == 0.5 and run.state.voice is False
+    restored = FlowState.from_dict(run.state.to_dict())
+    assert restored == run.state
+    run2 = Run()
+    run2("identify", T0 - 900, ticket_no="20240001")
+    run2.event(opened(), T0 - 900)
+    assert run2.state.face_threshold is None and run2.state.voice is None
+
+
 def test_reading_requires_scrolling_to_the_end():
     run = Run()
     run("identify", T0 - 900, ticket_no="20240001")

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espea
 
 CUES = {
     "face_camera", "face_no_match", "no_face", "several_faces", "too_small", "off_centre", "too_dark",
-    "backlit", "blurred", "face_covered", "waiting_room", "exam_start", "one_minute_left",
+    "backlit", "blurred", "face_covered", "turn_left", "turn_right", "liveness_failed", "waiting_room", "exam_start", "one_minute_left",
     "next_question", "answer_finished", "upload_ok",
 }
 

@@ -8,6 +8,8 @@ const T = {
     face_title: "人脸登录", face_hint: "请正对摄像头，保持面部光线充足，不要佩戴口罩、墨镜或帽子。", face_start: "开始人脸识别",
     face_busy: "正在识别，请保持不动…", tries: "已尝试", of: "/", face_ready: "画面良好，可以开始识别",
     review_title: "人工审核中", review_hint: "人脸识别 3 次未通过，已提交监考老师人工审核，请稍候。",
+    turn_left: "请缓慢向左转头，再转回来", turn_right: "请缓慢向右转头，再转回来",
+    code_label: "或输入监考老师提供的一次性验证码：", code_submit: "使用验证码",
     accept: "我已阅读并同意", scroll_more: "请阅读至末尾",
     lot_title: "抽签", lot_hint: "请点击“抽签”获取抽签号。抽签截止后系统将自动分配。", lot_draw: "抽签", lot_deadline: "抽签截止",
     dev_title: "设备检测", dev_hint: "请确认画面清晰，并对着麦克风说话，音量条应随声音跳动。", camera: "摄像头", mic: "麦克风",
@@ -27,6 +29,8 @@ const T = {
       entry_closed: "已超过入场截止时间", attempt_finished: "该考生已完成本场考试", edge_unreachable: "无法连接考点服务器，请举手示意监考老师",
       face_no_match: "人脸比对未通过，请调整姿势和光线后重试", no_face: "未检测到人脸，请正对摄像头", several_faces: "画面中有多张人脸，请确保只有考生本人",
       no_enrolment: "没有登记照片，请联系监考老师", face_failed_review: "已提交人工审核", review_rejected: "人工审核未通过，请联系监考老师",
+      liveness_failed: "活体检测未通过：请按提示缓慢转头，不要使用照片或屏幕", code_invalid: "验证码不正确", code_expired: "验证码已过期，请联系监考老师",
+      code_used: "验证码已被使用，请联系监考老师", too_many_tries: "验证码错误次数过多，请联系监考老师",
       read_to_end: "请先阅读至末尾", camera_dead: "摄像头没有画面，不能继续", mic_silent: "没有检测到声音，请对着麦克风说话后再继续",
       waiting_not_open: "候考室尚未开放，请稍后再试", mistake_reported: "已记录，考试结束后请联系工作人员", confirm_end: "请确认结束考试",
       paper_unavailable: "题目获取失败，请点击“刷新题目”或举手示意", station_error: "考位故障，请举手示意监考老师",
@@ -40,6 +44,8 @@ const T = {
     face_title: "Face login", face_hint: "Face the camera in good light; no mask, sunglasses or hat.", face_start: "Start face check",
     face_busy: "Checking, please hold still…", tries: "Tries", of: "/", face_ready: "Good picture: you can start",
     review_title: "Manual review", review_hint: "Face check failed 3 times. A proctor is reviewing your login, please wait.",
+    turn_left: "Slowly turn your head to your left, then back", turn_right: "Slowly turn your head to your right, then back",
+    code_label: "Or enter the one-time code a proctor gave you:", code_submit: "Use the code",
     accept: "I have read and agree", scroll_more: "Please read to the end",
     lot_title: "Draw a lot", lot_hint: "Press Draw to get your lot number. After the deadline one is assigned.", lot_draw: "Draw", lot_deadline: "Deadline",
     dev_title: "Device check", dev_hint: "Check the picture and speak: the volume bar should move.", camera: "Camera", mic: "Microphone",
@@ -59,6 +65,8 @@ const T = {
       entry_closed: "Entry has closed", attempt_finished: "This candidate has finished", edge_unreachable: "Cannot reach the centre server; raise your hand",
       face_no_match: "Face did not match; adjust and try again", no_face: "No face found; face the camera", several_faces: "More than one face in view",
       no_enrolment: "No enrolled photo; see a proctor", face_failed_review: "Sent for manual review", review_rejected: "Review rejected; see a proctor",
+      liveness_failed: "Liveness check failed: turn your head slowly as asked; no photos or screens", code_invalid: "Wrong code", code_expired: "The code has expired; see a proctor",
+      code_used: "The code was already used; see a proctor", too_many_tries: "Too many wrong codes; see a proctor",
       read_to_end: "Read to the end first", camera_dead: "The camera shows nothing", mic_silent: "No sound heard; speak, then continue",
       waiting_not_open: "The waiting room is not open yet", mistake_reported: "Noted; see staff after the exam", confirm_end: "Confirm to end the exam",
       paper_unavailable: "Could not load the question; refresh or raise your hand", station_error: "Station fault; raise your hand",
@@ -71,7 +79,7 @@ const T = {
 let lang = localStorage.getItem("kiosk-lang") || "zh";
 let current = null;      // last state from the agent
 let rendered = null;     // screen + lang last rendered
-let ticket = "";
+let ticket = "";         // what the keypad typed (ticket number, or a one-time code)
 let lastCue = 0;         // when the last voice prompt was played (agent time)
 const speaker = new Audio();
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -97,6 +105,10 @@ function noticeText(s) {
   if (s.notice_text) return s.notice_text[lang];
   return T[lang].notices[s.notice] ?? s.notice;
 }
+function keypad() {
+  return `<div class="keypad">${[1,2,3,4,5,6,7,8,9].map((d) => `<button type="button" data-key="${d}">${d}</button>`).join("")}
+      <button type="button" data-key="clear">${t("clear")}</button><button type="button" data-key="0">0</button><button type="button" data-key="back">${t("back")}</button></div>`;
+}
 function notice(s) {
   return `<p class="notice" data-live="notice" role="alert">${esc(noticeText(s))}</p>`;
 }
@@ -106,8 +118,7 @@ const SCREENS = {
     <h1>${t("identify_title")}</h1><p class="hint">${t("identify_hint")}</p>
     <div class="row"><div>
     <input id="ticket" class="ticket" readonly value="${esc(ticket)}" data-field="ticket_no" aria-label="ticket">
-    <div class="keypad">${[1,2,3,4,5,6,7,8,9].map((d) => `<button type="button" data-key="${d}">${d}</button>`).join("")}
-      <button type="button" data-key="clear">${t("clear")}</button><button type="button" data-key="0">0</button><button type="button" data-key="back">${t("back")}</button></div>
+    ${keypad()}
     ${notice(s)}
     <button type="button" class="primary big" data-action="identify">${t("confirm")}</button></div>
     <div class="qr-preview">${preview()}</div></div>`,
@@ -117,7 +128,11 @@ const SCREENS = {
     <p>${t("tries")}: <b data-live="tries">${s.face_tries}</b>${t("of")}${s.max_face_tries}</p>${notice(s)}
     <button type="button" class="primary big" data-action="face_capture" data-live="busy-disable">${t("face_start")}</button>
     <p class="hint" data-live="busy-text"></p></div></div>`,
-  manual_review: (s) => `<h1>${t("review_title")}</h1><div class="row">${preview()}<p class="hint big-text">${t("review_hint")}</p></div><div class="spinner"></div>`,
+  manual_review: (s) => `<h1>${t("review_title")}</h1><div class="row">${preview()}<div><p class="hint big-text">${t("review_hint")}</p><div class="spinner"></div>
+    <p class="hint">${t("code_label")}</p>
+    <input id="ticket" class="ticket" readonly value="" data-field="code" aria-label="code">
+    ${keypad()}${notice(s)}
+    <button type="button" class="primary big" data-action="fallback_code" data-live="busy-disable">${t("code_submit")}</button></div></div>`,
   reading: (s) => `
     <h1>${esc(s.reading.title[lang])}</h1>
     <div class="reading" id="reading" tabindex="0">${s.reading.paragraphs.map((p, i) => `<p>${i + 1}. ${esc(p[lang])}</p>`).join("")}
@@ -186,6 +201,7 @@ function render(s) {
   const key = `${s.screen}|${lang}`;
   document.documentElement.dataset.screen = s.screen;
   if (key !== rendered) {
+    if (!rendered || rendered.split("|")[0] !== s.screen) ticket = "";
     rendered = key;
     $("#screen").innerHTML = (SCREENS[s.screen] || (() => `<h1>${esc(s.screen)}</h1>`))(s);
     afterRender(s);
@@ -246,7 +262,11 @@ function update(s) {
     el.dataset.code = s.guidance ? s.guidance.code : "ok";
   });
   document.querySelectorAll("[data-live=busy-disable]").forEach((el) => { el.disabled = !!s.busy; });
-  document.querySelectorAll("[data-live=busy-text]").forEach((el) => { el.textContent = s.busy ? t("face_busy") : ""; });
+  document.querySelectorAll("[data-live=busy-text]").forEach((el) => {
+    el.textContent = s.challenge ? t(`turn_${s.challenge}`) : (s.busy ? t("face_busy") : "");
+    el.className = s.challenge ? "hint challenge" : "hint";
+    el.dataset.challenge = s.challenge || "";
+  });
   const tries = $("[data-live=tries]"); if (tries) tries.textContent = s.face_tries;
   const camOk = $("[data-live=camera-ok]"); if (camOk) { camOk.textContent = s.camera_ok ? "✓ " + t("works") : "✗ " + t("notworks"); camOk.className = s.camera_ok ? "ok" : "down"; }
   const micOk = $("[data-live=mic-ok]"); if (micOk) { micOk.textContent = s.mic_ok ? "✓ " + t("works") : "✗ " + t("notworks"); micOk.className = s.mic_ok ? "ok" : "down"; }
@@ -299,6 +319,7 @@ document.addEventListener("click", (ev) => {
     return;
   }
   if (action === "identify") { send("identify", {ticket_no: ticket}); ticket = ""; return; }
+  if (action === "fallback_code") { send("fallback_code", {code: ticket}); ticket = ""; $("#ticket").value = ""; return; }
   if (action === "accept") { send("accept", {read_to_end: $("#reading").dataset.read === "end"}); return; }
   if (action === "report_mistake") {
     const text = window.prompt(t("mistake_prompt"));
@@ -311,10 +332,13 @@ document.addEventListener("click", (ev) => {
 
 // A physical keyboard works on the keypad too.
 document.addEventListener("keydown", (ev) => {
-  if (!current || current.screen !== "identify") return;
+  if (!current || (current.screen !== "identify" && current.screen !== "manual_review")) return;
   if (/^[0-9A-Za-z]$/.test(ev.key) && ticket.length < 20) ticket += ev.key;
   else if (ev.key === "Backspace") ticket = ticket.slice(0, -1);
-  else if (ev.key === "Enter") { send("identify", {ticket_no: ticket}); ticket = ""; }
+  else if (ev.key === "Enter") {
+    if (current.screen === "identify") send("identify", {ticket_no: ticket}); else send("fallback_code", {code: ticket});
+    ticket = "";
+  }
   const input = $("#ticket"); if (input) input.value = ticket;
 });
 
