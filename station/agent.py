@@ -34,7 +34,7 @@ from station.journal import Journal
 from station.link import (Clock, EdgeClient, EdgeRejected, EdgeUnavailable, StatusPublisher, discover_edge,
                           package_version)
 from station.recorder import RecorderError, SegmentInfo, SegmentRecorder
-from station.topics import StationStatus
+from station.topics import StationCommand, StationStatus
 from station.uploader import SegmentUploader
 
 if TYPE_CHECKING:
@@ -445,7 +445,8 @@ class Agent:
                 logger.info("edge %s: clock offset %.1f ms", api, self.clock.offset * 1000)
                 if mqtt.username:
                     self.publisher = StatusPublisher(mqtt_host, mqtt_port, mqtt.username, mqtt.password,
-                                                     self.settings.centre, self.settings.station_id, clock=self.clock)
+                                                     self.settings.centre, self.settings.station_id, clock=self.clock,
+                                                     on_command=self._command)
                     self.publisher.start()
                 self.uploader.wake()
                 break
@@ -462,13 +463,31 @@ class Agent:
                 self.link_ok = False
 
     def _status_loop(self) -> None:
+        ticks = 0
         while not self._stop.wait(1.0):
+            ticks += 1
             status = self.status()
+            mqtt_up = self.publisher is not None and self.publisher.connected
             if self.publisher is not None:
                 self.publisher.publish_status(status)
-            if self.state.screen == Screen.MANUAL_REVIEW and self.client and self.state.attempt_id:
+            # The review's decision is pushed over MQTT; the API is asked as well, every
+            # 10 s while the broker is up (a push lost in a reconnect), every second while not.
+            if (self.state.screen == Screen.MANUAL_REVIEW and self.client and self.state.attempt_id
+                    and (not mqtt_up or ticks % 10 == 0)):
                 self._poll_review()
             self._watch_disk()
+
+    def _command(self, command: StationCommand) -> None:
+        """A command from the edge over MQTT (station.topics.StationCommand)."""
+        if command.attempt is None or command.attempt != self.state.attempt_id:
+            logger.info("ignoring %s about attempt %s (current: %s)", command.kind, command.attempt,
+                        self.state.attempt_id)
+            return
+        if command.kind == "review_result" and command.payload.get("status") in ("approved", "rejected"):
+            self.post("review_result", {"status": command.payload["status"],
+                                        "reason": str(command.payload.get("reason", ""))})
+        else:
+            logger.warning("unknown command %s", command.kind)
 
     def _poll_review(self) -> None:
         try:

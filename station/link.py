@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
 
 import requests
@@ -346,7 +346,8 @@ class StatusPublisher:
     """Publishes the station's retained status and its events; paho reconnects by itself."""
 
     def __init__(self, host: str, port: int, username: str, password: str, centre: str, station_id: str, *,
-                 clock: Clock | None = None, keepalive: int = 15, version: str | None = None):
+                 clock: Clock | None = None, keepalive: int = 15, version: str | None = None,
+                 on_command: Callable[[topics.StationCommand], None] | None = None):
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -354,6 +355,8 @@ class StatusPublisher:
         self.centre, self.station_id = centre, station_id
         self.status_topic = topics.status_topic(centre, station_id)
         self.event_topic = topics.event_topic(centre, station_id)
+        self.cmd_topic = topics.cmd_topic(centre, station_id)
+        self.on_command = on_command
         self.keepalive = keepalive
         self.version = version if version is not None else package_version()
         self._clock = clock
@@ -372,6 +375,7 @@ class StatusPublisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
+        client.on_message = self._on_message
         self._client = client
 
     def _now(self) -> float:
@@ -385,6 +389,8 @@ class StatusPublisher:
         logger.info("MQTT %s to %s:%d", "reconnected" if self._was_connected else "connected", self.host,
                     self.port)
         self._was_connected = True
+        if self.on_command is not None:
+            client.subscribe(self.cmd_topic, qos=1)  # again after every reconnect (clean session)
         self._connected_event.set()
         with self._lock:
             last = self._last
@@ -400,6 +406,19 @@ class StatusPublisher:
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         logger.warning("MQTT broker %s:%d unreachable; retrying", self.host, self.port)
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        if message.topic != self.cmd_topic or self.on_command is None:
+            return
+        try:
+            command = topics.StationCommand.from_json(message.payload)
+        except ValueError as exc:
+            logger.warning("ignoring a malformed command on %s: %s", message.topic, exc)
+            return
+        try:
+            self.on_command(command)
+        except Exception:
+            logger.exception("command %s failed", command.kind)
 
     @property
     def connected(self) -> bool:

@@ -207,3 +207,11 @@ class StationEvent:
         attempt = _take(obj, "attempt", "str", optional=True) if "attempt" in obj else None
         ts = _take(obj, "ts", "float", optional=False) if "ts" in obj else 0.0
         return cls(kind=kind, payload=payload or {}, attempt=attempt, ts=ts)
+
+
+class StationCommand(StationEvent):
+    """The edge's word to one station (QoS 1 on its ``cmd`` topic), e.g. a review's decision.
+
+    Same shape as an event; ``attempt`` names the attempt it is about, and a station ignores a
+    command about an attempt that is not its current one.
+    """
