@@ -88,10 +88,17 @@ class SyncStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+# Face-match distance at or below which a station accepts the candidate (calibrated on the test images).
+DEFAULT_FACE_THRESHOLD = 0.6
+
+
 class Centre(Base):
     __tablename__ = "centre"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    # Per-centre settings sent to the stations with each attempt (see services/centres.py).
+    face_threshold: Mapped[float] = mapped_column(Float, default=DEFAULT_FACE_THRESHOLD)
+    voice_prompts: Mapped[bool] = mapped_column(default=True)
 
 
 class Station(Base):
@@ -228,6 +235,8 @@ class FaceTry(Base):
     distance: Mapped[float | None] = mapped_column(Float, default=None)
     matched: Mapped[bool] = mapped_column(default=False)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+    # SHA-256 of the frame the station matched, kept for the reviewer (services/frames.py has the file).
+    frame_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class Review(Base):
@@ -241,6 +250,27 @@ class Review(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(default=None)
     attempt: Mapped[Attempt] = relationship()
+
+
+class FallbackCode(Base):
+    """A one-time code a staff member issues instead of face login (services/fallback.py).
+
+    Only an HMAC of the code is stored. It is bound to the attempt, its candidate and one station,
+    and works once before ``expires_at``; a newer code for the attempt supersedes it.
+    """
+
+    __tablename__ = "fallback_code"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attempt_id: Mapped[str] = mapped_column(ForeignKey("attempt.id"), index=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidate.id"))
+    station_id: Mapped[str] = mapped_column(ForeignKey("station.id"))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    issued_by: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+    superseded_at: Mapped[datetime | None] = mapped_column(default=None)
+    failed_tries: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Segment(Base):

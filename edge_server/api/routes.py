@@ -10,6 +10,9 @@ from edge_server.errors import EdgeError, TooEarly
 from edge_server.extensions import db
 from edge_server.models import Attempt, Sitting
 from edge_server.services import attempts as attempt_service
+from edge_server.services import centres as centre_service
+from edge_server.services import fallback as fallback_service
+from edge_server.services import frames
 from edge_server.services.masking import mask_id_number
 
 
@@ -77,6 +80,7 @@ def attempt_json(attempt: Attempt) -> dict:
         "face_tries": attempt_service.face_tries(db.session, attempt),
         "review": None if review is None else {"id": review.id, "status": str(review.status), "reason": review.reason},
         "finished": attempt.finished_at is not None,
+        "centre": centre_service.station_settings(centre_service.get_centre(db.session, attempt.sitting.centre_id)),
     }
 
 
@@ -104,9 +108,14 @@ def face_try(attempt_id: str):
     distance = body.get("distance")
     if distance is not None and not isinstance(distance, (int, float)):
         raise EdgeError("distance must be a number", code="bad_field")
-    tries = attempt_service.record_face_try(db.session, attempt, distance=distance, matched=bool(body["matched"]))
+    frame = frames.decode_jpeg_b64(body.get("frame_jpeg"))
+    frame_sha256 = (frames.store_face_try_frame(settings().data_dir, attempt.id, frame)
+                    if frame is not None else None)
+    tries = attempt_service.record_face_try(db.session, attempt, distance=distance, matched=bool(body["matched"]),
+                                            frame_sha256=frame_sha256)
     attempt_service.log_event(db.session, kind="face_try", station_id=g.station.id, attempt_id=attempt.id,
-                              payload={"distance": distance, "matched": bool(body["matched"]), "try": tries})
+                              payload={"distance": distance, "matched": bool(body["matched"]), "try": tries,
+                                       "frame_sha256": frame_sha256})
     db.session.commit()
     return jsonify(tries=tries, face_verified=attempt.face_verified)
 
@@ -116,40 +125,15 @@ def face_try(attempt_id: str):
 def request_review(attempt_id: str):
     body = json_body()
     attempt = attempt_service.get_attempt(db.session, g.station, attempt_id)
-    frame = _review_frame(body.get("frame_jpeg"))
+    frame = frames.decode_jpeg_b64(body.get("frame_jpeg"))
     review = attempt_service.request_review(db.session, attempt, body.get("best_distance"))
     if frame is not None:
-        path = review_frame_path(settings().data_dir, review.id)
+        path = frames.review_frame_path(settings().data_dir, review.id)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(frame)
     attempt_service.log_event(db.session, kind="review_requested", station_id=g.station.id, attempt_id=attempt.id)
     db.session.commit()
     return jsonify(id=review.id, status=str(review.status)), 201
-
-
-MAX_REVIEW_FRAME = 2 * 1024 * 1024
-
-
-def review_frame_path(data_dir, review_id: int):
-    return data_dir / "review_frames" / f"{review_id}.jpg"
-
-
-def _review_frame(value) -> bytes | None:
-    """The station's best captured frame: a base64 JPEG of at most 2 MiB."""
-    import base64
-    import binascii
-
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > MAX_REVIEW_FRAME * 4 // 3 + 4:
-        raise EdgeError("frame_jpeg must be a base64 JPEG of at most 2 MiB", code="bad_frame")
-    try:
-        data = base64.b64decode(value, validate=True)
-    except binascii.Error as exc:
-        raise EdgeError("frame_jpeg is not base64", code="bad_frame") from exc
-    if not data.startswith(b"\xff\xd8"):
-        raise EdgeError("frame_jpeg is not a JPEG image", code="bad_frame")
-    return data
 
 
 @bp.get("/attempts/<attempt_id>/review")
@@ -160,6 +144,24 @@ def review_result(attempt_id: str):
     if review is None:
         raise EdgeError("no review was requested for this attempt", code="no_review", status=404)
     return jsonify(id=review.id, status=str(review.status), reason=review.reason)
+
+
+@bp.post("/attempts/<attempt_id>/fallback-code")
+@station_required
+def fallback_code(attempt_id: str):
+    """A staff member's one-time code instead of face login: approves the face review once."""
+    body = json_body("code")
+    if not isinstance(body["code"], str) or len(body["code"]) > 32:
+        raise EdgeError("code must be a short string", code="bad_field")
+    attempt = attempt_service.get_attempt(db.session, g.station, attempt_id)
+    try:
+        review = fallback_service.redeem(db.session, g.station, attempt, body["code"],
+                                         key=settings().secret_key.encode(), now=now())
+    except (fallback_service.CodeRefused, fallback_service.TooManyTries):
+        db.session.commit()  # the refusal is audited and a wrong try counted
+        raise
+    db.session.commit()
+    return jsonify(status=str(review.status), review=review.id, face_verified=attempt.face_verified)
 
 
 @bp.post("/attempts/<attempt_id>/lot")

@@ -66,13 +66,19 @@ def face_tries(session: Session, attempt: Attempt) -> int:
     return session.scalar(select(func.count()).select_from(FaceTry).where(FaceTry.attempt_id == attempt.id)) or 0
 
 
-def record_face_try(session: Session, attempt: Attempt, *, distance: float | None, matched: bool) -> int:
-    """Log one face login try; returns how many tries the attempt has had."""
-    session.add(FaceTry(attempt_id=attempt.id, distance=distance, matched=matched))
+def record_face_try(session: Session, attempt: Attempt, *, distance: float | None, matched: bool,
+                    frame_sha256: str | None = None) -> int:
+    """Log one face login try (with the frame's hash, if the station sent one); returns how many tries
+    the attempt has had."""
+    session.add(FaceTry(attempt_id=attempt.id, distance=distance, matched=matched, frame_sha256=frame_sha256))
     if matched:
         attempt.face_verified = "face"
     session.flush()
     return face_tries(session, attempt)
+
+
+def list_face_tries(session: Session, attempt: Attempt) -> list[FaceTry]:
+    return list(session.scalars(select(FaceTry).where(FaceTry.attempt_id == attempt.id).order_by(FaceTry.id)))
 
 
 def request_review(session: Session, attempt: Attempt, best_distance: float | None) -> Review:

@@ -1,4 +1,4 @@
-"""Login, the live dashboard, and the manual face-review queue."""
+"""Login, the live dashboard, the manual face-review queue, fallback codes, centre settings."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -11,11 +11,15 @@ from sqlalchemy import select
 from edge_server.extensions import db, login_manager
 from functools import wraps
 
-from edge_server.models import Attempt, Review, ReviewStatus, StaffRole, StaffUser, Station
+from edge_server.errors import EdgeError
+from edge_server.models import Attempt, FaceTry, Review, ReviewStatus, StaffRole, StaffUser, Station
 from edge_server.services import attempts as attempt_service
+from edge_server.services import centres as centre_service
+from edge_server.services import fallback as fallback_service
+from edge_server.services import frames
 from edge_server.services import staff as staff_service
 from edge_server.staff import bp
-from edge_server.staff.forms import LoginForm, LogoutForm, ReviewForm
+from edge_server.staff.forms import CentreSettingsForm, FallbackCodeForm, LoginForm, LogoutForm, ReviewForm
 
 # A station whose last status is older than this is shown offline even without its last will.
 STALE_AFTER = timedelta(seconds=10)
@@ -82,7 +86,8 @@ def logout():
 @login_required
 def dashboard():
     return render_template("staff/dashboard.html", review_form=ReviewForm(), logout_form=LogoutForm(),
-                           can_revoke=current_user.role == StaffRole.CENTRE_ADMIN)
+                           can_revoke=current_user.role == StaffRole.CENTRE_ADMIN,
+                           can_configure=current_user.role == StaffRole.CENTRE_ADMIN)
 
 
 def station_tile(station: Station, now: datetime) -> dict:
@@ -121,6 +126,14 @@ def reviews_json():
     reviews = db.session.scalars(
         select(Review).where(Review.status == ReviewStatus.PENDING).order_by(Review.created_at)
     ).all()
+    reviews = [r for r in reviews if r.attempt.sitting.centre_id == _centre()]
+    # Attempts whose face login failed at least once and that no pending review covers yet.
+    pending = {r.attempt_id for r in reviews}
+    failing = db.session.scalars(
+        select(Attempt).where(Attempt.face_verified.is_(None), Attempt.finished_at.is_(None),
+                              Attempt.id.in_(select(FaceTry.attempt_id).where(FaceTry.matched.is_(False))))
+        .order_by(Attempt.created_at)
+    ).all()
     return jsonify(reviews=[{
         "id": r.id,
         "attempt": r.attempt_id,
@@ -129,7 +142,13 @@ def reviews_json():
         "station": r.attempt.station_id,
         "best_distance": r.best_distance,
         "created_at": r.created_at.isoformat(),
-    } for r in reviews if r.attempt.sitting.centre_id == _centre()])
+    } for r in reviews], face_failures=[{
+        "attempt": a.id,
+        "ticket_no": a.candidate.ticket_no,
+        "name": a.candidate.name,
+        "station": a.station_id,
+        "tries": attempt_service.face_tries(db.session, a),
+    } for a in failing if a.sitting.centre_id == _centre() and a.id not in pending])
 
 
 @bp.get("/api/attempts")
@@ -151,20 +170,117 @@ def attempts_json():
 @login_required
 def review_image(review_id: int, which: str):
     """The frame the station captured, or the enrolled photo, for the side-by-side review."""
-    from flask import send_file
-
-    from edge_server import settings_of
-    from edge_server.api.routes import review_frame_path
-    from flask import current_app
-
     review = db.session.get(Review, review_id)
     if review is None or review.attempt.sitting.centre_id != _centre():
         abort(404)
-    path = (review_frame_path(settings_of(current_app).data_dir, review.id) if which == "frame"
+    path = (frames.review_frame_path(_settings().data_dir, review.id) if which == "frame"
             else Path(review.attempt.candidate.photo_path))
+    return _jpeg(path)
+
+
+def _jpeg(path: Path):
+    from flask import send_file
+
     if not path.is_file():
         abort(404)
-    return send_file(path, mimetype="image/jpeg", max_age=0)
+    response = send_file(path, mimetype="image/jpeg", max_age=0)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _attempt_of_centre(attempt_id: str) -> Attempt:
+    attempt = db.session.get(Attempt, attempt_id)
+    if attempt is None or attempt.sitting.centre_id != _centre():
+        abort(404)
+    return attempt
+
+
+@bp.get("/attempts/<attempt_id>/photo.jpg")
+@login_required
+def attempt_photo(attempt_id: str):
+    """The candidate's enrolled photo (it never leaves the edge)."""
+    return _jpeg(Path(_attempt_of_centre(attempt_id).candidate.photo_path))
+
+
+@bp.get("/face-tries/<int:try_id>.jpg")
+@login_required
+def face_try_frame(try_id: int):
+    """The frame a station matched in one face login try."""
+    face_try = db.session.get(FaceTry, try_id)
+    if face_try is None or face_try.frame_sha256 is None:
+        abort(404)
+    attempt = _attempt_of_centre(face_try.attempt_id)
+    return _jpeg(frames.face_try_frame_path(_settings().data_dir, attempt.id, face_try.frame_sha256))
+
+
+def _render_attempt(attempt: Attempt, *, issued: tuple | None = None, error: str | None = None, status: int = 200):
+    now = datetime.now(timezone.utc)
+    review = attempt_service.latest_review(db.session, attempt)
+    codes = [(c, fallback_service.code_state(c, now), db.session.get(StaffUser, c.issued_by) if c.issued_by else None)
+             for c in fallback_service.list_codes(db.session, attempt)]
+    response = render_template(
+        "staff/attempt.html", attempt=attempt, candidate=attempt.candidate, review=review,
+        review_frame=review is not None and frames.review_frame_path(_settings().data_dir, review.id).is_file(),
+        tries=attempt_service.list_face_tries(db.session, attempt), codes=codes,
+        can_issue=current_user.role in fallback_service.ISSUER_ROLES,
+        issue_problem=fallback_service.issue_problem(attempt), issued=issued, error=error,
+        review_form=ReviewForm(), code_form=FallbackCodeForm(), logout_form=LogoutForm(),
+        display_code=fallback_service.display,
+    )
+    return response, status, {"Cache-Control": "no-store"}
+
+
+@bp.get("/attempts/<attempt_id>")
+@login_required
+def attempt_review(attempt_id: str):
+    """Every face try of the attempt (time, distance, frame) beside the enrolled photo."""
+    return _render_attempt(_attempt_of_centre(attempt_id))
+
+
+@bp.post("/attempts/<attempt_id>/fallback-code")
+@roles_required(*fallback_service.ISSUER_ROLES)
+def issue_fallback_code(attempt_id: str):
+    """Issue a one-time code; the page shows it this once (only its HMAC is stored)."""
+    if not FallbackCodeForm().validate_on_submit():
+        abort(400)
+    attempt = _attempt_of_centre(attempt_id)
+    try:
+        code, plain = fallback_service.issue(db.session, attempt, staff=current_user, key=_settings().secret_key.encode(),
+                                             now=datetime.now(timezone.utc))
+    except EdgeError as exc:
+        db.session.rollback()
+        return _render_attempt(attempt, error=exc.message, status=exc.status)
+    db.session.commit()
+    return _render_attempt(attempt, issued=(code, plain), status=201)
+
+
+@bp.route("/centre", methods=["GET", "POST"])
+@roles_required(StaffRole.CENTRE_ADMIN)
+def centre_settings():
+    """The centre's face threshold and voice prompts, which its stations follow."""
+    try:
+        centre = centre_service.get_centre(db.session, _centre())
+    except EdgeError:
+        abort(404)
+    form = CentreSettingsForm(obj=centre)
+    status = 200
+    if form.validate_on_submit():
+        try:
+            changes = centre_service.update_settings(db.session, centre, face_threshold=form.face_threshold.data,
+                                                     voice_prompts=form.voice_prompts.data, by=current_user.username)
+        except EdgeError as exc:
+            db.session.rollback()
+            form.face_threshold.errors = [*form.face_threshold.errors, exc.message]
+            status = 400
+        else:
+            db.session.commit()
+            flash("已保存 · Settings saved" if changes else "没有变化 · Nothing changed", "info")
+            return redirect(url_for("staff.centre_settings"))
+    elif form.is_submitted():
+        status = 400
+    return render_template("staff/centre.html", form=form, centre=centre, logout_form=LogoutForm(),
+                           min_threshold=centre_service.MIN_FACE_THRESHOLD,
+                           max_threshold=centre_service.MAX_FACE_THRESHOLD), status
 
 
 @bp.get("/api/candidates")
@@ -242,8 +358,12 @@ def decide_review(review_id: int):
     return redirect(url_for("staff.dashboard"))
 
 
-def _centre() -> str:
+def _settings():
     from edge_server import settings_of
     from flask import current_app
 
-    return current_user.centre_id or settings_of(current_app).centre
+    return settings_of(current_app)
+
+
+def _centre() -> str:
+    return current_user.centre_id or _settings().centre
