@@ -108,6 +108,9 @@ def face_try(attempt_id: str):
     distance = body.get("distance")
     if distance is not None and not isinstance(distance, (int, float)):
         raise EdgeError("distance must be a number", code="bad_field")
+    liveness = body.get("liveness")  # the head-turn challenge's outcome, when one ran ("ok", "rigid", ...)
+    if liveness is not None and not (isinstance(liveness, str) and 0 < len(liveness) <= 32):
+        raise EdgeError("liveness must be a short string", code="bad_field")
     frame = frames.decode_jpeg_b64(body.get("frame_jpeg"))
     frame_sha256 = (frames.store_face_try_frame(settings().data_dir, attempt.id, frame)
                     if frame is not None else None)
@@ -115,7 +118,7 @@ def face_try(attempt_id: str):
                                             frame_sha256=frame_sha256)
     attempt_service.log_event(db.session, kind="face_try", station_id=g.station.id, attempt_id=attempt.id,
                               payload={"distance": distance, "matched": bool(body["matched"]), "try": tries,
-                                       "frame_sha256": frame_sha256})
+                                       "liveness": liveness, "frame_sha256": frame_sha256})
     db.session.commit()
     return jsonify(tries=tries, face_verified=attempt.face_verified)
 

@@ -17,6 +17,7 @@ from edge_server.services import attempts as attempt_service
 from edge_server.services import centres as centre_service
 from edge_server.services import fallback as fallback_service
 from edge_server.services import frames
+from edge_server.services.push import push_to_station
 from edge_server.services import staff as staff_service
 from edge_server.staff import bp
 from edge_server.staff.forms import CentreSettingsForm, FallbackCodeForm, LoginForm, LogoutForm, ReviewForm
@@ -352,6 +353,9 @@ def decide_review(review_id: int):
                               payload={"review": review.id, "approved": approve, "by": current_user.username,
                                        "reason": form.reason.data or ""})
     db.session.commit()
+    if review.attempt.station_id:  # the station hears it at once (it also asks the API, as a fallback)
+        push_to_station(_settings(), review.attempt.station_id, "review_result",
+                        {"status": str(review.status), "reason": review.reason or ""}, attempt=review.attempt_id)
     if request.accept_mimetypes.best == "application/json":
         return jsonify(id=review.id, status=str(review.status))
     flash(f"已处理 · Review {review.id}: {review.status}", "info")
