@@ -18,9 +18,10 @@ Reports:
   baseline_mb_s (goal >= 0.9). MB are 10^6 bytes; times include the POSTs. The two alternate file
   by file, so that load from other work on the machine (``load_avg_1m``, before and after) hits
   both alike;
-- the fault run: the uploads again, through an in-process TCP proxy that resets the connection a
-  few times per file, after a random number of bytes (seeded), while the uploader is retried by
-  calling ``upload`` again with its journal row re-read. ``resent_bytes_max`` is the largest of
+- the fault run: the uploads again, through an in-process TCP proxy (``tests/faults/proxy.py``,
+  shared with the fault test) that resets the connection a few times per file, after a random
+  number of request-body bytes (seeded), while the uploader is retried by calling ``upload``
+  again with its journal row re-read. ``resent_bytes_max`` is the largest of
   (bytes the proxy forwarded to the server for a file - the file's size), HTTP request headers
   included; ``resent_bytes_per_cut_max`` what one cut cost at most (bytes forwarded by the failed
   attempt that the server did not keep); ``chunk_bytes`` for comparison (goal: a cut costs at most
@@ -40,12 +41,9 @@ import os
 import random
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import wave
 from dataclasses import dataclass
@@ -65,6 +63,11 @@ from station.devices import AudioChunk, VideoFrame  # noqa: E402
 from station.journal import Journal, JournalSegment  # noqa: E402
 from station.recorder import SegmentRecorder  # noqa: E402
 from station.uploader import SegmentUploader  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests.*
+from tests.faults.proxy import CuttingProxy  # noqa: E402  (shared with the fault test)
+from tests.faults.proxy import upload_through_cuts as upload_through_cuts_of_file  # noqa: E402
+from tests.services import free_port, start_edge_web  # noqa: E402
 
 logger = logging.getLogger("bench.upload")
 
@@ -138,37 +141,12 @@ def make_segments(cache: Path, megabytes: float) -> list[SegmentFile]:
 
 # --- the edge under gunicorn ------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {proc.returncode}")
-        with contextlib.suppress(requests.RequestException):
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
-
-
 @dataclass
 class Edge:
     base: str
     port: int
     settings: Any
     attempts: dict[str, str]  # role -> attempt id
-
-
-def edge_environment(config: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXAMKIOSK_") and k != "DATABASE_URL"}
-    env["EXAMKIOSK_EDGE_CONFIG"] = str(config)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
 
 
 def prepare_edge(root: Path, roles: list[str]) -> tuple[Path, Any, dict[str, str]]:
@@ -237,28 +215,14 @@ def prepare_edge(root: Path, roles: list[str]) -> tuple[Path, Any, dict[str, str
 @contextlib.contextmanager
 def running_edge(root: Path, roles: list[str]) -> Iterator[Edge]:
     config, settings, attempts = prepare_edge(root, roles)
-    port = free_port()
-    log = open(root / "gunicorn.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
-         "--timeout", "120", "edge_server:create_app()"],
-        env=edge_environment(config), cwd=root, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    base = f"http://127.0.0.1:{port}"
+    web = start_edge_web(config, root / "gunicorn.log")
+    logger.info("edge under gunicorn at %s (pid %d)", web.url, web.proc.pid)
     try:
-        wait_http(f"{base}/healthz", proc)
-        logger.info("edge under gunicorn at %s (pid %d)", base, proc.pid)
-        yield Edge(base, port, settings, attempts)
+        yield Edge(web.url, web.port, settings, attempts)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.returncode not in (0, -15):
-            logger.warning("gunicorn exited with %s; its log:\n%s", proc.returncode,
-                           (root / "gunicorn.log").read_text(errors="replace")[-3000:])
+        web.stop()
+        if web.proc.returncode not in (0, -15):
+            logger.warning("gunicorn exited with %s; its log:\n%s", web.proc.returncode, web.log()[-3000:])
 
 
 # --- the station's side -----------------------------------------------------------------------------
@@ -349,113 +313,6 @@ def throughput(edge: Edge, root: Path, segments: list[SegmentFile]) -> tuple[flo
 
 # --- faults -----------------------------------------------------------------------------------------
 
-class CuttingProxy:
-    """A loopback TCP proxy that counts the bytes it forwards to the server and resets connections.
-
-    ``plan(gaps)``: the next cut comes after ``gaps[0]`` more bytes to the server, the one after
-    that ``gaps[1]`` bytes later, and so on. A cut forwards the bytes up to that point, then resets
-    both sides (SO_LINGER 0), as a dropped link does to an in-flight request.
-    """
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self._lock = threading.Lock()
-        self.forwarded = 0
-        self.cuts = 0
-        self._gaps: list[int] = []
-        self._next_cut: int | None = None
-        self._closed = False
-        threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
-
-    def plan(self, gaps: list[int]) -> None:
-        with self._lock:
-            self.forwarded = 0
-            self.cuts = 0
-            self._gaps = list(gaps)
-            self._next_cut = self._gaps.pop(0) if self._gaps else None
-
-    def close(self) -> None:
-        self._closed = True
-        self.listener.close()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            except OSError:
-                client.close()
-                continue
-            conn = _Link(client, upstream)
-            threading.Thread(target=self._to_server, args=(conn,), daemon=True).start()
-            threading.Thread(target=self._to_client, args=(conn,), daemon=True).start()
-
-    def _to_server(self, conn: _Link) -> None:
-        try:
-            while True:
-                data = conn.client.recv(1 << 16)
-                if not data:
-                    if not conn.cut:
-                        conn.upstream.shutdown(socket.SHUT_WR)
-                    return
-                with self._lock:
-                    cut = self._next_cut is not None and self.forwarded + len(data) >= self._next_cut
-                    if cut:
-                        data = data[: self._next_cut - self.forwarded]
-                        self.cuts += 1
-                        self._next_cut = self._next_cut + self._gaps.pop(0) if self._gaps else None
-                    self.forwarded += len(data)
-                if data:
-                    conn.upstream.sendall(data)
-                if cut:
-                    conn.reset()
-                    return
-        except OSError:
-            conn.reset()
-
-    def _to_client(self, conn: _Link) -> None:
-        try:
-            while True:
-                data = conn.upstream.recv(1 << 16)
-                if not data:
-                    if not conn.cut:
-                        conn.client.shutdown(socket.SHUT_WR)
-                    return
-                conn.client.sendall(data)
-        except OSError:
-            conn.reset()
-
-
-class _Link:
-    """One proxied connection; ``reset()`` drops both sides with a TCP RST."""
-
-    def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
-        self.client = client
-        self.upstream = upstream
-        self.cut = False
-        self._lock = threading.Lock()
-
-    def reset(self) -> None:
-        with self._lock:
-            if self.cut:
-                return
-            self.cut = True
-        for sock in (self.client, self.upstream):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            # SHUT_RD wakes the other pump's recv (a close alone would not) without sending a FIN;
-            # the close then sends the RST once that recv has let go of the socket.
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RD)
-            with contextlib.suppress(OSError):
-                sock.close()
-
-
 def server_offset(edge: Edge, upload_url: str | None) -> int:
     """The upload's offset, asked of the server directly (not through the proxy)."""
     if not upload_url:
@@ -470,31 +327,20 @@ def upload_through_cuts(edge: Edge, root: Path, role: str, segments: list[Segmen
                         chunk_bytes: int) -> dict:
     attempt = edge.attempts[role]
     proxy = CuttingProxy(edge.port)
-    via = f"http://127.0.0.1:{proxy.port}"
-    journal, uploader = station_uploader(root, edge, role, segments, base=via, chunk_bytes=chunk_bytes)
+    journal, uploader = station_uploader(root, edge, role, segments, base=proxy.url, chunk_bytes=chunk_bytes)
     rng = random.Random(seed)
     per_file, per_cut, cuts_total, retries_total = [], [], 0, 0
     try:
         for seg in segments:
-            name = segment_name(attempt, seg)
-            proxy.plan([rng.randint(1, seg.size) for _ in range(CUTS_PER_FILE)])
-            for _ in range(RETRY_LIMIT):
-                row = journal_row(journal, attempt, name)  # re-read: the upload URL and offset are journaled
-                if row.status == "verified":
-                    break
-                before_bytes, before_offset = proxy.forwarded, server_offset(edge, row.upload_url)
-                try:
-                    uploader.upload(via, row)
-                except NETWORK_ERRORS as exc:
-                    retries_total += 1
-                    row = journal_row(journal, attempt, name)
-                    kept = server_offset(edge, row.upload_url) - before_offset
-                    per_cut.append(proxy.forwarded - before_bytes - max(kept, 0))
-                    logger.debug("%s: cut (%s); retrying", name, type(exc).__name__)
-            else:
-                raise RuntimeError(f"{name} not verified after {RETRY_LIMIT} attempts")
-            per_file.append(proxy.forwarded - seg.size)
-            cuts_total += proxy.cuts
+            report = upload_through_cuts_of_file(
+                proxy, uploader, journal, attempt, segment_name(attempt, seg),
+                gaps=[rng.randint(1, seg.size) for _ in range(CUTS_PER_FILE)],
+                server_offset=lambda url: server_offset(edge, url), retry_limit=RETRY_LIMIT,
+                network_errors=NETWORK_ERRORS)
+            per_file.append(report.forwarded - seg.size)
+            per_cut.extend(report.lost_per_cut)
+            cuts_total += report.cuts
+            retries_total += report.retries
     finally:
         proxy.close()
         journal.close()

@@ -33,6 +33,9 @@ class MqttSection(Section):
     # Files the edge keeps for Mosquitto (password file and ACL); written by provisioning.
     password_file: Path | None = None
     acl_file: Path | None = None
+    # Mosquitto's ``pid_file``: the edge sends the broker SIGHUP there after it adds or removes a
+    # station's user in ``password_file`` (enrolment, revocation). Unset: the change waits for a restart.
+    pid_file: Path | None = None
 
     @model_validator(mode="after")
     def _password_needed(self) -> "MqttSection":
@@ -62,6 +65,15 @@ class DiscoverySection(Section):
     instance_name: str = ""
 
 
+class RetentionSection(Section):
+    # Hours a recording stays on the edge after central storage confirmed its copy (checksum read
+    # back); 0: delete it at the first sweep after that. What central storage has not confirmed is
+    # never deleted, however old. The default keeps a week for reviews at the centre.
+    keep_hours: float = Field(168.0, ge=0)
+    # Seconds between two retention sweeps of the edge daemon (each reads checksums back).
+    sweep_seconds: float = Field(600.0, ge=1)
+
+
 class EdgeSettings(BaseSettings):
     """Settings of every edge program (web, daemon, worker)."""
 
@@ -89,6 +101,7 @@ class EdgeSettings(BaseSettings):
     mqtt: MqttSection = MqttSection(password="unset")
     storage: StorageSection = StorageSection()
     discovery: DiscoverySection = DiscoverySection()
+    retention: RetentionSection = RetentionSection()
 
     @model_validator(mode="after")
     def _secret_needed(self) -> "EdgeSettings":

@@ -89,6 +89,13 @@ class KioskSection(Section):
     voice: bool = True
 
 
+class RetentionSection(Section):
+    # Hours a segment file stays on the station after the edge verified it (0: delete it at once).
+    # An unverified segment is never deleted, however old. The default keeps a day, so a
+    # centre can still copy a recording off the station on the day of the exam.
+    keep_hours: float = Field(24.0, ge=0)
+
+
 class StationSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EXAMKIOSK_", env_nested_delimiter="__", extra="forbid",
                                       frozen=True)
@@ -107,6 +114,7 @@ class StationSettings(BaseSettings):
     face: FaceSection = FaceSection()
     monitor: MonitorSection = MonitorSection()
     kiosk: KioskSection = KioskSection()
+    retention: RetentionSection = RetentionSection()
 
     @model_validator(mode="after")
     def _file_sources(self) -> "StationSettings":

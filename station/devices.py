@@ -342,6 +342,15 @@ class Picamera2Camera(Camera):
         self._index += 1
         return frame
 
+    def hardware_recorder(self, out_dir: Path, attempt_id: str, camera: str, **kwargs: Any) -> Any:
+        """A ``station.pi_recorder.Picamera2Recorder`` encoding this open camera on the Pi's H.264
+        hardware, beside the frames ``read`` keeps giving (untested off a Pi)."""
+        from station.pi_recorder import Picamera2Recorder
+
+        if self._cam is None:
+            raise DeviceError(f"camera {self.name} is not open")
+        return Picamera2Recorder(self._cam, out_dir, attempt_id, camera, fps=self.fps, **kwargs)
+
     def close(self) -> None:
         if self._cam is not None:
             try:

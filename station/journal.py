@@ -1,14 +1,16 @@
 """The station's local journal: SQLite that makes a crash or power cut resumable.
 
 It holds the flow state (written through on every change), when the agent was last alive, and
-every closed segment with its upload progress. ``synchronous=FULL`` so that a committed row
-survives a power cut.
+every closed segment with its upload progress, when the edge verified it and when its file was
+deleted (the row stays: it is a link of the signed chain). ``synchronous=FULL`` so that a
+committed row survives a power cut.
 """
 from __future__ import annotations
 
 import json
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +39,9 @@ CREATE TABLE IF NOT EXISTS segment (
     uploaded INTEGER NOT NULL DEFAULT 0,
     prev_hash TEXT NOT NULL DEFAULT '',
     entry_hash TEXT NOT NULL DEFAULT '',
-    signature TEXT NOT NULL DEFAULT ''
+    signature TEXT NOT NULL DEFAULT '',
+    verified_at REAL,                        -- wall clock when the edge verified it
+    deleted_at REAL                          -- wall clock when retention deleted its file
 );
 CREATE INDEX IF NOT EXISTS segment_attempt ON segment (attempt_id, camera, seq);
 CREATE TABLE IF NOT EXISTS outbox (
@@ -67,6 +71,12 @@ class JournalSegment:
     prev_hash: str = ""
     entry_hash: str = ""
     signature: str = ""
+    verified_at: float | None = None
+    deleted_at: float | None = None
+
+
+# Columns added after the first release; a journal from before gets them on open.
+_ADDED_COLUMNS = {"verified_at": "REAL", "deleted_at": "REAL"}
 
 
 class Journal:
@@ -77,6 +87,16 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(segment)")}
+        for name, kind in _ADDED_COLUMNS.items():
+            if name not in have:
+                self._db.execute(f"ALTER TABLE segment ADD COLUMN {name} {kind}")
+                if name == "verified_at":
+                    # Verified before the column existed: the retention counts from now.
+                    self._db.execute("UPDATE segment SET verified_at = ? WHERE status = 'verified'", (time.time(),))
 
     def close(self) -> None:
         with self._lock:
@@ -127,7 +147,8 @@ class Journal:
         with self._lock:
             rows = self._db.execute(
                 "SELECT name, attempt_id, camera, seq, question, path, started_at, ended_at, size, sha256, status,"
-                f" upload_url, uploaded, prev_hash, entry_hash, signature FROM segment WHERE {where} ORDER BY attempt_id, camera, seq", args
+                " upload_url, uploaded, prev_hash, entry_hash, signature, verified_at, deleted_at"
+                f" FROM segment WHERE {where} ORDER BY attempt_id, camera, seq", args
             ).fetchall()
         return [JournalSegment(*r[:5], Path(r[5]), *r[6:]) for r in rows]
 
@@ -136,6 +157,10 @@ class Journal:
 
     def segments_of(self, attempt_id: str) -> list[JournalSegment]:
         return self._rows("attempt_id = ?", (attempt_id,))
+
+    def stored(self) -> list[JournalSegment]:
+        """Every segment whose file retention has not deleted yet."""
+        return self._rows("deleted_at IS NULL", ())
 
     def next_seq(self, attempt_id: str, camera: str) -> int:
         with self._lock:
@@ -150,9 +175,15 @@ class Journal:
             if uploaded is not None:
                 self._db.execute("UPDATE segment SET uploaded = ? WHERE name = ?", (uploaded, name))
 
-    def mark_verified(self, name: str) -> None:
+    def mark_verified(self, name: str, at: float | None = None) -> None:
         with self._lock:
-            self._db.execute("UPDATE segment SET status = 'verified', uploaded = size WHERE name = ?", (name,))
+            self._db.execute("UPDATE segment SET status = 'verified', uploaded = size,"
+                             " verified_at = COALESCE(verified_at, ?) WHERE name = ?",
+                             (time.time() if at is None else at, name))
+
+    def mark_deleted(self, name: str, at: float) -> None:
+        with self._lock:
+            self._db.execute("UPDATE segment SET deleted_at = ? WHERE name = ?", (at, name))
 
     # --- events not yet delivered to the edge -------------------------------------------------
     def enqueue_event(self, kind: str, payload: dict, attempt_id: str | None) -> None:

@@ -101,6 +101,14 @@ def _fsync_and_hash(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def seal(part: Path, path: Path) -> tuple[int, str]:
+    """Make a closed ``.part`` file final: fsync and hash it, rename it to ``path``, fsync the folder."""
+    size, sha = _fsync_and_hash(part)
+    os.replace(part, path)
+    _fsync_dir(path.parent)
+    return size, sha
+
+
 def _yuv420p_frame(image: np.ndarray) -> Any:
     """BGR to the encoder's yuv420p with OpenCV: about 3x cheaper than PyAV's own reformat."""
     height, width = image.shape[:2]
@@ -539,9 +547,7 @@ class SegmentRecorder:
         except BaseException:
             seg.abandon()
             raise
-        size, sha = _fsync_and_hash(seg.part)
-        os.replace(seg.part, seg.path)
-        _fsync_dir(self.out_dir)
+        size, sha = seal(seg.part, seg.path)
         info = SegmentInfo(
             name=seg.name,
             path=seg.path,

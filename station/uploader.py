@@ -3,12 +3,15 @@
 Every closed segment is in the journal. A thread uploads them in order as they close, during the
 exam too; the upload URL and offset are journaled, so after a crash or a network cut the upload
 resumes from the server's offset. A network cut never stops the exam: segments just queue.
+The same thread applies the retention (``station.retention``): a verified segment's file is
+deleted once ``keep_seconds`` have passed since the edge verified it.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import threading
+import time
 from typing import Callable
 
 import requests
@@ -16,9 +19,13 @@ from tusclient import client as tus_client
 from tusclient.exceptions import TusCommunicationError, TusUploadFailed
 from tusclient.uploader import Uploader
 
+from station import retention
 from station.journal import Journal, JournalSegment
 
 logger = logging.getLogger(__name__)
+
+# How often the upload thread looks for files the retention lets it delete (also after each pass).
+RETENTION_INTERVAL_S = 60.0
 
 
 class Sha256Uploader(Uploader):
@@ -38,8 +45,11 @@ def segment_metadata(seg: JournalSegment) -> dict[str, str]:
 
 class SegmentUploader:
     def __init__(self, journal: Journal, *, base_url: Callable[[], str | None], token: str, chunk_bytes: int,
-                 on_link: Callable[[bool], None] = lambda ok: None):
+                 on_link: Callable[[bool], None] = lambda ok: None, keep_seconds: float | None = None):
+        """``keep_seconds``: how long a verified segment's file stays (None: the uploader deletes nothing)."""
         self.journal = journal
+        self.keep_seconds = keep_seconds
+        self._swept_at = float("-inf")
         self.base_url = base_url
         self.token = token
         self.chunk_bytes = chunk_bytes
@@ -61,9 +71,21 @@ class SegmentUploader:
     def wake(self) -> None:
         self._wake.set()
 
+    def sweep(self, force: bool = False) -> list[str]:
+        """Apply the retention (at most every RETENTION_INTERVAL_S unless ``force``); names deleted."""
+        if self.keep_seconds is None or (not force and time.monotonic() - self._swept_at < RETENTION_INTERVAL_S):
+            return []
+        self._swept_at = time.monotonic()
+        try:
+            return retention.sweep(self.journal, time.time(), self.keep_seconds)
+        except Exception:  # the uploads go on whatever happens here
+            logger.warning("retention sweep failed", exc_info=True)
+            return []
+
     def _run(self) -> None:
         backoff = 1.0
         while not self._stop.is_set():
+            self.sweep()
             pending = self.journal.pending()
             base = self.base_url()
             if not pending or base is None:
@@ -77,6 +99,7 @@ class SegmentUploader:
                     self.upload(base, seg)
                 backoff = 1.0
                 self.on_link(True)
+                self.sweep(force=True)
             except (requests.RequestException, TusCommunicationError, TusUploadFailed, OSError) as exc:
                 logger.warning("upload paused (%s); retrying in %.0f s", exc, backoff)
                 self.on_link(False)

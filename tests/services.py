@@ -95,6 +95,15 @@ class MosquittoProc:
         """SIGHUP: re-read the password and ACL files."""
         self.proc.send_signal(signal.SIGHUP)
 
+    @property
+    def password_file(self) -> Path:
+        return self.files_dir / "passwd"
+
+    @property
+    def pid_file(self) -> Path:
+        """Where the broker writes its pid (``pid_file``), for the edge's reloads."""
+        return self.files_dir / "run" / "mosquitto.pid"
+
     def stop(self) -> None:
         stop_process(self.proc)
         if self.remove_files_dir:
@@ -128,7 +137,8 @@ def start_mosquitto(tmp_path: Path, centre: str, users: dict[str, str], *, edge_
     for _ in range(attempts):
         files_dir, remove = _broker_files_dir(tmp_path)
         port = free_port()
-        conf = write_broker_files(files_dir, port=port, centre=centre, users=users, edge_user=edge_user)
+        conf = write_broker_files(files_dir, port=port, centre=centre, users=users, edge_user=edge_user,
+                                  pid_file=files_dir / "run" / "mosquitto.pid")
         log_path = tmp_path / f"mosquitto-{port}.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT,
@@ -355,6 +365,57 @@ def start_station(port: int, username: str, password: str, centre: str, station:
         handle.kill()
         raise
     return handle
+
+
+# --- the edge web app under gunicorn ------------------------------------------------------------
+
+@dataclass
+class EdgeWebProc:
+    proc: subprocess.Popen
+    port: int
+    log_path: Path
+    host: str = HOST
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        stop_process(self.proc, timeout=15)
+
+
+def start_edge_web(config: Path, log_path: Path, *, workers: int = 2, threads: int = 4,
+                   timeout: float = 60.0) -> EdgeWebProc:
+    """``edge_server:create_app()`` under gunicorn on a free port, as the demo and the unit run it.
+
+    The app reads ``config`` (``EXAMKIOSK_EDGE_CONFIG``); no other ``EXAMKIOSK_*`` variable of
+    this process reaches it. Returns once ``/healthz`` answers.
+    """
+    import requests
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXAMKIOSK_") and k != "DATABASE_URL"}
+    env["EXAMKIOSK_EDGE_CONFIG"] = str(config)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    port = free_port()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--bind", f"{HOST}:{port}", "--workers", str(workers),
+             "--threads", str(threads), "--timeout", "120", "edge_server:create_app()"],
+            env=env, cwd=str(log_path.parent), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    edge = EdgeWebProc(proc=proc, port=port, log_path=log_path)
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"{edge.url}/healthz", timeout=1).status_code == 200:
+                return edge
+        if proc.poll() is not None or time.monotonic() > deadline:
+            edge.stop()
+            raise RuntimeError(f"the edge under gunicorn did not answer (exit code {proc.poll()}):\n"
+                               f"{edge.log()[-3000:]}")
+        time.sleep(0.1)
 
 
 # --- edge settings and database -----------------------------------------------------------------

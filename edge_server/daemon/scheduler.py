@@ -5,7 +5,9 @@ Every ``interval`` seconds:
 - ``assign_missing_lots``: after a sitting's lot deadline every attempt without a lot gets one;
 - an attempt whose upload is complete but whose sync is ``none`` (Redis was down when the last
   segment arrived) or ``failed`` is queued again, unless its RQ job is still queued, running or
-  scheduled for a retry, and at most once per ``requeue_after`` seconds.
+  scheduled for a retry, and at most once per ``requeue_after`` seconds;
+- at most every ``[retention] sweep_seconds``: the retention sweep (``edge_server.retention``)
+  deletes recordings whose copy central storage confirms, once they are old enough.
 
 One failing chore is logged and the loop goes on.
 """
@@ -43,6 +45,7 @@ class Scheduler:
         self._job_state = job_state or self._rq_job_state
         self._last_queued: dict[str, float] = {}
         self._redis = None
+        self._swept_at = float("-inf")
 
     def _rq_job_state(self, attempt_id: str) -> str | None:
         from redis import Redis
@@ -109,11 +112,29 @@ class Scheduler:
                 db.session.remove()
         return queued
 
+    def sweep_retention(self, now: datetime) -> int:
+        """The retention sweep, at most every ``[retention] sweep_seconds``; files deleted."""
+        from edge_server import retention
+        from edge_server.extensions import db
+        from edge_server.storage import open_storage
+
+        if time.monotonic() - self._swept_at < self.settings.retention.sweep_seconds:
+            return 0
+        self._swept_at = time.monotonic()
+        with self.app.app_context():
+            try:
+                result = retention.sweep(db.session, self.settings, open_storage(self.settings.storage), now,
+                                         syncing=lambda attempt: self._job_state(attempt) in BUSY_JOB_STATES)
+            finally:
+                db.session.remove()
+        return result["deleted"]
+
     def run_once(self, now: datetime | None = None) -> dict[str, int]:
         """One round of every chore; a failing chore is logged, the others still run."""
         now = now or datetime.now(timezone.utc)
         done: dict[str, int] = {}
-        for name, chore in (("lots", lambda: self.assign_lots(now)), ("syncs", self.requeue_syncs)):
+        for name, chore in (("lots", lambda: self.assign_lots(now)), ("syncs", self.requeue_syncs),
+                            ("retention", lambda: self.sweep_retention(now))):
             try:
                 done[name] = chore()
             except Exception as exc:

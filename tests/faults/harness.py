@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import sqlite3
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -42,8 +43,11 @@ class Kiosk:
     def wait_screen(self, screen: str, timeout: float = 30) -> dict[str, Any]:
         return self.wait(lambda s: s["screen"] == screen, timeout, f"screen {screen}")
 
-    def enter_waiting_room(self, ticket: str) -> dict[str, Any]:
-        """Identify → face → read ×3 → lot → devices → confirm: as a candidate would."""
+    def enter_waiting_room(self, ticket: str, until: tuple[str, ...] = ("waiting",)) -> dict[str, Any]:
+        """Identify → face → read ×3 → lot → devices → confirm: as a candidate would.
+
+        A candidate who confirms after the start goes straight to the paper: ``until=("answering",)``.
+        """
         self.wait(lambda s: s["screen"] == "identify" and s["server_ok"], 30, "edge found")
         self.send("identify", ticket_no=ticket)
         self.wait_screen("face_login")
@@ -60,7 +64,7 @@ class Kiosk:
         self.send("devices_ok")
         self.wait_screen("info_confirm")
         self.send("confirm_info")
-        return self.wait_screen("waiting")
+        return self.wait(lambda s: s["screen"] in until, 30, f"screen {' or '.join(until)}")
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,16 @@ def kill_points(question_seconds: float) -> list[KillPoint]:
         KillPoint("upload_start", "end", 0.15), KillPoint("upload_later", "end", 0.6),
         KillPoint("waiting_mid", "start", -8), KillPoint("q2_rotation_late", "start", 2 * q - 5, after_rotation=True),
     ]
+
+
+def configure(path: Path, **tables: dict[str, Any]) -> None:
+    """Add or change keys of tables in a TOML file the demo wrote (``retention={"keep_hours": 0}``)."""
+    from provisioning.demo import write_toml
+
+    values = tomllib.loads(path.read_text())
+    for name, table in tables.items():
+        values.setdefault(name, {}).update(table)
+    write_toml(path, values)
 
 
 def choose(points: list[KillPoint], count: int, seed: int) -> list[KillPoint]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import shutil
 import subprocess
@@ -290,3 +291,129 @@ def test_encoder_failure_surfaces_to_the_caller(tmp_path: Path) -> None:
         rec.stop()
     with pytest.raises(RecorderError):  # capture threads learn of it at their next push
         rec.push_video(synthetic_frames(1, time.monotonic())[0])
+
+
+# --- A/V drift over 30 minutes ------------------------------------------------------------------
+
+DRIFT_MINUTES = 30
+DRIFT_LIMIT_S = 0.040
+MARK_EVERY = 49  # frames (1.96 s): markers fall at every position within the 3 s segments
+MIC_SKEW = 300e-6  # the sound card's clock runs 300 ppm fast against the camera's
+MIC_CHUNK = 4096  # samples per buffer (the PyAudio default is 1024; placement does not depend on it)
+
+
+def luma(frame: av.VideoFrame) -> float:
+    plane = frame.planes[0]
+    rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+    return float(rows[: frame.height, : frame.width].mean())
+
+
+def marker_times(path: Path) -> tuple[list[float], list[float], int]:
+    """(flash frame times, tone onset times, video frames) of a file, by presentation timestamps."""
+    flashes: list[float] = []
+    frames = 0
+    with av.open(str(path)) as c:
+        c.streams.video[0].thread_type = "AUTO"
+        for f in c.decode(video=0):
+            frames += 1
+            if luma(f) > 128:
+                flashes.append(float(f.pts * f.time_base))
+    onsets: list[float] = []
+    with av.open(str(path)) as c:
+        for f in c.decode(audio=0):
+            loud = np.abs(f.to_ndarray()[0]) > 0.1
+            if loud.any():
+                t = float(f.pts * f.time_base) + int(np.argmax(loud)) / f.sample_rate
+                if not onsets or t - onsets[-1] > 0.5:
+                    onsets.append(t)
+    return flashes, onsets, frames
+
+
+def stream_ends(path: Path) -> dict[str, float]:
+    """Where each stream's last packet ends (seconds), from the packet timestamps."""
+    ends: dict[str, float] = {}
+    with av.open(str(path)) as c:
+        for p in c.demux():
+            if p.pts is not None:
+                end = float((p.pts + (p.duration or 0)) * p.time_base)
+                ends[p.stream.type] = max(ends.get(p.stream.type, end), end)
+    return ends
+
+
+def test_av_drift_stays_under_40_ms_over_30_minutes(tmp_path: Path) -> None:
+    """30 minutes of media time, fed as fast as the encoder goes (not in real time).
+
+    Every 1.96 s a white frame and a 30 ms tone burst are captured at the same moment; the
+    microphone's sample clock runs 300 ppm fast (0.54 s over 30 minutes if samples were simply
+    appended) and its buffers are dated up to 8 ms late, the camera's frames within ±2 ms, as
+    real drivers do. The segments (3 s, two question cuts) are joined the way the edge joins
+    them, and the drift is measured in the files: at the end of every segment (packet timestamps
+    of audio against video) and at every marker of the whole 30-minute timeline.
+    """
+    from edge_server.jobs.media import concat as edge_concat
+
+    rng = np.random.default_rng(3)
+    frames_total = DRIFT_MINUTES * 60 * FPS
+    t0 = time.monotonic() + 5.0
+    mic_rate = RATE * (1 + MIC_SKEW)  # samples the card really delivers per second
+    dark = np.full((120, 160, 3), 40, np.uint8)
+    white = np.full((120, 160, 3), 220, np.uint8)
+    burst = (12000 * np.sin(2 * np.pi * 1000 * np.arange(round(0.03 * RATE)) / RATE)).astype(np.int16)
+    silence = np.zeros((MIC_CHUNK, 1), np.int16)
+    flash_frames = set(range(0, frames_total, MARK_EVERY)) | {frames_total - 1}  # the last one at 29:59.96
+    marks = [round(i / FPS * mic_rate) for i in sorted(flash_frames)]  # where the bursts start, in card samples
+
+    def mic_chunk(i: int) -> AudioChunk:
+        first = i * MIC_CHUNK
+        samples = silence
+        near = bisect.bisect_left(marks, first - len(burst))
+        for start in marks[near:near + 2]:
+            lo, hi = max(start, first), min(start + len(burst), first + MIC_CHUNK)
+            if lo < hi:
+                samples = samples.copy() if samples is silence else samples
+                samples[lo - first: hi - first, 0] = burst[lo - start: hi - start]
+        return AudioChunk(samples, RATE, t0 + first / mic_rate + rng.uniform(0, 0.008))
+
+    cuts = {round(frames_total * 0.4) + 7: 2, round(frames_total * 0.7) + 19: 3}
+    rec = SegmentRecorder(tmp_path / "seg", "drift", "main", fps=FPS, size=(160, 120), segment_seconds=3.0)
+    rec.start(question=1)
+    chunk = 0
+    for i in range(frames_total):
+        t = t0 + i / FPS
+        while t0 + (chunk + 1) * MIC_CHUNK / mic_rate <= t:  # a buffer arrives once it is full
+            rec.push_audio(mic_chunk(chunk))
+            chunk += 1
+        if i in cuts:
+            rec.cut(cuts[i])
+        rec.push_video(VideoFrame(white if i in flash_frames else dark, t + rng.uniform(-0.002, 0.002), i))
+    for _ in range(2):  # the microphone goes on until the recorder stops
+        rec.push_audio(mic_chunk(chunk))
+        chunk += 1
+    rec.stop()
+    segments = rec.segments
+    assert rec.frames_written == frames_total
+    assert [s.question for s in segments].count(2) >= 2 and segments[-1].question == 3
+    assert len(segments) >= DRIFT_MINUTES * 60 / 3
+
+    # The end of every segment: its audio ends with its video (AAC pads to 1024 samples, 21 ms).
+    # The last one, closed by stop(), also keeps the audio heard after its last frame.
+    worst_end = 0.0
+    for s in segments[:-1]:
+        ends = stream_ends(s.path)
+        worst_end = max(worst_end, abs(ends["audio"] - ends["video"]))
+    assert worst_end < DRIFT_LIMIT_S, f"a segment's audio ends {worst_end * 1000:.1f} ms off its video"
+    ends = stream_ends(segments[-1].path)
+    assert -DRIFT_LIMIT_S < ends["audio"] - ends["video"] < 2 * MIC_CHUNK / RATE + DRIFT_LIMIT_S
+
+    # The whole 30 minutes joined as the edge joins (concat demuxer, no re-encode): every marker.
+    joined = tmp_path / "joined.mkv"
+    edge_concat([s.path for s in segments], joined)
+    flashes, onsets, frames = marker_times(joined)
+    assert frames == frames_total
+    assert len(flashes) == len(onsets) == len(marks)
+    drift = [a - v for v, a in zip(flashes, onsets)]
+    worst = max(drift, key=abs)
+    assert abs(worst) < DRIFT_LIMIT_S, f"A/V drift {worst * 1000:.1f} ms at {flashes[drift.index(worst)]:.0f} s"
+    # The last marker is the last frame (17 frames after the one before): the drift at 29:59.96.
+    assert flashes[-1] - flashes[-2] == pytest.approx((frames_total - 1) % MARK_EVERY / FPS, abs=0.01)
+    assert abs(drift[-1]) < DRIFT_LIMIT_S

@@ -268,6 +268,33 @@ def test_unwritable_storage_fails_and_retries(edge: SyncEdge):
     assert attempt.sync_status == SyncStatus.SYNCED and attempt.sync_error == ""
 
 
+def test_sync_again_after_retention_leaves_the_central_copy_alone(edge: SyncEdge):
+    from edge_server import retention
+    from edge_server.storage import open_storage
+
+    recorded = make_recorded_attempt(edge, segments=3)
+    enqueue_sync(edge.settings, recorded.attempt_id)
+    edge.run_worker()
+    root = edge.settings.storage.directory
+    manifest = (root / recorded.prefix / "manifest.json").read_bytes()
+    synced_at = edge.attempt(recorded.attempt_id).synced_at
+
+    # Retention (keep 0) removes the edge's copy once central storage confirms it.
+    edge.configure(retention={"keep_hours": 0})
+    with edge.app.app_context():
+        done = retention.sweep(db.session, edge.settings, open_storage(edge.settings.storage))
+    assert done["deleted"] == 3 and not (edge.settings.recordings_dir / recorded.attempt_id).exists()
+
+    # A sync queued again finds nothing to do, and leaves central storage as it was.
+    enqueue_sync(edge.settings, recorded.attempt_id)
+    edge.run_worker()
+    assert edge.job(recorded.attempt_id).get_status() == "finished"
+    assert (root / recorded.prefix / "manifest.json").read_bytes() == manifest
+    assert_central_copy(read_directory(root), recorded)
+    attempt = edge.attempt(recorded.attempt_id)
+    assert attempt.sync_status == SyncStatus.SYNCED and attempt.synced_at == synced_at
+
+
 def test_segment_changed_after_verification_is_not_copied(edge: SyncEdge, caplog: pytest.LogCaptureFixture):
     recorded = make_recorded_attempt(edge, segments=3)
     bad = sorted(recorded.files)[1]
