@@ -315,3 +315,99 @@ class Event(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
     prev_hash: Mapped[str] = mapped_column(String(64), default="")
     hash: Mapped[str] = mapped_column(String(64), default="")
+
+
+class EnrolmentCode(Base):
+    """A one-time code a centre admin makes to enrol a station (services/enrolment_codes.py).
+
+    Only an HMAC of the code is stored. It works once, before ``expires_at``; using it creates
+    ``station_id`` and records where the station enrolled from and what it runs.
+    """
+
+    __tablename__ = "enrolment_code"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    centre_id: Mapped[str] = mapped_column(ForeignKey("centre.id"))
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+    station_id: Mapped[str | None] = mapped_column(ForeignKey("station.id"), default=None)
+    used_from: Mapped[str] = mapped_column(String(64), default="")
+    hostname: Mapped[str] = mapped_column(String(255), default="")
+    version: Mapped[str] = mapped_column(String(64), default="")
+
+
+class EnrolmentTry(Base):
+    """Every use of ``POST /api/v1/enrol``, for the per-address rate limit."""
+
+    __tablename__ = "enrolment_try"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), index=True)
+    ok: Mapped[bool] = mapped_column(default=False)
+    reason: Mapped[str] = mapped_column(String(32), default="")
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class MessageKind(enum.StrEnum):
+    HELP = "help"            # a candidate's 求助, sent from a station
+    REPLY = "reply"          # a proctor's answer in a help thread
+    BROADCAST = "broadcast"  # a proctor's notice to every station of a sitting
+
+
+class ThreadStatus(enum.StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class HelpThread(Base):
+    """A station's help conversation (F12, F24): one per station and attempt, or per station alone
+    (``attempt_id`` None) before a candidate is identified. See services/messages.py."""
+
+    __tablename__ = "help_thread"
+    __table_args__ = (UniqueConstraint("station_id", "attempt_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    centre_id: Mapped[str] = mapped_column(ForeignKey("centre.id"))
+    station_id: Mapped[str] = mapped_column(ForeignKey("station.id"))
+    attempt_id: Mapped[str | None] = mapped_column(ForeignKey("attempt.id"), default=None)
+    status: Mapped[ThreadStatus] = mapped_column(String(16), default=ThreadStatus.OPEN)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+    resolved_by: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), default=None)
+
+
+class Message(Base):
+    """One help request, reply or broadcast. Help and replies belong to a thread (and carry its
+    attempt, so the history stays with the attempt); a broadcast names its sitting and the
+    stations it was pushed to when it was sent."""
+
+    __tablename__ = "message"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    centre_id: Mapped[str] = mapped_column(ForeignKey("centre.id"))
+    kind: Mapped[MessageKind] = mapped_column(String(16))
+    thread_id: Mapped[int | None] = mapped_column(ForeignKey("help_thread.id"), default=None, index=True)
+    station_id: Mapped[str | None] = mapped_column(ForeignKey("station.id"), default=None)
+    attempt_id: Mapped[str | None] = mapped_column(ForeignKey("attempt.id"), default=None, index=True)
+    sitting_id: Mapped[str | None] = mapped_column(ForeignKey("sitting.id"), default=None, index=True)
+    # Help: the quick reason the candidate chose (device, network, login, other).
+    reason: Mapped[str] = mapped_column(String(32), default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), default=None)
+    # Staff user name for replies and broadcasts; "" for a candidate's help.
+    author: Mapped[str] = mapped_column(String(80), default="")
+    # Broadcast: the station ids it was pushed to at send time.
+    recipients: Mapped[list[Any] | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MessageAck(Base):
+    """A station's candidate acknowledged a broadcast (the kiosk's banner stays until then)."""
+
+    __tablename__ = "message_ack"
+    __table_args__ = (UniqueConstraint("message_id", "station_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("message.id"))
+    station_id: Mapped[str] = mapped_column(ForeignKey("station.id"))
+    attempt_id: Mapped[str | None] = mapped_column(ForeignKey("attempt.id"), default=None)
+    at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -26,7 +26,7 @@ from pathlib import Path
 import requests
 
 from provisioning import assets
-from provisioning.mqtt import write_broker_files
+from provisioning.mqtt import ACL_NAME, PASSWORD_NAME, write_broker_files
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,10 @@ class DemoCentre:
     extra_candidates: int = 0
     # Stations that also record the evidence camera (the demo video again, as a second camera).
     second_camera: tuple[str, ...] = ()
+    # Stations that keep the liveness challenge on (the demo camera, a video of photos, fails it).
+    liveness: tuple[str, ...] = ()
+    # Seconds between the edge daemon's scheduler rounds (lots, sync re-queueing, retention).
+    daemon_interval: float = 5.0
     python: str = sys.executable
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
@@ -155,6 +159,10 @@ class DemoCentre:
         digest = hashlib.sha1(str(self.root).encode()).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"examkiosk-broker-{digest}"
 
+    @property
+    def broker_pid_file(self) -> Path:
+        return self.broker_dir / "run" / "mosquitto.pid"
+
     def station_secret(self, sec: dict[str, str], station_id: str, what: str) -> str:
         key = f"{station_id}_{what}"
         if key not in sec:
@@ -191,7 +199,10 @@ class DemoCentre:
             "database_url": self.database_url or f"sqlite:///{self.root / 'edge.db'}",
             "data_dir": str(self.edge_data), "redis_url": f"redis://127.0.0.1:{self.ports.redis}/0",
             "public_url": self.web_url,
-            "mqtt": {"host": "127.0.0.1", "port": self.ports.mqtt, "username": "edge", "password": sec["edge_mqtt"]},
+            "mqtt": {"host": "127.0.0.1", "port": self.ports.mqtt, "username": "edge", "password": sec["edge_mqtt"],
+                     # The edge adds and removes station users here (enrolment, revoke) and reloads the broker.
+                     "password_file": str(self.broker_dir / PASSWORD_NAME), "acl_file": str(self.broker_dir / ACL_NAME),
+                     "pid_file": str(self.broker_pid_file)},
             "storage": {"backend": "directory", "directory": str(self.central_dir)},
             "discovery": {"enabled": True, "interfaces": list(self.interfaces),
                           "instance_name": f"examkiosk-{self.centre}"},
@@ -214,13 +225,14 @@ class DemoCentre:
                 "recording": {"segment_seconds": self.segment_seconds},
                 # The demo camera is a video of still photos, which cannot turn its head when the
                 # liveness challenge asks: the challenge is off here and on everywhere else.
-                "face": {"liveness": False},
+                "face": {"liveness": sid in self.liveness},
                 "kiosk": {"host": "127.0.0.1", "port": self.ports.kiosk + index},
             }
             if sid in self.second_camera:
                 config["second_camera"] = dict(config["camera"])
             write_toml(self.station_config(sid), config)
-        write_broker_files(self.broker_dir, port=self.ports.mqtt, centre=self.centre, users=mqtt_users)
+        write_broker_files(self.broker_dir, port=self.ports.mqtt, centre=self.centre, users=mqtt_users,
+                           pid_file=self.broker_pid_file)
         self.flask("db", "upgrade")
         self.flask("demo-seed", "--start-in", str(self.start_in), "--question-seconds", str(self.question_seconds),
                    *[f"--station={sid}:{token}" for sid, token in tokens.items()], "--assets", str(media),
@@ -259,7 +271,8 @@ class DemoCentre:
             wait_port(self.ports.mqtt, 10)
             self.start_redis()
             self.start_web()
-            self.spawn("edge-daemon", [self.python, "-m", "edge_server.daemon"])
+            self.spawn("edge-daemon",
+                       [self.python, "-m", "edge_server.daemon", "--interval", str(self.daemon_interval)])
             self.start_worker()
             for sid in self.station_ids:
                 self.start_station(sid)

@@ -9,17 +9,24 @@ own command topic plus the sitting controls to read::
     pattern read  examkiosk/<centre>/sitting/#
 
 Mosquitto started as root reads these files after dropping to the ``mosquitto`` user, so
-they are chowned to it when we run as root. A running broker picks up added users on SIGHUP.
+they are chowned to it when we run as root. A running broker picks up added users on SIGHUP,
+and on SIGHUP it also disconnects every client whose user is no longer in the password file
+(with ``per_listener_settings false``, as here; tests/provisioning/test_broker_users.py checks
+this on the real broker). With ``pid_file`` the broker writes its pid where the edge finds it
+to send that SIGHUP (edge_server/services/broker.py); its directory is the broker's to write.
 Mosquitto warns at start that the ``sitting/#`` pattern has no ``%u``: expected, it applies to
 every user on purpose.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Iterator
 
 from station.topics import check_level
 
@@ -50,7 +57,7 @@ def acl_text(centre: str, edge_user: str = "edge") -> str:
     )
 
 
-def conf_text(*, port: int, bind: str, password_file: Path, acl_file: Path) -> str:
+def conf_text(*, port: int, bind: str, password_file: Path, acl_file: Path, pid_file: Path | None = None) -> str:
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} out of range")
     return (
@@ -65,6 +72,7 @@ def conf_text(*, port: int, bind: str, password_file: Path, acl_file: Path) -> s
         "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
         "connection_messages true\n"
         "log_timestamp true\n"
+        + (f"pid_file {pid_file}\n" if pid_file is not None else "")
     )
 
 
@@ -124,23 +132,68 @@ def write_password_file(path: Path, users: dict[str, str]) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _locked(password_file: Path) -> Iterator[None]:
+    """One writer of the password file at a time (gunicorn workers, the CLI)."""
+    lock = password_file.with_name(password_file.name + ".lock")
+    fd = os.open(lock, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def add_station_user(password_file: Path, user: str, password: str) -> None:
     """Add or change one user in an existing password file (then SIGHUP the broker)."""
     _check_user(user, password)
-    _run_passwd("-b", str(password_file), user, password)
-    chown_to_broker(password_file)
+    password_file = Path(password_file)
+    with _locked(password_file):
+        mode = password_file.stat().st_mode & 0o777
+        _run_passwd("-b", str(password_file), user, password)
+        os.chmod(password_file, mode)
+        chown_to_broker(password_file)
+
+
+def password_file_users(password_file: Path) -> list[str]:
+    """The user names in a password file (not their hashes)."""
+    return [line.split(":", 1)[0] for line in Path(password_file).read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def remove_station_user(password_file: Path, user: str) -> bool:
+    """Remove one user from the password file (then SIGHUP the broker); False if it was not there."""
+    check_level(user, "MQTT user")
+    password_file = Path(password_file)
+    with _locked(password_file):
+        lines = password_file.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if line.split(":", 1)[0] != user]
+        if len(kept) == len(lines):
+            return False
+        _write_private(password_file, "".join(kept), password_file.stat().st_mode & 0o777)
+        chown_to_broker(password_file)
+    return True
 
 
 def write_broker_files(dir: Path, *, port: int, centre: str, users: dict[str, str], edge_user: str = "edge",
-                       bind: str = "127.0.0.1") -> Path:
-    """Write ``mosquitto.conf``, the password file and the ACL into ``dir``; returns the conf path."""
+                       bind: str = "127.0.0.1", pid_file: Path | None = None) -> Path:
+    """Write ``mosquitto.conf``, the password file and the ACL into ``dir``; returns the conf path.
+
+    With ``pid_file`` the broker writes its pid there; its directory is created and given to the
+    broker's user (Mosquitto writes the file after dropping privileges).
+    """
     dir = Path(dir).resolve()
     dir.mkdir(parents=True, exist_ok=True)
     password_file, acl_file, conf = dir / PASSWORD_NAME, dir / ACL_NAME, dir / CONF_NAME
     acl = acl_text(centre, edge_user)
     write_password_file(password_file, users)
     _write_private(acl_file, acl)
-    _write_private(conf, conf_text(port=port, bind=bind, password_file=password_file, acl_file=acl_file), 0o644)
+    if pid_file is not None:
+        pid_file = Path(pid_file).resolve()
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        chown_to_broker(pid_file.parent)
+    _write_private(conf, conf_text(port=port, bind=bind, password_file=password_file, acl_file=acl_file,
+                                   pid_file=pid_file), 0o644)
     chown_to_broker(acl_file, conf)
     logger.info("broker files for centre %s in %s (%d users, listener %s:%d)", centre, dir, len(users), bind, port)
     return conf

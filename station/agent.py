@@ -36,6 +36,7 @@ from station.link import (Clock, EdgeClient, EdgeRejected, EdgeUnavailable, Stat
 from station.recorder import RecorderError, SegmentInfo, SegmentRecorder
 from station.topics import StationCommand, StationStatus
 from station.uploader import SegmentUploader
+from station.messages import MessageBox
 
 if TYPE_CHECKING:
     from station.face import FaceEngine
@@ -89,6 +90,9 @@ class Agent:
         self._disk_alerted: str | None = None
         self._focus_changes: queue.Queue[tuple[float, bool]] = queue.Queue()
         self.active_flags: tuple[str, ...] = ()
+        # Help chat and broadcasts (station/messages.py): beside the flow, not in it.
+        self.messages = MessageBox(client=lambda: self.client, now=self.clock.now,
+                                   mqtt_up=lambda: self.publisher is not None and self.publisher.connected)
         self._events_wake = threading.Event()
         self.client: EdgeClient | None = None
         self.publisher: StatusPublisher | None = None
@@ -103,7 +107,8 @@ class Agent:
         self.audio: AudioSource | None = None
         self.uploader = SegmentUploader(
             self.journal, base_url=lambda: self.client.base_url if self.client else None,
-            token=settings.edge.token, chunk_bytes=settings.upload_chunk_bytes, on_link=self._set_link)
+            token=settings.edge.token, chunk_bytes=settings.upload_chunk_bytes, on_link=self._set_link,
+            keep_seconds=settings.retention.keep_hours * 3600)
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -121,6 +126,7 @@ class Agent:
         if self.settings.kiosk.voice:
             self._spawn(self._build_voice, "voice")
         self._spawn(self._deliver_events, "events")
+        self._spawn(lambda: self.messages.run(self._stop), "messages")
         self.uploader.start()
 
     def stop(self) -> None:
@@ -479,6 +485,13 @@ class Agent:
 
     def _command(self, command: StationCommand) -> None:
         """A command from the edge over MQTT (station.topics.StationCommand)."""
+        if command.kind == "revoked":  # the edge removes our broker login and token right after
+            logger.error("the edge revoked this station: its token and MQTT login no longer work; "
+                         "enrol it again with `examkiosk-provision enrol --code ... --force`")
+            return
+        if command.kind == "message":  # a reply or a broadcast: for the station, whatever the attempt
+            self.messages.pushed(command.payload)
+            return
         if command.attempt is None or command.attempt != self.state.attempt_id:
             logger.info("ignoring %s about attempt %s (current: %s)", command.kind, command.attempt,
                         self.state.attempt_id)

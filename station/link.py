@@ -45,7 +45,11 @@ class LinkError(Exception):
 
 
 class EdgeNotFound(LinkError):
-    """No (acceptable) edge server answered the discovery."""
+    """No (acceptable) edge server answered the discovery; ``ignored`` maps each refused one to why."""
+
+    def __init__(self, message: str, ignored: dict[str, str] | None = None):
+        super().__init__(message)
+        self.ignored = dict(ignored or {})
 
 
 class EdgeUnavailable(LinkError):
@@ -103,11 +107,13 @@ def service_from_info(info: Any) -> EdgeService:
 
 
 def discover_edge(*, centre: str | None = None, fp: str | None = None, timeout: float = 10,
-                  interfaces: list[str] | None = None) -> EdgeService:
-    """Browse for the edge server; with ``fp`` only the server with that fingerprint is accepted."""
+                  interfaces: list[str] | None = None, fp_prefix: str | None = None) -> EdgeService:
+    """Browse for the edge server; with ``fp`` only the server with that fingerprint is accepted,
+    with ``fp_prefix`` (enrolment: the code's first group) only one whose fingerprint starts with it."""
     from zeroconf import InterfaceChoice, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 
     want_fp = fp.lower() if fp else None
+    want_prefix = fp_prefix.lower() if fp_prefix else None
     names: queue.Queue[str] = queue.Queue()
 
     def on_change(zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange) -> None:
@@ -143,6 +149,8 @@ def discover_edge(*, centre: str | None = None, fp: str | None = None, timeout: 
                     reason = f"centre {service.centre!r}, not {centre!r}"
                 elif want_fp is not None and service.fp != want_fp:
                     reason = f"fingerprint {service.fp[:16]}… is not the enrolled one"
+                elif want_prefix is not None and not service.fp.startswith(want_prefix):
+                    reason = f"fingerprint {service.fp[:16]}… does not start with {want_prefix.upper()}"
                 else:
                     logger.info("found edge %s: api %s, mqtt %s:%d", name, service.api, service.mqtt_host,
                                 service.mqtt_port)
@@ -154,10 +162,11 @@ def discover_edge(*, centre: str | None = None, fp: str | None = None, timeout: 
         if browser is not None:
             browser.cancel()
         zc.close()
-    wanted = ", ".join(f"{k}={v}" for k, v in (("centre", centre), ("fp", want_fp and want_fp[:16] + "…")) if v)
+    wanted = ", ".join(f"{k}={v}" for k, v in (("centre", centre), ("fp", want_fp and want_fp[:16] + "…"),
+                                                ("fp", want_prefix and want_prefix + "…")) if v)
     seen = f"; ignored {len(ignored)}: " + "; ".join(f"{n} ({r})" for n, r in ignored.items()) if ignored else ""
     raise EdgeNotFound(f"no edge server ({SERVICE_TYPE}{', ' + wanted if wanted else ''}) answered "
-                       f"within {timeout:g} s{seen}")
+                       f"within {timeout:g} s{seen}", ignored)
 
 
 # --- HTTP API -----------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""Station API under /api/v1: every call carries the station's bearer token."""
+"""Station API under /api/v1: every call carries the station's bearer token (but ``/enrol``, see enrol.py)."""
 from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-from edge_server.api import routes, uploads  # noqa: E402,F401
+from edge_server.api import enrol, messages, routes, uploads  # noqa: E402,F401

@@ -40,13 +40,22 @@ def build_manifest(attempt: Attempt, objects: list[dict], station_key: str | Non
 
 
 def sync_attempt(attempt_id: str) -> dict:
-    """Safe to run twice: objects already stored with the same checksum are skipped.
+    """Safe to run twice: objects already stored with the same checksum are skipped; an attempt
+    whose edge copy retention removed after the sync is left as central storage has it.
 
     First the per-question files are joined (without re-encoding) and checked; they go to central
     storage with the segments, and the manifest lists them and any media problem found.
     """
     from edge_server.jobs.media import join_questions
+    from edge_server.services.messages import attempt_history
+    from edge_server.retention import removed_by_retention
 
+    with app_context() as (app, db, settings):
+        attempt = db.session.get(Attempt, attempt_id)
+        if attempt is not None and removed_by_retention(db.session, settings, attempt):
+            # Central storage confirmed this copy before retention removed the edge's: keep it as it is.
+            logger.info("attempt %s is synced and no longer on the edge: nothing to copy again", attempt_id)
+            return {"prefix": attempt_prefix(attempt), "objects": 0, "manifest_sha256": None}
     media = join_questions(attempt_id)
     with app_context() as (app, db, settings):
         attempt = db.session.get(Attempt, attempt_id)
@@ -83,6 +92,7 @@ def sync_attempt(attempt_id: str) -> dict:
             manifest = build_manifest(attempt, objects, station.public_key if station else None)
             manifest["questions"] = questions
             manifest["media_problems"] = media["problems"]
+            manifest["messages"] = attempt_history(db.session, attempt)  # help chat and broadcasts (F12)
             data = json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=True).encode()
             manifest_sha = storage.put_bytes(f"{prefix}/manifest.json", data)
         except Exception as exc:

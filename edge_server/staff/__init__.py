@@ -4,3 +4,5 @@ from flask import Blueprint
 bp = Blueprint("staff", __name__, url_prefix="/staff", template_folder="../templates")
 
 from edge_server.staff import routes  # noqa: E402,F401
+from edge_server.staff import provisioning  # noqa: E402,F401  (after routes: it uses its helpers)
+from edge_server.staff import messages  # noqa: E402,F401  (help chat and broadcasts)

@@ -332,6 +332,9 @@ def revoke_station(station_id: str):
     attempt_service.log_event(db.session, kind="station_revoked", station_id=station.id, source="staff",
                               payload={"by": current_user.username})
     db.session.commit()
+    from edge_server.staff.provisioning import after_revoke
+
+    after_revoke(station, current_user.username)  # its MQTT login goes too (removed, broker reloaded)
     flash(f"考位 {station.id} 已停用 · Station revoked", "info")
     return redirect(url_for("staff.dashboard"))
 

@@ -73,6 +73,35 @@ def create_kiosk_app(agent: "Agent") -> Flask:
         agent.page_focus(body["visible"])
         return jsonify(ok=True), 202
 
+    @app.post("/api/help")
+    def ask_for_help():
+        """The candidate's 求助: a quick reason and an optional short text (station/messages.py)."""
+        from station.messages import MessageError
+
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return jsonify(error="expected {\"reason\": ..., \"text\": ...}", code="bad_help"), 400
+        try:
+            item = agent.messages.ask(body.get("reason"), body.get("text", ""), agent.state.attempt_id)
+        except MessageError as exc:
+            return jsonify(error=str(exc), code="bad_help"), 400
+        return jsonify(ok=True, local_id=item.local_id), 202
+
+    @app.post("/api/messages/<int:message_id>/ack")
+    def acknowledge(message_id: int):
+        """The candidate acknowledged a broadcast's banner; the edge logs it."""
+        if not agent.messages.acknowledge(message_id, agent.state.attempt_id):
+            return jsonify(error="no such broadcast", code="unknown_message"), 404
+        return jsonify(ok=True), 202
+
+    @app.post("/api/messages/seen")
+    def messages_seen():
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("upto"), int) or isinstance(body.get("upto"), bool):
+            return jsonify(error="expected {\"upto\": <message id>}", code="bad_seen"), 400
+        agent.messages.mark_seen(body["upto"])
+        return jsonify(ok=True), 202
+
     @app.get("/preview.jpg")
     def preview():
         frame = agent.devices.frame
@@ -150,6 +179,8 @@ def view(agent: "Agent") -> dict[str, Any]:
             "name": cand.name, "id_number_masked": cand.id_number_masked, "seat": cand.seat,
             "ticket_no": cand.ticket_no,
         },
+        # Help chat and broadcasts: the current attempt's thread (or the station's own, before one).
+        "messages": agent.messages.view(state.attempt_id, sch.sitting if sch else None),
         "sitting": None if sch is None else {
             "id": sch.sitting, "timing_mode": str(sch.timing_mode), "questions": sch.questions,
             "starts_at": sch.starts_at, "waiting_opens_at": sch.waiting_opens_at,

@@ -247,6 +247,7 @@ function speak(s) {
 
 function update(s) {
   speak(s);
+  if (window.KioskHelp) KioskHelp.update(s, lang);  // help panel, reply notice, broadcast banners (help.js)
   $("#now").textContent = clock(s.server_time);
   const server = $("#server");
   server.textContent = s.server_ok ? t("ok") : t("down");
@@ -309,6 +310,7 @@ document.addEventListener("click", (ev) => {
   const btn = ev.target.closest("[data-action]");
   if (!btn || btn.disabled) return;
   const action = btn.dataset.action;
+  if (window.KioskHelp && KioskHelp.handles(action)) return;  // help.js handles its own
   if (action === "lang") {
     lang = lang === "zh" ? "en" : "zh";
     localStorage.setItem("kiosk-lang", lang);
@@ -332,6 +334,7 @@ document.addEventListener("click", (ev) => {
 
 // A physical keyboard works on the keypad too.
 document.addEventListener("keydown", (ev) => {
+  if (ev.target.closest && ev.target.closest("#help-panel")) return;  // typing a help text
   if (!current || (current.screen !== "identify" && current.screen !== "manual_review")) return;
   if (/^[0-9A-Za-z]$/.test(ev.key) && ticket.length < 20) ticket += ev.key;
   else if (ev.key === "Backspace") ticket = ticket.slice(0, -1);

@@ -1,0 +1,93 @@
+"""``POST /api/v1/enrol``: a new station trades a one-time enrolment code for its identity.
+
+No bearer token (the station has none yet); the code is the credential, and refused tries are
+rate-limited per client address (services/enrolment_codes.py). Body::
+
+    {"code": "FFFF-XXXX-XXXX", "hostname": "...", "version": "...",
+     "public_key": "<base64 Ed25519>"?, "station_id": "st-07"?}
+
+201 answer::
+
+    {"station_id", "token", "centre", "fingerprint", "server_time",
+     "mqtt": {"host", "port", "username", "password"}}
+
+403 ``code_invalid`` / ``code_expired`` / ``code_used`` / ``code_wrong_edge``; 400 for a bad
+body (``bad_json``, ``missing_field``, ``bad_field``, ``bad_code_format``, ``bad_public_key``);
+409 ``station_id_taken``; 429 ``too_many_tries`` (with Retry-After); 503 ``broker_unavailable``
+or ``broker_not_configured`` when the station's MQTT user cannot be made.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import jsonify, request
+
+from edge_server.api import bp
+from edge_server.api.helpers import json_body, now, server_time, settings
+from edge_server.errors import EdgeError
+from edge_server.extensions import db
+from edge_server.services import broker
+from edge_server.services import enrolment_codes as codes
+
+logger = logging.getLogger(__name__)
+
+_LIMITS = {"code": 64, "hostname": 255, "version": 64}
+
+
+def _string(body: dict, key: str, *, required: bool = True) -> str | None:
+    value = body.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > _LIMITS.get(key, 64):
+        raise EdgeError(f"{key} must be a non-empty string of at most {_LIMITS.get(key, 64)} characters",
+                        code="bad_field")
+    return value.strip()
+
+
+@bp.post("/enrol")
+def enrol():
+    body = json_body("code", "hostname", "version")
+    code, hostname, version = (_string(body, k) for k in ("code", "hostname", "version"))
+    public_key = body.get("public_key")
+    station_id = body.get("station_id")
+    if station_id is not None:
+        codes.check_requested_id(station_id)
+    edge = settings()
+    from edge_server.daemon.announce import edge_fingerprint
+
+    fingerprint = edge_fingerprint(edge)
+    files = broker.broker_files_of(edge)
+    address = request.remote_addr or "unknown"
+    try:
+        result = codes.enrol(db.session, code=code, address=address, hostname=hostname, version=version,
+                             fingerprint=fingerprint, key=edge.secret_key.encode(), now=now(), files=files,
+                             reserved_users={edge.mqtt.username}, public_key=public_key, station_id=station_id)
+    except codes.COUNTED:
+        db.session.commit()
+        raise
+    except codes.TooManyTries as exc:
+        db.session.rollback()
+        logger.warning("enrolment from %s refused: %s", address, exc.message)
+        response = jsonify(error=exc.message, code=exc.code)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response, exc.status
+    except BaseException:
+        db.session.rollback()
+        raise
+    try:
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        if files is not None:
+            broker.remove_user(files, result.mqtt_username)
+        raise
+    logger.info("station %s enrolled from %s (%s, %s)", result.station.id, address, hostname, version)
+    return jsonify(
+        station_id=result.station.id,
+        token=result.token,
+        centre=result.station.centre_id,
+        fingerprint=fingerprint,
+        server_time=server_time(),
+        mqtt={"host": edge.mqtt.host, "port": edge.mqtt.port, "username": result.mqtt_username,
+              "password": result.mqtt_password},
+    ), 201

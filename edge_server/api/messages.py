@@ -1,0 +1,57 @@
+"""Station API for help chat and broadcasts (services/messages.py has the rules).
+
+- ``POST /api/v1/help`` ``{"attempt_id"?: str|null, "reason": "device"|"network"|"login"|"other",
+  "text"?: str (≤ 500)}`` → 201 ``{"message": {...}, "thread": {"id", "status"}}``.
+- ``GET /api/v1/messages?after=<id>`` → ``{"messages": [...], "last_id": int, "more": bool}``: the
+  station's help threads (its own requests and the replies) and the broadcasts of its sittings,
+  with ids above ``after``, oldest first, at most 100 (``more``: ask again from ``last_id``).
+- ``POST /api/v1/messages/<id>/ack`` ``{"attempt_id"?: str|null}`` → 200 ``{"message", "acknowledged_at", "new"}``:
+  the candidate acknowledged a broadcast (audited once).
+
+A message is ``{"id", "kind": "help"|"reply"|"broadcast", "thread", "attempt", "sitting", "reason",
+"text", "from": "candidate"|"staff", "at": epoch seconds, "acknowledged": bool}``; the same object
+is pushed over MQTT as the payload of a ``message`` command.
+"""
+from __future__ import annotations
+
+from flask import g, jsonify, request
+
+from edge_server.api import bp
+from edge_server.api.helpers import json_body, station_required
+from edge_server.errors import EdgeError
+from edge_server.extensions import db
+from edge_server.models import HelpThread
+from edge_server.services import messages as message_service
+
+
+@bp.post("/help")
+@station_required
+def ask_for_help():
+    body = json_body("reason")
+    message = message_service.ask_for_help(db.session, g.station, attempt_id=body.get("attempt_id"),
+                                           reason=body["reason"], text=body.get("text", ""))
+    thread = db.session.get(HelpThread, message.thread_id)
+    db.session.commit()
+    return jsonify(message=message_service.station_json(message),
+                   thread={"id": thread.id, "status": str(thread.status)}), 201
+
+
+@bp.get("/messages")
+@station_required
+def station_messages():
+    raw = request.args.get("after", "0")
+    if not raw.isdigit() or len(raw) > 18:
+        raise EdgeError("after must be a message id (a non-negative integer)", code="bad_field")
+    found, more = message_service.messages_for_station(db.session, g.station, int(raw))
+    acked = message_service.acked_by(db.session, g.station.id, [m.id for m in found])
+    return jsonify(messages=[message_service.station_json(m, acknowledged=m.id in acked) for m in found],
+                   last_id=found[-1].id if found else int(raw), more=more)
+
+
+@bp.post("/messages/<int:message_id>/ack")
+@station_required
+def acknowledge(message_id: int):
+    body = json_body()
+    ack, new = message_service.acknowledge(db.session, g.station, message_id, attempt_id=body.get("attempt_id"))
+    db.session.commit()
+    return jsonify(message=message_id, acknowledged_at=ack.at.timestamp(), new=new)

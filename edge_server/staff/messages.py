@@ -1,0 +1,119 @@
+"""Help chat and broadcasts on the dashboard (F24): the help panel's JSON, replies, resolve, broadcast.
+
+Everyone signed in reads (``GET /staff/api/messages``); proctors and centre admins reply, resolve and
+broadcast (CSRF on every form). A reply is pushed to its station and a broadcast to the sitting's
+stations over MQTT right after the commit; the stations also fetch both (``GET /api/v1/messages``).
+Each POST answers JSON to ``Accept: application/json`` (the dashboard's fetch) and otherwise
+redirects to the dashboard with a flash message.
+"""
+from __future__ import annotations
+
+from flask import flash, jsonify, redirect, request, url_for
+from flask_login import current_user, login_required
+from flask_wtf import FlaskForm
+from wtforms import StringField, TextAreaField
+from wtforms.validators import DataRequired, Length
+
+from edge_server.errors import EdgeError
+from edge_server.extensions import db
+from edge_server.services import messages as message_service
+from edge_server.services.push import push_to_station, push_to_stations
+from edge_server.staff import bp
+from edge_server.staff.routes import _centre, _settings, roles_required
+
+LENGTH = Length(max=message_service.MAX_TEXT,
+                message=f"最多 {message_service.MAX_TEXT} 字 · At most {message_service.MAX_TEXT} characters")
+
+
+class ReplyForm(FlaskForm):
+    text = TextAreaField("回复 Reply", validators=[DataRequired("请输入回复 · Write a reply"), LENGTH])
+
+
+class ResolveForm(FlaskForm):
+    pass
+
+
+class BroadcastForm(FlaskForm):
+    sitting = StringField("场次 Sitting", validators=[DataRequired("请选择场次 · Choose a sitting")])
+    text = TextAreaField("通知 Notice", validators=[DataRequired("请输入通知内容 · Write the notice"), LENGTH])
+
+
+def _wants_json() -> bool:
+    return request.accept_mimetypes.best == "application/json"
+
+
+def _answer(payload: dict, status: int, note: str):
+    if _wants_json():
+        return jsonify(payload), status
+    flash(note, "info" if status < 400 else "error")
+    return redirect(url_for("staff.dashboard"))
+
+
+def _form_error(form: FlaskForm):
+    errors = [e for field in form.errors.values() for e in field]
+    message = "; ".join(str(e) for e in errors) or "表单无效 · Invalid form"
+    return _answer({"error": message, "code": "bad_form"}, 400, message)
+
+
+def _edge_error(exc: EdgeError):
+    db.session.rollback()
+    return _answer({"error": exc.message, "code": exc.code}, exc.status, exc.message)
+
+
+@bp.get("/api/messages")
+@login_required
+def messages_json():
+    data = message_service.dashboard(db.session, _centre())
+    data["can_chat"] = current_user.role in message_service.CHAT_ROLES
+    return jsonify(data)
+
+
+@bp.post("/help/<int:thread_id>/reply")
+@roles_required(*message_service.CHAT_ROLES)
+def reply(thread_id: int):
+    form = ReplyForm()
+    if not form.validate_on_submit():
+        return _form_error(form)
+    try:
+        thread = message_service.get_thread(db.session, _centre(), thread_id)
+        message = message_service.reply(db.session, thread, staff=current_user, text=form.text.data)
+    except EdgeError as exc:
+        return _edge_error(exc)
+    db.session.commit()
+    pushed = push_to_station(_settings(), thread.station_id, "message", message_service.station_json(message),
+                             attempt=thread.attempt_id)
+    return _answer({"id": message.id, "thread": thread.id, "pushed": pushed}, 201,
+                   f"已回复考位 {thread.station_id} · Reply sent")
+
+
+@bp.post("/help/<int:thread_id>/resolve")
+@roles_required(*message_service.CHAT_ROLES)
+def resolve(thread_id: int):
+    if not ResolveForm().validate_on_submit():
+        return _answer({"error": "CSRF token missing or invalid", "code": "bad_form"}, 400, "表单无效 · Invalid form")
+    try:
+        thread = message_service.get_thread(db.session, _centre(), thread_id)
+        message_service.resolve(db.session, thread, staff=current_user)
+    except EdgeError as exc:
+        return _edge_error(exc)
+    db.session.commit()
+    return _answer({"thread": thread.id, "status": str(thread.status)}, 200,
+                   f"考位 {thread.station_id} 的求助已解决 · Resolved")
+
+
+@bp.post("/broadcasts")
+@roles_required(*message_service.CHAT_ROLES)
+def send_broadcast():
+    form = BroadcastForm()
+    if not form.validate_on_submit():
+        return _form_error(form)
+    try:
+        sitting = message_service.get_sitting(db.session, _centre(), form.sitting.data)
+        message = message_service.broadcast(db.session, sitting, staff=current_user, text=form.text.data)
+    except EdgeError as exc:
+        return _edge_error(exc)
+    db.session.commit()
+    stations = list(message.recipients or [])
+    pushed = push_to_stations(_settings(), stations, "message", message_service.station_json(message))
+    return _answer({"id": message.id, "sitting": sitting.id, "stations": stations, "pushed": pushed}, 201,
+                   f"通知已发送到 {len(stations)} 个考位 · Broadcast sent to {len(stations)} stations")

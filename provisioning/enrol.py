@@ -1,0 +1,294 @@
+"""``examkiosk-provision enrol --code FFFF-XXXX-XXXX``: join this station to its centre's edge server.
+
+1. Finds the edge over zeroconf, accepting only an announcement whose fingerprint (``fp``)
+   starts with the code's first group: another edge, or a rogue announcer, is refused and never
+   sees the code.
+2. Checks the edge answers and that the two clocks agree (``GET /healthz``, its ``Date`` header).
+3. Sends the code with this machine's name, the software version and the station's signing key
+   to ``POST /api/v1/enrol``; the edge answers with a station id, an API token and MQTT
+   credentials, and with its fingerprint, which must be the announced one.
+4. Writes the station's settings (``/etc/examkiosk/station.toml``: mode 0600, atomically) in the
+   format ``station.config`` loads: station id, centre, the edge's API and pinned fingerprint,
+   token, MQTT credentials, and the defaults for the rest. An existing file is replaced only with
+   ``--force`` (checked before the code is used, so a refusal wastes no code).
+
+Progress goes to stdout; a failure is one line on stderr (exit status 1; 2 for a malformed code).
+"""
+from __future__ import annotations
+
+import argparse
+import email.utils
+import logging
+import os
+import pwd
+import shutil
+import socket
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from provisioning.enrolment_code import EXAMPLE, display, parse, prefix_of
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = Path("/etc/examkiosk/station.toml")
+DEFAULT_OWNER = "examkiosk"  # the station unit's User=
+MAX_CLOCK_SKEW = 300.0
+
+
+class EnrolFailed(Exception):
+    """Enrolment stopped; the message is the one line the operator reads."""
+
+    def __init__(self, message: str, status: int = 1):
+        super().__init__(message)
+        self.status = status
+
+
+# --- the station's settings file ----------------------------------------------------------------
+
+def _toml_value(value: Any) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string
+
+
+def render_toml(data: dict[str, Any], header: str = "") -> str:
+    """Top-level keys, then one table per dict value (what the station settings need). None is left out."""
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    for key, value in data.items():
+        if value is not None and not isinstance(value, dict):
+            lines.append(f"{key} = {_toml_value(value)}")
+    for name, table in data.items():
+        if isinstance(table, dict):
+            lines.append(f"\n[{name}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+def station_config(*, answer: dict[str, Any], service: Any, data_dir: Path, interfaces: list[str] | None,
+                   discovery_timeout: float) -> dict[str, Any]:
+    """The settings of the enrolled station: its identity from the edge, defaults for the rest."""
+    from station.config import AudioSection, CameraSection, KioskSection, RecordingSection
+
+    mqtt = answer["mqtt"]
+    host = str(mqtt.get("host") or "")
+    if host in ("", "0.0.0.0", "::"):
+        host = service.mqtt_host  # the edge listens everywhere: the address it was found at
+    edge: dict[str, Any] = {"api": service.api, "fingerprint": answer["fingerprint"], "token": answer["token"],
+                            "discovery_timeout": discovery_timeout}
+    if interfaces:
+        edge["discovery_interfaces"] = list(interfaces)
+    return {
+        "station_id": answer["station_id"],
+        "centre": answer["centre"],
+        "data_dir": str(data_dir),
+        "edge": edge,
+        "mqtt": {"host": host, "port": int(mqtt.get("port") or service.mqtt_port),
+                 "username": mqtt["username"], "password": mqtt["password"]},
+        # Defaults of this build; edit them for this machine's camera and microphone.
+        "camera": CameraSection().model_dump(),
+        "audio": AudioSection().model_dump(),
+        "recording": RecordingSection().model_dump(),
+        "kiosk": KioskSection().model_dump(),
+    }
+
+
+def write_private(path: Path, text: str, *, replace: bool, owner: str | None = None) -> None:
+    """Write ``text`` to ``path`` with mode 0600, atomically: a reader sees the old file or the whole
+    new one. Without ``replace`` an existing file is never touched (FileExistsError)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        _chown(tmp, owner)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if the file appeared meanwhile
+    finally:
+        tmp.unlink(missing_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _chown(path: Path, owner: str | None) -> None:
+    """As root, give the file to the station's service user (it reads it after dropping privileges)."""
+    if owner is None or os.geteuid() != 0:
+        return
+    try:
+        pwd.getpwnam(owner)
+    except KeyError:
+        logger.info("no user %s: %s stays owned by root", owner, path)
+        return
+    shutil.chown(path, owner, owner)
+
+
+# --- talking to the edge ------------------------------------------------------------------------
+
+def clock_skew(date_header: str | None, now: float) -> float | None:
+    """Seconds the edge's clock (its HTTP ``Date``) is ahead of ours; None without a usable header."""
+    if not date_header:
+        return None
+    try:
+        edge = email.utils.parsedate_to_datetime(date_header)
+    except (TypeError, ValueError):
+        return None
+    if edge.tzinfo is None:
+        edge = edge.replace(tzinfo=timezone.utc)
+    return edge.timestamp() - now
+
+
+def _error_of(resp: Any) -> tuple[str, str]:
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        return str(body.get("code") or f"http_{resp.status_code}"), str(body.get("error") or "")
+    return f"http_{resp.status_code}", resp.text[:200].strip()
+
+
+_EXPLAIN = {
+    "code_expired": "code expired: ask the centre admin for a new code",
+    "code_used": "code already used: ask the centre admin for a new code",
+    "code_invalid": "code not valid: check it, or ask the centre admin for a new code",
+    "code_wrong_edge": "code made by another edge server: use a code from this centre's Stations page",
+    "too_many_tries": "too many wrong codes from this machine",
+    "station_id_taken": "station id already taken: choose another --station-id, or none",
+}
+
+
+def enrol(*, code: str, config: Path, force: bool = False, interfaces: list[str] | None = None,
+          timeout: float = 20.0, data_dir: Path | None = None, station_id: str | None = None,
+          hostname: str | None = None, owner: str | None = DEFAULT_OWNER, max_clock_skew: float = MAX_CLOCK_SKEW,
+          out: Any = None) -> dict[str, Any]:
+    """Enrol this station; returns the settings written. EnrolFailed says why not, in one line."""
+    import requests
+
+    from station.chain import StationKey
+    from station.config import StationSettings
+    from station.link import EdgeNotFound, discover_edge, package_version
+
+    out = out or sys.stdout
+
+    def say(message: str) -> None:
+        print(message, file=out, flush=True)
+
+    normalised = parse(code)
+    if normalised is None:
+        raise EnrolFailed(f"malformed code {code!r}: it looks like {EXAMPLE} (letters and digits, dashes optional)",
+                          status=2)
+    prefix = prefix_of(normalised)
+    config = Path(config)
+    if config.exists() and not force:
+        raise EnrolFailed(f"{config} already exists (this station is enrolled); add --force to replace it")
+    data_dir = Path(data_dir) if data_dir else StationSettings.model_fields["data_dir"].default
+
+    say(f"Looking for the edge server whose fingerprint starts with {prefix} (up to {timeout:g} s)…")
+    try:
+        service = discover_edge(fp_prefix=prefix, timeout=timeout, interfaces=interfaces or None)
+    except EdgeNotFound as exc:
+        if exc.ignored:
+            seen = "; ".join(f"{name.split('.')[0]} ({why})" for name, why in exc.ignored.items())
+            raise EnrolFailed(f"fingerprint mismatch: no edge server whose fingerprint starts with {prefix}, "
+                              f"refused {len(exc.ignored)}: {seen}") from exc
+        raise EnrolFailed(f"server not found: no examkiosk edge server answered within {timeout:g} s "
+                          f"(same network? --interfaces? is the edge daemon running?)") from exc
+    say(f"Found {service.name.split('.')[0]} of centre {service.centre} at {service.api} "
+        f"(fingerprint {service.fp[:16]}…)")
+
+    session = requests.Session()
+    session.headers["User-Agent"] = f"examkiosk-provision/{package_version()}"
+    try:
+        try:
+            health = session.get(f"{service.api}/healthz", timeout=10)
+        except requests.RequestException as exc:
+            raise EnrolFailed(f"server not reachable: {service.api}: {exc.__class__.__name__}") from exc
+        skew = clock_skew(health.headers.get("Date"), time.time())
+        if skew is not None and abs(skew) > max_clock_skew:
+            raise EnrolFailed(f"clock far off: this machine's clock is {abs(skew):.0f} s "
+                              f"{'behind' if skew > 0 else 'ahead of'} the edge's; set it (timedatectl) and retry")
+
+        key = StationKey.load_or_create(data_dir / "station_key.pem")
+        body: dict[str, Any] = {"code": display(normalised), "hostname": hostname or socket.gethostname(),
+                                "version": package_version(), "public_key": key.public_b64}
+        if station_id:
+            body["station_id"] = station_id
+        say(f"Enrolling {body['hostname']} with code {display(normalised)}…")
+        try:
+            resp = session.post(f"{service.api}/api/v1/enrol", json=body, timeout=30)
+        except requests.RequestException as exc:
+            raise EnrolFailed(f"server not reachable: {service.api}: {exc.__class__.__name__}") from exc
+    finally:
+        session.close()
+    if resp.status_code != 201:
+        error_code, message = _error_of(resp)
+        explained = _EXPLAIN.get(error_code)
+        if error_code == "too_many_tries" and resp.headers.get("Retry-After"):
+            explained = f"{explained}: try again in {resp.headers['Retry-After']} s"
+        raise EnrolFailed(explained or f"the edge refused the enrolment ({resp.status_code} {error_code}): {message}")
+    answer = resp.json()
+    if str(answer.get("fingerprint", "")).lower() != service.fp:
+        raise EnrolFailed(f"fingerprint mismatch: the edge at {service.api} answered as "
+                          f"{str(answer.get('fingerprint'))[:16]}…, announced {service.fp[:16]}…")
+
+    settings = station_config(answer=answer, service=service, data_dir=data_dir, interfaces=interfaces,
+                              discovery_timeout=10.0)
+    header = (f"examkiosk station settings, written by `examkiosk-provision enrol` on "
+              f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.\n"
+              "Identity, token and MQTT login come from the edge; camera, audio and kiosk are defaults.")
+    try:
+        write_private(config, render_toml(settings, header), replace=force, owner=owner)
+    except FileExistsError as exc:
+        raise EnrolFailed(f"{config} appeared meanwhile; station {answer['station_id']} is enrolled but its "
+                          f"settings were not written: ask the admin to revoke it and enrol again") from exc
+    _chown(data_dir, owner)
+    _chown(data_dir / "station_key.pem", owner)
+    say(f"Enrolled as station {answer['station_id']} of centre {answer['centre']}; "
+        f"wrote {config} (mode 0600)")
+    return settings
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser("enrol", help="join this station to its centre with a one-time code",
+                                   description=__doc__.split("\n\n")[0])
+    parser.add_argument("--code", required=True, help=f"the one-time enrolment code ({EXAMPLE})")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"settings to write ({DEFAULT_CONFIG})")
+    parser.add_argument("--interfaces", nargs="*", default=None, metavar="ADDRESS",
+                        help="zeroconf on these addresses only (default: every interface)")
+    parser.add_argument("--timeout", type=float, default=20.0, help="seconds to look for the edge (20)")
+    parser.add_argument("--force", action="store_true", help="replace an existing settings file")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="the station's data directory (its signing key is made there)")
+    parser.add_argument("--station-id", default=None, help="ask for this station id (default: the next st-NN)")
+    parser.add_argument("--hostname", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--owner", default=DEFAULT_OWNER,
+                        help=f"as root, give the written files to this user ({DEFAULT_OWNER})")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    interfaces = [i for item in (args.interfaces or []) for i in item.split(",") if i] or None
+    try:
+        enrol(code=args.code, config=args.config, force=args.force, interfaces=interfaces, timeout=args.timeout,
+              data_dir=args.data_dir, station_id=args.station_id, hostname=args.hostname, owner=args.owner)
+    except EnrolFailed as exc:
+        print(f"examkiosk-provision: {exc}", file=sys.stderr, flush=True)
+        return exc.status
+    return 0
