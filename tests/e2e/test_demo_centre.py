@@ -74,7 +74,12 @@ def identify(page, ticket: str) -> None:
 
 
 def draw_lot(page, screenshot: str | None = None) -> None:
-    """Draw, unless the lot deadline passed and the edge assigned one already."""
+    """Draw, unless the lot deadline passed and the edge assigned one already.
+
+    A station that has just restarted may still be looking for the edge: the kiosk's footer
+    says so, and a candidate (like this test) waits for it to say the server is reachable.
+    """
+    page.wait_for_selector("#server.ok", timeout=40_000)
     page.wait_for_selector("html[data-screen=device_check], [data-action=draw_lot]:not([disabled])", timeout=20_000)
     if page.evaluate("document.documentElement.dataset.screen") == "draw_lot":
         if screenshot:
