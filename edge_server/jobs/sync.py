@@ -9,7 +9,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from edge_server.jobs.context import app_context
-from edge_server.models import Attempt, Segment, SegmentStatus, Station, SyncStatus
+from edge_server.models import Attempt, FaceTry, Review, Segment, SegmentStatus, Station, SyncStatus
+from edge_server.services import frames
 from edge_server.storage import open_storage, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,34 @@ def build_manifest(attempt: Attempt, objects: list[dict], station_key: str | Non
         "station_public_key": station_key,
         "objects": objects,
     }
+
+
+def _face_login_frames(session, data_dir: Path, storage, attempt: Attempt, prefix: str) -> dict:
+    """The frames face login was decided on (every try, and the manual review's), for the reviewers.
+
+    They belong to the attempt and go with it; a frame whose file is missing is listed without a key.
+    """
+    tries = []
+    for number, face_try in enumerate(session.scalars(
+            select(FaceTry).where(FaceTry.attempt_id == attempt.id).order_by(FaceTry.id)), start=1):
+        entry = {"try": number, "at": face_try.at.isoformat(), "distance": face_try.distance,
+                 "matched": face_try.matched, "sha256": face_try.frame_sha256, "key": None}
+        path = frames.face_try_frame_path(data_dir, attempt.id, face_try.frame_sha256) if face_try.frame_sha256 else None
+        if path is not None and path.is_file():
+            entry["key"] = f"{prefix}/face_login/try-{number:02d}.jpg"
+            storage.put_file(entry["key"], path, face_try.frame_sha256)
+        tries.append(entry)
+    reviews = []
+    for review in session.scalars(select(Review).where(Review.attempt_id == attempt.id).order_by(Review.id)):
+        entry = {"status": str(review.status), "reason": review.reason or "", "best_distance": review.best_distance,
+                 "key": None, "sha256": None}
+        path = frames.review_frame_path(data_dir, review.id)
+        if path.is_file():
+            entry["sha256"] = sha256_file(path)
+            entry["key"] = f"{prefix}/face_login/review-{review.id}.jpg"
+            storage.put_file(entry["key"], path, entry["sha256"])
+        reviews.append(entry)
+    return {"tries": tries, "reviews": reviews}
 
 
 def sync_attempt(attempt_id: str) -> dict:
@@ -93,6 +122,7 @@ def sync_attempt(attempt_id: str) -> dict:
             manifest["questions"] = questions
             manifest["media_problems"] = media["problems"]
             manifest["messages"] = attempt_history(db.session, attempt)  # help chat and broadcasts (F12)
+            manifest["face_login"] = _face_login_frames(db.session, settings.data_dir, storage, attempt, prefix)
             data = json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=True).encode()
             manifest_sha = storage.put_bytes(f"{prefix}/manifest.json", data)
         except Exception as exc:
