@@ -12,9 +12,13 @@ Reports:
   largest over all segments. AAC codes 1024-sample frames, so up to 21.3 ms of it is the last
   frame's padding, not drift; and when the camera delivers frames late (``camera_late_ms_max``,
   a starved CPU) a segment's video can end before its boundary, which shows up here too;
-- ``cpu_s_per_frame``: process CPU time of the recording run minus that of a capture-only run of
-  the same devices (the same camera and microphone, frames thrown away), per frame. The encoder's
-  own thread cannot be timed alone: libx264 and the camera's decoder run worker threads of their own;
+- ``cpu_s_per_frame``: CPU time of the recorder's encoder thread per frame. libx264 runs in that
+  thread (one encoder thread), and so do the colour conversion, AAC encoding of the audio, muxing,
+  and closing, fsyncing and hashing segments: all of the recorder's work, timed alone;
+- ``process_cpu_s_per_frame``: the process CPU time of the recording run minus that of a
+  capture-only run of the same devices (frames thrown away), per frame, monitoring excluded. It
+  also counts what running capture and encoding side by side on few cores costs (caches, the
+  camera decoder's threads), so it is higher and noisier;
 - ``segment_close_ms_p99``: for every rotation, from the capture of the boundary frame (when the
   recorder decides to rotate, plus its queueing) to ``on_closed`` (the segment flushed, fsynced,
   renamed and hashed); measured outside the recorder from ``SegmentInfo.ended_at``;
@@ -23,7 +27,7 @@ Reports:
   ``ratio_vs_ffmpeg`` = cpu_s_per_frame / ffmpeg_cpu_s_per_frame (goal <= 1.1);
 - ``monitor_samples``, ``monitor_cpu_s_per_sample``: exam monitoring runs beside the recorder as
   on a station (``--monitor-fps``, default 2; 0 turns it off): the face quality gate on the latest
-  frame at nice 10, dropping late samples. Its CPU is subtracted from ``cpu_s_per_frame``; the
+  frame at nice 10, dropping late samples. Its CPU is subtracted from ``process_cpu_s_per_frame``; the
   point is that ``dropped`` stays 0 with it on;
 - ``load_avg_1m`` before and after: CPU figures and drops are only fair on an otherwise idle machine.
 
@@ -268,6 +272,7 @@ def record(video: Path, wav: Path, frames: int, out_dir: Path, monitor_fps: floa
     if monitor is not None:
         run["cpu"] -= monitor.cpu
     return {**run, "segments": rec.segments, "close_ms": close_ms, "frames_written_recorder": rec.frames_written,
+            "recorder_cpu": rec.cpu_s,
             "monitor_samples": monitor.samples if monitor else 0, "monitor_cpu": monitor.cpu if monitor else 0.0}
 
 
@@ -337,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
             drift = max(drift, abs(v - a))
         if written != run["frames_written_recorder"]:
             logger.warning("recorder counted %d frames, the segments hold %d", run["frames_written_recorder"], written)
-        cpu_per_frame = (run["cpu"] - capture_cpu_per_frame * frames) / frames
+        cpu_per_frame = run["recorder_cpu"] / frames
+        process_cpu_per_frame = (run["cpu"] - capture_cpu_per_frame * frames) / frames
 
         logger.info("ffmpeg peer: %d raw frames through a pipe", frames)
         ffmpeg_cpu = ffmpeg_peer(video, frames, work / "ffmpeg.mkv") / frames
@@ -350,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
             "segments": len(segments),
             "av_drift_ms_max": round(drift * 1000, 2),
             "cpu_s_per_frame": round(cpu_per_frame, 5),
+            "process_cpu_s_per_frame": round(process_cpu_per_frame, 5),
             "capture_cpu_s_per_frame": round(capture_cpu_per_frame, 5),
             "segment_close_ms_p99": round(p99(run["close_ms"]), 1),
             "segment_close_ms_max": round(max(run["close_ms"], default=float("nan")), 1),
