@@ -22,8 +22,8 @@ def create_app(settings: EdgeSettings | None = None) -> Flask:
         TESTING=settings.testing,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=settings.secure_cookies,
-        REMEMBER_COOKIE_SECURE=settings.secure_cookies,
+        SESSION_COOKIE_SECURE=settings.cookies_secure,
+        REMEMBER_COOKIE_SECURE=settings.cookies_secure,
         WTF_CSRF_TIME_LIMIT=None,
         MAX_CONTENT_LENGTH=settings.max_chunk_bytes + 64 * 1024,
     )

@@ -1,4 +1,4 @@
-"""Flask CLI commands: `flask create-admin`, `flask demo-seed`."""
+"""Flask CLI commands: `flask create-admin`, `flask audit-verify`, `flask tls-certificate`, `flask demo-seed`."""
 from __future__ import annotations
 
 import json
@@ -50,6 +50,16 @@ def register(app: Flask) -> None:
         if problems:
             raise SystemExit(1)
         click.echo("audit log intact")
+
+    @app.cli.command("tls-certificate")
+    def tls_certificate() -> None:
+        """Create the edge's TLS certificate unless it exists; print its path and SHA-256 fingerprint."""
+        from edge_server import settings_of
+        from edge_server.daemon.announce import edge_fingerprint
+
+        settings = settings_of(app)
+        fp = edge_fingerprint(settings).upper()
+        click.echo(f"{settings.tls_path} sha256 {':'.join(fp[i:i + 2] for i in range(0, len(fp), 2))}")
 
     @app.cli.command("demo-seed")
     @click.option("--start-in", type=float, default=180.0)

@@ -92,11 +92,12 @@ class EdgeSettings(BaseSettings):
     queue_name: str = "examkiosk"
     secret_key: str = ""
     # Base URL the stations use for the API, as announced over zeroconf.
-    public_url: str = "http://127.0.0.1:8000"
+    public_url: str = "https://127.0.0.1:8443"
     # Largest body of one tus PATCH request.
     max_chunk_bytes: int = Field(16 * 1024 * 1024, ge=64 * 1024)
     max_upload_bytes: int = Field(2 * 1024 * 1024 * 1024, ge=1024)
     testing: bool = False
+    # Staff session cookies only over HTTPS; on by itself when public_url is https://.
     secure_cookies: bool = False
     mqtt: MqttSection = MqttSection(password="unset")
     storage: StorageSection = StorageSection()
@@ -118,8 +119,13 @@ class EdgeSettings(BaseSettings):
         return self.data_dir / "recordings"
 
     @property
-    def identity_key_path(self) -> Path:
-        return self.data_dir / "edge_identity.pem"
+    def cookies_secure(self) -> bool:
+        return self.secure_cookies or self.public_url.startswith("https://")
+
+    @property
+    def tls_path(self) -> Path:
+        """The edge's TLS key and certificate (one PEM, see ``edge_server.tls``)."""
+        return self.data_dir / "edge_tls.pem"
 
     @classmethod
     def settings_customise_sources(

@@ -139,7 +139,23 @@ class DemoCentre:
 
     @property
     def web_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.web}"
+        """The edge serves HTTPS with its own certificate (``edge_server.tls``), as in a centre."""
+        return f"https://127.0.0.1:{self.ports.web}"
+
+    @property
+    def tls_path(self) -> Path:
+        return self.edge_data / "edge_tls.pem"
+
+    @property
+    def fingerprint(self) -> str:
+        from edge_server.tls import certificate_fingerprint
+
+        return certificate_fingerprint(self.tls_path)
+
+    @property
+    def fingerprint_display(self) -> str:
+        fp = self.fingerprint.upper()
+        return ":".join(fp[i:i + 2] for i in range(0, len(fp), 2))
 
     def secrets(self) -> dict[str, str]:
         """Generated once per demo directory, reused by later runs."""
@@ -188,7 +204,7 @@ class DemoCentre:
         built = assets.build_demo(media)
         sec = self.secrets()
         # Each run starts from fresh demo data: a new database, no recordings, new simulated stations.
-        # The edge's identity key stays, so its fingerprint does too.
+        # The edge's TLS certificate stays, so its fingerprint does too.
         for stale in ("stations", "central", "edge-data/uploads", "edge-data/recordings", "edge-data/photos"):
             shutil.rmtree(self.root / stale, ignore_errors=True)
         if self.database_url is None:
@@ -288,7 +304,8 @@ class DemoCentre:
 
     def start_web(self) -> None:
         self.spawn("edge-web", [self.python, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.ports.web}",
-                                "--workers", "2", "--threads", "4", "--timeout", "120", "edge_server:create_app()"])
+                                "--workers", "2", "--threads", "4", "--timeout", "120",
+                                "--certfile", str(self.tls_path), "edge_server:create_app()"])
         self.wait_http(f"{self.web_url}/healthz", 30)
 
     def start_worker(self) -> None:
@@ -305,11 +322,14 @@ class DemoCentre:
         self.wait_http(self.kiosk_url(station_id), 60)
 
     def wait_http(self, url: str, timeout: float) -> None:
+        from station.pinning import pinned_session
+
+        session = pinned_session(self.fingerprint)  # https: the edge's own certificate
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
             try:
-                if requests.get(url, timeout=1).status_code < 500:
+                if session.get(url, timeout=1).status_code < 500:
                     return
             except requests.RequestException:
                 pass
@@ -356,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
 examkiosk demo centre is running.
   Kiosk (candidate):  {demo.kiosk_url()}
   Staff dashboard:    {demo.web_url}/staff/
+                      (HTTPS with the edge's own certificate: the browser asks you to accept it once;
+                      its SHA-256 fingerprint is {demo.fingerprint_display})
   Staff login:        {login['username']} / {login['password']}
   Demo candidates:    admission ticket 20240001 (face matches the camera)
                       admission ticket 20240002 (face does not match: 3 tries, then manual review)

@@ -184,6 +184,7 @@ def enrol(*, code: str, config: Path, force: bool = False, interfaces: list[str]
     from station.chain import StationKey
     from station.config import StationSettings
     from station.link import EdgeNotFound, discover_edge, package_version
+    from station.pinning import UntrustedServer, pinned_session
 
     out = out or sys.stdout
 
@@ -213,11 +214,16 @@ def enrol(*, code: str, config: Path, force: bool = False, interfaces: list[str]
     say(f"Found {service.name.split('.')[0]} of centre {service.centre} at {service.api} "
         f"(fingerprint {service.fp[:16]}…)")
 
-    session = requests.Session()
+    # Pinned to the announced fingerprint: over HTTPS the server must hold that very certificate,
+    # so a rogue copying the announcement fails in the TLS handshake, before the code is sent.
+    session = pinned_session(service.fp)
     session.headers["User-Agent"] = f"examkiosk-provision/{package_version()}"
     try:
         try:
             health = session.get(f"{service.api}/healthz", timeout=10)
+        except UntrustedServer as exc:
+            raise EnrolFailed(f"fingerprint mismatch: the server at {service.api} announced {service.fp[:16]}… "
+                              f"but presented another certificate; not enrolling with it") from exc
         except requests.RequestException as exc:
             raise EnrolFailed(f"server not reachable: {service.api}: {exc.__class__.__name__}") from exc
         skew = clock_skew(health.headers.get("Date"), time.time())

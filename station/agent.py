@@ -77,6 +77,7 @@ class Agent:
         self.devices = DeviceStatus()
         self.paper: dict[str, Any] | None = None
         self.link_ok = False
+        self._warned_plain_http = False
         self.last_cue: tuple[str, float] | None = None
         # What the face-login screen tells the candidate while the camera looks (a guidance code).
         self.live_guidance: str | None = None
@@ -108,7 +109,7 @@ class Agent:
         self.uploader = SegmentUploader(
             self.journal, base_url=lambda: self.client.base_url if self.client else None,
             token=settings.edge.token, chunk_bytes=settings.upload_chunk_bytes, on_link=self._set_link,
-            keep_seconds=settings.retention.keep_hours * 3600)
+            keep_seconds=settings.retention.keep_hours * 3600, fingerprint=settings.edge.fingerprint or None)
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -443,7 +444,11 @@ class Agent:
                                 service.mqtt_port)
                     api = api or service.api
                     mqtt_host, mqtt_port = mqtt_host or service.mqtt_host, mqtt_port or service.mqtt_port
-                client = EdgeClient(api, edge.token)
+                if api.startswith("http://") and not self._warned_plain_http:
+                    self._warned_plain_http = True
+                    logger.warning("the edge at %s is plain HTTP: its identity is not checked (enrolled "
+                                   "fingerprint %s…)", api, (edge.fingerprint or "none")[:16])
+                client = EdgeClient(api, edge.token, fingerprint=edge.fingerprint or None)
                 self.clock.sync(client)
                 client.register_key(self.key.public_b64)
                 self.client = client
@@ -733,17 +738,25 @@ class Agent:
                 if name in self.recorders:
                     self.recorders[name].cut(cmd.question)
                     continue
-                recorder = SegmentRecorder(
-                    self.settings.segments_dir / attempt, attempt, name,
-                    fps=device.fps if device is not None else cfg.fps,
-                    size=device.size if device is not None else (cfg.width, cfg.height),
-                    audio_rate=self.settings.audio.rate, audio_channels=self.settings.audio.channels,
-                    segment_seconds=self.settings.recording.segment_seconds,
-                    first_seq=self.journal.next_seq(attempt, name), clock=self.clock.now,
-                    on_closed=self._segment_closed)
+                recorder = self._new_recorder(attempt, name, device, cfg)
                 recorder.start(cmd.question)
                 self.recorders[name] = recorder
                 logger.info("recording attempt %s, camera %s, from segment %d", attempt, name, recorder.seq)
+
+    def _new_recorder(self, attempt: str, name: str, device: Any, cfg: Any) -> Any:
+        """The Pi's hardware encoder for a picamera2 camera, libx264 (``SegmentRecorder``) otherwise."""
+        common = dict(segment_seconds=self.settings.recording.segment_seconds,
+                      first_seq=self.journal.next_seq(attempt, name), clock=self.clock.now,
+                      on_closed=self._segment_closed)
+        out_dir = self.settings.segments_dir / attempt
+        if self.settings.recording.hardware_encoder and hasattr(device, "hardware_recorder"):
+            return device.hardware_recorder(out_dir, attempt, name, audio=name == "main",
+                                            bitrate=self.settings.recording.bitrate_kbps * 1000, **common)
+        return SegmentRecorder(
+            out_dir, attempt, name,
+            fps=device.fps if device is not None else cfg.fps,
+            size=device.size if device is not None else (cfg.width, cfg.height),
+            audio_rate=self.settings.audio.rate, audio_channels=self.settings.audio.channels, **common)
 
     def _segment_closed(self, info: SegmentInfo) -> None:
         """Journal the closed segment as the next signed link of its camera's chain, then upload it."""

@@ -63,6 +63,9 @@ class RecordingSection(Section):
     segment_seconds: float = Field(3.0, ge=1.0, le=30.0)
     # Bitrate the disk guard plans with (640x480 H.264 ultrafast + AAC measures about 1.4 Mbit/s).
     bitrate_kbps: int = Field(2500, ge=100, le=100_000)
+    # A picamera2 camera records on the Pi's H.264 hardware encoder (station.pi_recorder);
+    # false sends its frames through libx264 like every other camera.
+    hardware_encoder: bool = True
 
 
 class FaceSection(Section):

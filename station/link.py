@@ -25,6 +25,7 @@ from urllib.parse import quote
 import requests
 
 from station import topics
+from station.pinning import UntrustedServer, pinned_session
 from station.topics import StationEvent, StationStatus
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,10 @@ class EdgeNotFound(LinkError):
 
 class EdgeUnavailable(LinkError):
     """The edge could not be reached or failed (connection error, timeout, 5xx): retry later."""
+
+
+class EdgeUntrusted(EdgeUnavailable):
+    """The server's TLS certificate is not the pinned one: the station will not talk to it."""
 
 
 class EdgeRejected(LinkError):
@@ -174,14 +179,15 @@ def discover_edge(*, centre: str | None = None, fp: str | None = None, timeout: 
 class EdgeClient:
     """The station API of one edge server. Every call carries the station's bearer token."""
 
-    def __init__(self, base_url: str, token: str, timeout: float = 5.0):
+    def __init__(self, base_url: str, token: str, timeout: float = 5.0, *, fingerprint: str | None = None):
+        """``fingerprint``: the edge certificate's SHA-256 the station pins for https:// (``station.pinning``)."""
         base = base_url.rstrip("/")
         if base.endswith(API_PREFIX):
             base = base[: -len(API_PREFIX)]
         self.base_url = base
         self.api_url = base + API_PREFIX
         self.timeout = timeout
-        self.session = requests.Session()
+        self.session = pinned_session(fingerprint)
         self.session.headers["Authorization"] = f"Bearer {token}"
         self.session.headers["User-Agent"] = f"examkiosk-station/{package_version()}"
 
@@ -203,6 +209,8 @@ class EdgeClient:
         url = f"{self.api_url}/{path.lstrip('/')}"
         try:
             resp = self.session.request(method, url, json=json, timeout=self.timeout)
+        except UntrustedServer as exc:
+            raise EdgeUntrusted(str(exc)) from exc
         except requests.RequestException as exc:
             raise EdgeUnavailable(f"{method} {url}: {exc.__class__.__name__}: {exc}") from exc
         if resp.status_code >= 500:

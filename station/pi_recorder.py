@@ -15,9 +15,9 @@ encoder's timestamps (microseconds since the first frame) and the clock when the
 came out of the encoder, so they carry the encoder's latency (tens of milliseconds).
 
 picamera2 exists only on a Pi (``pip install examkiosk[pi]``): it is imported when a recording
-starts, never at import time. Nothing here runs in the test suite, which has no Pi; the agent
-still records every camera with ``SegmentRecorder`` (``Picamera2Camera.hardware_recorder``
-builds one of these for a Pi deployment that wants the hardware path).
+starts, never at import time. Nothing here runs in the test suite, which has no Pi. The agent
+records a picamera2 camera with this recorder (``Picamera2Camera.hardware_recorder``) unless
+``[recording] hardware_encoder = false``; every other camera goes through ``SegmentRecorder``.
 """
 from __future__ import annotations
 
@@ -119,6 +119,13 @@ class Picamera2Recorder:
         self._thread.start()
         logger.info("hardware recording of attempt %s, camera %s, from segment %d", self.attempt_id, self.camera,
                     self._current[0])
+
+    def push_video(self, frame: Any) -> None:
+        """Nothing to do: the hardware encoder takes its frames from the camera itself."""
+        self._check()
+
+    def push_audio(self, chunk: Any) -> None:
+        """Nothing to do: picamera2 records the microphone itself (``audio``), through PulseAudio."""
 
     def cut(self, question: int | None) -> None:
         """Question boundary: the next keyframe starts a new segment tagged ``question``."""

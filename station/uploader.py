@@ -12,26 +12,87 @@ import hashlib
 import logging
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
+from urllib.parse import urljoin
 
 import requests
 from tusclient import client as tus_client
 from tusclient.exceptions import TusCommunicationError, TusUploadFailed
+from tusclient.request import TusRequest, catch_requests_error
 from tusclient.uploader import Uploader
+from tusclient.uploader.uploader import _verify_upload
 
 from station import retention
+from station.pinning import pinned_session
 from station.journal import Journal, JournalSegment
 
 logger = logging.getLogger(__name__)
 
 # How often the upload thread looks for files the retention lets it delete (also after each pass).
 RETENTION_INTERVAL_S = 60.0
+# Connect and read timeout of every tus request: a dead link fails the chunk, and it is retried.
+HTTP_TIMEOUT_S = 60.0
 
 
 class Sha256Uploader(Uploader):
-    """tuspy's uploader with SHA-256 chunk checksums (the edge accepts sha1 and sha256)."""
+    """tuspy's uploader with SHA-256 chunk checksums (the edge accepts sha1 and sha256), sending
+    through the station's own ``requests`` session, so that the edge's certificate pin holds.
+
+    tuspy 1.x calls ``requests.post/head/patch`` at module level (a fresh, unpinned session each
+    time); the three methods that do so are redone here on ``session``, otherwise as tuspy has them.
+    """
 
     CHECKSUM_ALGORITHM_PAIR = ("sha256", hashlib.sha256)
+
+    def __init__(self, *args: Any, session: requests.Session | None = None, **kwargs: Any) -> None:
+        self.session = session or requests.Session()  # before tuspy's __init__, which may ask for the offset
+        super().__init__(*args, **kwargs)
+
+    @catch_requests_error
+    def create_url(self) -> str:
+        resp = self.session.post(self.client.url, headers=self.get_url_creation_headers(), timeout=HTTP_TIMEOUT_S)
+        url = resp.headers.get("location")
+        if url is None:
+            raise TusCommunicationError(f"Attempt to retrieve create file url with status {resp.status_code}",
+                                        resp.status_code, resp.content)
+        return urljoin(self.client.url, url)
+
+    @catch_requests_error
+    def get_offset(self) -> int:
+        resp = self.session.head(self.url, headers=self.get_headers(), timeout=HTTP_TIMEOUT_S)
+        offset = resp.headers.get("upload-offset")
+        if offset is None:
+            raise TusCommunicationError(f"Attempt to retrieve offset fails with status {resp.status_code}",
+                                        resp.status_code, resp.content)
+        return int(offset)
+
+    def _do_request(self) -> None:
+        self.request = _SessionTusRequest(self)
+        try:
+            self.request.perform()
+            _verify_upload(self.request)
+        except TusUploadFailed as error:
+            self._retry_or_cry(error)
+
+
+class _SessionTusRequest(TusRequest):
+    """One PATCH of a chunk, through the uploader's session."""
+
+    def __init__(self, uploader: Sha256Uploader) -> None:
+        super().__init__(uploader)
+        self._session = uploader.session
+
+    def perform(self) -> None:
+        try:
+            chunk = self.file.read(self._content_length)
+            self.add_checksum(chunk)
+            resp = self._session.patch(self._url, data=chunk, headers=self._request_headers,
+                                       timeout=HTTP_TIMEOUT_S)
+            self.status_code = resp.status_code
+            self.response_content = resp.content
+            self.response_headers = {k.lower(): v for k, v in resp.headers.items()}
+        except requests.exceptions.RequestException as error:
+            raise TusUploadFailed(error)
 
 
 def segment_metadata(seg: JournalSegment) -> dict[str, str]:
@@ -45,8 +106,10 @@ def segment_metadata(seg: JournalSegment) -> dict[str, str]:
 
 class SegmentUploader:
     def __init__(self, journal: Journal, *, base_url: Callable[[], str | None], token: str, chunk_bytes: int,
-                 on_link: Callable[[bool], None] = lambda ok: None, keep_seconds: float | None = None):
-        """``keep_seconds``: how long a verified segment's file stays (None: the uploader deletes nothing)."""
+                 on_link: Callable[[bool], None] = lambda ok: None, keep_seconds: float | None = None,
+                 fingerprint: str | None = None):
+        """``keep_seconds``: how long a verified segment's file stays (None: the uploader deletes nothing);
+        ``fingerprint``: the edge certificate the station pins for https:// (``station.pinning``)."""
         self.journal = journal
         self.keep_seconds = keep_seconds
         self._swept_at = float("-inf")
@@ -54,6 +117,7 @@ class SegmentUploader:
         self.token = token
         self.chunk_bytes = chunk_bytes
         self.on_link = on_link
+        self.session = pinned_session(fingerprint)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -114,6 +178,7 @@ class SegmentUploader:
         if seg.upload_url:
             try:
                 uploader = Sha256Uploader(file_path=str(seg.path), client=client, url=seg.upload_url,
+                                          session=self.session,
                                           chunk_size=self.chunk_bytes, upload_checksum=True)
             except TusCommunicationError as exc:
                 if exc.status_code not in (404, 410):
@@ -121,6 +186,7 @@ class SegmentUploader:
                 logger.info("edge forgot upload of %s; starting it again", seg.name)
         if uploader is None:
             uploader = Sha256Uploader(file_path=str(seg.path), client=client, chunk_size=self.chunk_bytes,
+                                      session=self.session,
                                       metadata=segment_metadata(seg), upload_checksum=True)
             uploader.set_url(uploader.create_url())
             uploader.offset = 0

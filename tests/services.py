@@ -375,10 +375,11 @@ class EdgeWebProc:
     port: int
     log_path: Path
     host: str = HOST
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -388,13 +389,17 @@ class EdgeWebProc:
 
 
 def start_edge_web(config: Path, log_path: Path, *, workers: int = 2, threads: int = 4,
-                   timeout: float = 60.0) -> EdgeWebProc:
+                   timeout: float = 60.0, certfile: Path | None = None) -> EdgeWebProc:
     """``edge_server:create_app()`` under gunicorn on a free port, as the demo and the unit run it.
 
     The app reads ``config`` (``EXAMKIOSK_EDGE_CONFIG``); no other ``EXAMKIOSK_*`` variable of
-    this process reaches it. Returns once ``/healthz`` answers.
+    this process reaches it. With ``certfile`` (the edge's TLS file) it serves HTTPS. Returns once
+    ``/healthz`` answers.
     """
     import requests
+
+    from edge_server.tls import certificate_fingerprint
+    from station.pinning import pinned_session
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXAMKIOSK_") and k != "DATABASE_URL"}
     env["EXAMKIOSK_EDGE_CONFIG"] = str(config)
@@ -403,13 +408,15 @@ def start_edge_web(config: Path, log_path: Path, *, workers: int = 2, threads: i
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--bind", f"{HOST}:{port}", "--workers", str(workers),
-             "--threads", str(threads), "--timeout", "120", "edge_server:create_app()"],
+             "--threads", str(threads), "--timeout", "120",
+             *(["--certfile", str(certfile)] if certfile else []), "edge_server:create_app()"],
             env=env, cwd=str(log_path.parent), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    edge = EdgeWebProc(proc=proc, port=port, log_path=log_path)
+    edge = EdgeWebProc(proc=proc, port=port, log_path=log_path, scheme="https" if certfile else "http")
+    session = pinned_session(certificate_fingerprint(certfile) if certfile else None)
     deadline = time.monotonic() + timeout
     while True:
         with contextlib.suppress(requests.RequestException):
-            if requests.get(f"{edge.url}/healthz", timeout=1).status_code == 200:
+            if session.get(f"{edge.url}/healthz", timeout=1).status_code == 200:
                 return edge
         if proc.poll() is not None or time.monotonic() > deadline:
             edge.stop()

@@ -92,8 +92,10 @@ def test_edge_units_soft_depend_on_services() -> None:
 def test_web_migrates_before_start() -> None:
     service = parse_unit(UNIT_DIR / "examkiosk-edge-web.service")["Service"]
     assert any("flask --app edge_server:create_app db upgrade" in cmd for cmd in service["ExecStartPre"])
+    assert any("flask --app edge_server:create_app tls-certificate" in cmd for cmd in service["ExecStartPre"])
     (start,) = service["ExecStart"]
-    assert "gunicorn" in start and "0.0.0.0:8000" in start and "'edge_server:create_app()'" in start
+    assert "gunicorn" in start and "0.0.0.0:8443" in start and "'edge_server:create_app()'" in start
+    assert "--certfile /var/lib/examkiosk/edge_tls.pem" in start
 
 
 def test_kiosk_runs_chromium_under_cage_on_tty1() -> None:

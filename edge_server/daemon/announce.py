@@ -1,31 +1,27 @@
-"""Zeroconf announcement of the edge server and its identity key.
+"""Zeroconf announcement of the edge server and its identity.
 
 The edge registers ``<instance>._examkiosk._tcp.local.`` with TXT ``centre``, ``api`` (the
-public base URL), ``mqtt`` (``host:port``), ``fp`` and ``v``. ``fp`` is the SHA-256 (hex) of
-the raw 32-byte Ed25519 public key of the edge identity; a station enrolled with that
-fingerprint ignores every other announcement.
+public base URL), ``mqtt`` (``host:port``), ``fp`` and ``v``. ``fp`` is the SHA-256 (hex) of the
+edge's TLS certificate (``edge_server.tls``); a station enrolled with that fingerprint ignores
+every other announcement, and pins it on every HTTPS connection, so copying the TXT record
+does not make a rogue server trusted.
 
 ``python -m edge_server.daemon.announce`` runs the announcement alone until SIGTERM/SIGINT.
 """
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import logging
-import os
 import re
 import signal
 import socket
 import sys
 import threading
 from importlib import metadata
-from pathlib import Path
 from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
 from edge_server.config import ConfigError, EdgeSettings, load_settings
+from edge_server.tls import certificate_fingerprint, ensure_certificate
 
 logger = logging.getLogger(__name__)
 
@@ -41,43 +37,11 @@ def package_version() -> str:
 
 # --- identity -----------------------------------------------------------------------------------
 
-def load_or_create_identity(path: Path) -> Ed25519PrivateKey:
-    """The edge's Ed25519 identity key, created (PEM, mode 0600) on first use."""
-    path = Path(path)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process made it first: use theirs
-        else:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(pem)
-                fh.flush()
-                os.fsync(fh.fileno())
-            logger.info("created the edge identity key %s", path)
-            return key
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        logger.warning("identity key %s had mode %o; setting 0600", path, mode)
-        os.chmod(path, 0o600)
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ConfigError(f"{path} is not an Ed25519 private key")
-    return key
-
-
-def public_key_fingerprint(public_key: Ed25519PublicKey) -> str:
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()
-
-
 def edge_fingerprint(settings: EdgeSettings) -> str:
-    """SHA-256 hex of the edge identity's public key (the key is created if missing)."""
-    return public_key_fingerprint(load_or_create_identity(settings.identity_key_path).public_key())
+    """SHA-256 hex of the edge's TLS certificate (created at first use, see ``edge_server.tls``)."""
+    host = urlsplit(settings.public_url).hostname
+    path = ensure_certificate(settings.tls_path, f"examkiosk edge {settings.centre}", [host] if host else [])
+    return certificate_fingerprint(path)
 
 
 # --- announcement -------------------------------------------------------------------------------

@@ -1,13 +1,16 @@
-"""``examkiosk-provision enrol`` end to end, on real parts: the edge app on a real socket, its zeroconf
-announcer and a rogue announcer (another fingerprint, same centre, its own HTTP server) each in a
-process of its own on 127.0.0.1, a real Mosquitto the edge reloads, and the CLI in a process too.
+"""``examkiosk-provision enrol`` end to end, on real parts: the edge app on a real HTTPS socket with
+its own certificate, its zeroconf announcer and a rogue announcer (another fingerprint, same centre,
+its own HTTPS server and certificate) each in a process of its own on 127.0.0.1, a real Mosquitto
+the edge reloads, and the CLI in a process too.
 
-The tests run in file order: the last one stops the real announcer.
+The tests run in file order: the second last one stops the real announcer, the last one starts a
+copycat that announces the real edge's fingerprint for the rogue's server.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import ssl
 import stat
 import subprocess
 import sys
@@ -24,7 +27,7 @@ from edge_server.daemon.announce import edge_fingerprint
 from provisioning.enrol import clock_skew, render_toml
 from provisioning.mqtt import password_file_users
 from station.config import load_settings as load_station_settings
-from station.link import EdgeClient
+from station.link import EdgeClient, EdgeUntrusted
 from tests.services import REPO, MqttProbe, edge_settings, migrate_database, start_mosquitto, stop_process, wait_for
 
 EDGE_PASSWORD = "edge-secret"
@@ -47,8 +50,11 @@ def announcer_env(data_dir: Path, centre: str, api: str, mqtt_port: int, name: s
     return env
 
 
-def serve(app: Flask):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+def serve(app: Flask, tls: Path):
+    """``app`` over HTTPS with the certificate in ``tls`` (an edge's TLS file)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls)
+    server = make_server("127.0.0.1", 0, app, threaded=True, ssl_context=context)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     return server, thread
@@ -79,15 +85,16 @@ def centre(tmp_path_factory):
             ensure_centre(db.session, name, "CLI centre")
             admin = create_user(db.session, "admin", "correct horse battery", StaffRole.CENTRE_ADMIN, name).id
             db.session.commit()
-        server, thread = serve(app)
-        servers.append((server, thread))
-        api = f"http://127.0.0.1:{server.server_port}"
         fp = edge_fingerprint(settings)
+        server, thread = serve(app, settings.tls_path)
+        servers.append((server, thread))
+        api = f"https://127.0.0.1:{server.server_port}"
 
         # The rogue: the same centre name, its own key (a fingerprint with another first group).
         rogue_dir = tmp / "rogue"
         while True:
-            rogue_fp = edge_fingerprint(edge_settings(rogue_dir, data_dir=rogue_dir))
+            rogue_settings = edge_settings(rogue_dir, data_dir=rogue_dir)
+            rogue_fp = edge_fingerprint(rogue_settings)
             if rogue_fp[:4] != fp[:4]:
                 break
             shutil.rmtree(rogue_dir)
@@ -101,9 +108,9 @@ def centre(tmp_path_factory):
             return jsonify(station_id="st-99", token="rogue", centre=name, fingerprint=rogue_fp,
                            mqtt={"host": "127.0.0.1", "port": 1, "username": "st-99", "password": "x"}), 201
 
-        rogue_server, rogue_thread = serve(rogue_app)
+        rogue_server, rogue_thread = serve(rogue_app, rogue_settings.tls_path)
         servers.append((rogue_server, rogue_thread))
-        rogue_api = f"http://127.0.0.1:{rogue_server.server_port}"
+        rogue_api = f"https://127.0.0.1:{rogue_server.server_port}"
 
         logs = {}
         for who, data_dir, url in (("edge", settings.data_dir, api), ("rogue", rogue_dir, rogue_api)):
@@ -114,7 +121,8 @@ def centre(tmp_path_factory):
                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     env=announcer_env(data_dir, name, url, broker.port, f"examkiosk-{who}-{name}")))
         yield {"tmp": tmp, "name": name, "app": app, "admin": admin, "api": api, "fp": fp, "broker": broker,
-               "rogue_fp": rogue_fp, "rogue_hits": rogue_hits, "announcers": procs, "logs": logs}
+               "rogue_fp": rogue_fp, "rogue_hits": rogue_hits, "announcers": procs, "logs": logs,
+               "data_dir": settings.data_dir, "rogue_api": rogue_api}
     finally:
         for proc in procs:
             stop_process(proc)
@@ -184,7 +192,7 @@ def test_enrols_past_a_rogue_announcer_and_writes_a_working_config(centre):
     assert settings.data_dir == config.parent / "station-data"
     assert settings.camera.kind == "opencv" and settings.audio.kind == "pyaudio" and settings.kiosk.port == 8700
     # Its token works on the edge API, with the signing key the CLI made registered at enrolment.
-    with EdgeClient(settings.edge.api, settings.edge.token) as client:
+    with EdgeClient(settings.edge.api, settings.edge.token, fingerprint=settings.edge.fingerprint) as client:
         assert client.schedule()["station"] == "st-01"
     from edge_server.extensions import db
     from edge_server.models import Station
@@ -246,6 +254,37 @@ def test_the_rogue_alone_is_refused(centre, tmp_path):
                                                 f"fingerprint starts with {plain[:4]}")
     assert f"examkiosk-rogue-{centre['name']}" in line and centre["rogue_fp"][:16] in line
     assert centre["rogue_hits"] == [] and not config.exists() and not code_used(centre, plain)
+
+
+def test_a_copycat_of_the_announcement_is_refused_by_the_pin(centre, tmp_path):
+    """A rogue copies the real edge's TXT record (its fingerprint) but points it at its own server:
+    the announcement passes, the TLS handshake does not, and no request reaches the rogue."""
+    assert centre["announcers"][0].poll() is not None  # the real edge is off the air (previous test)
+    log = tmp_path / "announce-copycat.log"
+    with open(log, "wb") as out:
+        copycat = subprocess.Popen(
+            [sys.executable, "-m", "edge_server.daemon.announce"], cwd=str(REPO), stdout=out,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            # The real edge's data dir: its certificate, so its fingerprint, goes into the TXT record.
+            env=announcer_env(centre["data_dir"], centre["name"], centre["rogue_api"], centre["broker"].port,
+                              f"examkiosk-copycat-{centre['name']}"))
+    centre["announcers"].append(copycat)
+    config = tmp_path / "station.toml"
+    plain = make_code(centre)
+    result = provision(*enrol_args(centre, plain, config, timeout=10))
+    assert result.returncode == 1, result.stdout + log.read_text()
+    assert f"(fingerprint {centre['fp'][:16]}…)" in result.stdout  # the announcement itself looked right
+    line = result.stderr.strip()
+    assert "\n" not in line and line.startswith(
+        f"examkiosk-provision: fingerprint mismatch: the server at {centre['rogue_api']} announced "
+        f"{centre['fp'][:16]}… but presented another certificate")
+    assert centre["rogue_hits"] == [] and not config.exists() and not code_used(centre, plain)
+
+    # A station enrolled with the real fingerprint refuses the copycat the same way.
+    with EdgeClient(centre["rogue_api"], "a-station-token", fingerprint=centre["fp"]) as client:
+        with pytest.raises(EdgeUntrusted, match="not the pinned one"):
+            client.schedule()
+    assert centre["rogue_hits"] == []  # not even the token was sent
 
 
 def test_clock_skew_and_toml():

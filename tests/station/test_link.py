@@ -94,7 +94,10 @@ def test_fingerprint_is_stable_and_key_private(tmp_path):
     settings = edge_settings(tmp_path)
     fp = edge_fingerprint(settings)
     assert fp == edge_fingerprint(settings)
-    assert oct(settings.identity_key_path.stat().st_mode & 0o777) == "0o600"
+    assert oct(settings.tls_path.stat().st_mode & 0o777) == "0o600"
+    shown = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", str(settings.tls_path)],
+                           capture_output=True, text=True, check=True).stdout
+    assert shown.strip().split("=")[1].replace(":", "").lower() == fp  # what a browser shows, too
     assert edge_fingerprint(edge_settings(tmp_path / "other")) != fp
 
 
