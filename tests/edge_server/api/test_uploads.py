@@ -192,6 +192,18 @@ def test_chunk_over_the_limit_is_413(settings, world):
     assert head(world, url).headers["Upload-Offset"] == "0"
 
 
+@pytest.mark.parametrize("name", ["../../escape.mkv", "/etc/passwd", "a/../../b.mkv", "..", "seg\x00.mkv",
+                                  "dir/seg.mkv", ".hidden.mkv"])
+def test_path_traversal_in_a_segment_name_is_refused(app, settings, world, name):
+    resp = requests.post(world.uploads, headers=tus(world.token, Upload_Length=str(SIZE), Upload_Metadata=metadata(
+        attempt=world.attempt, name=name, sha256=world.sha256)))
+    assert resp.status_code == 400 and error_code(resp) == "bad_name", resp.text
+    with app.app_context():
+        assert db.session.scalars(select(Segment.name)).all() == []  # no row for it
+    written = [p for p in settings.data_dir.rglob("*") if p.is_file() and p.suffix in (".mkv", ".part", "")]
+    assert not any("escape" in str(p) or p.name == "passwd" for p in written)
+
+
 def test_missing_tus_resumable_is_412(world):
     url = create(world)
     no_version = {"Authorization": f"Bearer {world.token}"}
