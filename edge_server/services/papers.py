@@ -206,6 +206,16 @@ def due_releases(session: Session, data_dir: Path, centre_id: str, now: datetime
     return releases
 
 
+def next_start(session: Session, centre_id: str, now: datetime) -> datetime | None:
+    """The earliest start after ``now`` of a sitting whose sealed key is still to be pushed."""
+    return session.scalar(
+        select(Sitting.starts_at).join(Paper, Sitting.paper_id == Paper.id)
+        .where(Sitting.centre_id == centre_id, Sitting.starts_at > now, Paper.released_at.is_(None),
+               Paper.ciphertext.is_not(None))
+        .order_by(Sitting.starts_at).limit(1)
+    )
+
+
 def mark_released(session: Session, release: Release, *, pushed: bool, now: datetime) -> None:
     paper = session.get(Paper, release.paper)
     paper.released_at = now
