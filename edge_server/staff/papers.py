@@ -62,10 +62,7 @@ def papers_page():
 @roles_required(StaffRole.CENTRE_ADMIN)
 def import_paper():
     form = _form(_sittings())
-    if not form.validate_on_submit():
-        if "csrf_token" in form.errors:
-            return _render(form, problems=["表单已过期，请刷新页面后重试 · The form expired; reload the page"],
-                           status=400)
+    if not form.validate_on_submit():  # (a missing CSRF token is refused before, by CSRFProtect)
         return _render(form, problems=[e for errors in form.errors.values() for e in errors], status=400)
     upload = form.file.data
     filename = (upload.filename or "").rsplit("/", 1)[-1][:255]
