@@ -16,7 +16,7 @@ COLUMNS = ('sealed_for', 'ciphertext', 'nonce', 'sha256', 'wrapped_key', 'questi
 
 
 def upgrade():
-    with op.batch_alter_table('paper') as batch:
+    with op.batch_alter_table('paper', recreate='never') as batch:
         batch.add_column(sa.Column('sealed_for', sa.String(length=64), nullable=True))
         batch.add_column(sa.Column('ciphertext', sa.LargeBinary(), nullable=True))
         batch.add_column(sa.Column('nonce', sa.LargeBinary(), nullable=True))
@@ -40,6 +40,8 @@ def upgrade():
 
 
 def downgrade():
-    with op.batch_alter_table('paper') as batch:
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite >= 3.35): recreating ``paper`` would break the
+    # foreign keys of ``question`` and ``sitting`` that point at it.
+    with op.batch_alter_table('paper', recreate='never') as batch:
         for name in reversed(COLUMNS):
             batch.drop_column(name)
