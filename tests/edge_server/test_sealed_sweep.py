@@ -23,7 +23,6 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from edge_server.config import MqttSection
 from edge_server.daemon.scheduler import Scheduler
 from edge_server.extensions import db
 from edge_server.models import (Base, FaceTry, HelpThread, Message, MessageKind, Review, Segment, Sitting,

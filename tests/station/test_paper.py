@@ -19,7 +19,7 @@ from station.link import EdgeClient, StatusPublisher
 from station.paper import PaperDamaged, PaperKeeper
 from station.topics import StationCommand, cmd_topic
 from tests.edge_server.conftest import app, live_server, make_settings, sqlite_template  # noqa: F401
-from tests.edge_server.helpers import QUESTIONS, make_attempt, make_candidate, make_sitting, make_station, utcnow
+from tests.edge_server.helpers import QUESTIONS, make_attempt, make_candidate, make_sitting, make_station
 from tests.services import MqttProbe, free_port
 
 CENTRE = "c1"
