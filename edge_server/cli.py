@@ -84,7 +84,7 @@ def register(app: Flask) -> None:
         demo = seed_demo(
             db.session, now=datetime.now(timezone.utc), centre_id=settings.centre, centre_name=settings.centre_name,
             photos={"obama": assets / "enrolled_obama.jpg", "biden": assets / "enrolled_biden.jpg"},
-            photos_dir=settings.data_dir / "photos", stations=dict(s.split(":", 1) for s in stations),
+            photos_dir=settings.data_dir / "photos", data_dir=settings.data_dir, stations=dict(s.split(":", 1) for s in stations),
             start_in=start_in, question_seconds=question_seconds, timing_mode=TimingMode(timing_mode),
             extra_candidates=extra_candidates,
         )

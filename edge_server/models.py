@@ -6,7 +6,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, MetaData, String, Text,
+                        UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -148,11 +149,33 @@ class LoginAttempt(Base):
 
 
 class Paper(Base):
+    """An exam paper. A sealed paper (services/papers.py, F21) keeps only ciphertext: ``title`` and
+    ``instructions`` stay empty and it has no ``Question`` rows; the text is in ``ciphertext``
+    (AES-256-GCM, station/sealed.py) and the key in ``wrapped_key``, itself encrypted with a key
+    that lives in the edge's data directory, not in the database. ``question_seconds`` (the
+    countdowns, which stations need before the start) is the only part stored in the clear."""
+
     __tablename__ = "paper"
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str] = mapped_column(String(200))
     instructions: Mapped[str] = mapped_column(Text, default="")
     questions: Mapped[list["Question"]] = relationship(order_by="Question.position", back_populates="paper")
+    # Sealed paper: the sitting it is sealed for (the associated data), blob, nonce, SHA-256 of the blob.
+    sealed_for: Mapped[str | None] = mapped_column(String(64), default=None)
+    ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    nonce: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    wrapped_key: Mapped[str | None] = mapped_column(Text, default=None)
+    question_seconds: Mapped[list[Any] | None] = mapped_column(default=None)
+    source_name: Mapped[str] = mapped_column(String(255), default="")
+    imported_by: Mapped[str] = mapped_column(String(80), default="")
+    imported_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When the edge daemon first pushed the key to the sitting's stations.
+    released_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    @property
+    def sealed(self) -> bool:
+        return self.ciphertext is not None
 
 
 class Question(Base):

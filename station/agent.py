@@ -37,6 +37,7 @@ from station.recorder import RecorderError, SegmentInfo, SegmentRecorder
 from station.topics import StationCommand, StationStatus
 from station.uploader import SegmentUploader
 from station.messages import MessageBox
+from station.paper import PaperDamaged, PaperKeeper
 
 if TYPE_CHECKING:
     from station.face import FaceEngine
@@ -48,6 +49,8 @@ TICK_SECONDS = 0.25
 MIC_HEARD_LEVEL = 0.35
 CAMERA_FRESH_SECONDS = 2.0
 MIC_FRESH_SECONDS = 6.0
+# At the start, how long a station with a live broker waits for the pushed paper key before asking the API.
+PUSH_GRACE_SECONDS = 2.0
 
 
 @dataclass
@@ -76,6 +79,8 @@ class Agent:
         self.state = FlowState()
         self.devices = DeviceStatus()
         self.paper: dict[str, Any] | None = None
+        # The sealed paper: ciphertext fetched ahead and cached, key in memory only (station/paper.py).
+        self.papers = PaperKeeper(settings.data_dir / "papers", client=lambda: self.client)
         self.link_ok = False
         self._warned_plain_http = False
         self.last_cue: tuple[str, float] | None = None
@@ -494,6 +499,9 @@ class Agent:
             logger.error("the edge revoked this station: its token and MQTT login no longer work; "
                          "enrol it again with `examkiosk-provision enrol --code ... --force`")
             return
+        if command.kind == "paper_key":  # the start: the sealed paper's key (kept in memory only)
+            self.papers.key_pushed(command.payload)
+            return
         if command.kind == "message":  # a reply or a broadcast: for the station, whatever the attempt
             self.messages.pushed(command.payload)
             return
@@ -608,6 +616,7 @@ class Agent:
     def _do_OpenAttempt(self, cmd: flow.OpenAttempt) -> None:
         def work() -> Event:
             data = self._need_client().open_attempt(cmd.ticket_no)
+            self._pool.submit(self._prefetch_paper, str(data["sitting"]["id"]))
             return Event("attempt_opened", data)
 
         self._background(work, failure="attempt_failed")
@@ -782,16 +791,37 @@ class Agent:
         for recorder in recorders.values():
             recorder.stop()
 
+    def _prefetch_paper(self, sitting: str) -> None:
+        """Download the sealed paper while the candidate gets ready (it is opened at the start)."""
+        try:
+            self.papers.prefetch(sitting)
+        except (EdgeUnavailable, EdgeRejected, PaperDamaged) as exc:
+            logger.warning("could not fetch the sealed paper of %s ahead of the start: %s", sitting, exc)
+
     def _do_FetchPaper(self, cmd: flow.FetchPaper) -> None:
-        sitting = self.state.schedule.sitting if self.state.schedule else None
+        """Open the sealed paper at the start: the key pushed over MQTT, else asked from the API."""
+        schedule = self.state.schedule
+        if schedule is None:
+            return
+        sitting = schedule.sitting
 
         def work() -> Event | None:
-            for _ in range(120):
+            for _ in range(240):
                 try:
-                    self.paper = self._need_client().paper(sitting)
-                    return Event("paper_loaded", {})
+                    mqtt_up = self.publisher is not None and self.publisher.connected
+                    # With the broker up the push usually comes first; ask the API when it has not.
+                    grace = PUSH_GRACE_SECONDS if mqtt_up else 0.0
+                    if not self.papers.has_key(sitting) and self.clock.now() >= schedule.starts_at + grace:
+                        self.papers.fetch_key(sitting)
+                    if self.papers.has_key(sitting):
+                        self.paper = self.papers.open(sitting)
+                        return Event("paper_loaded", {})
+                except PaperDamaged as exc:
+                    logger.error("the paper of %s cannot be opened: %s", sitting, exc)
+                    self._report("paper_damaged", {"sitting": sitting, "error": str(exc)})
+                    return Event("command_failed", {"code": "paper_damaged"})
                 except EdgeRejected as exc:
-                    if exc.code != "paper_sealed":
+                    if exc.code not in ("paper_sealed", "paper_missing"):
                         raise
                 except EdgeUnavailable:
                     pass

@@ -293,6 +293,14 @@ class EdgeClient:
     def paper(self, sitting_id: str) -> dict[str, Any]:
         return self.get(f"/sittings/{quote(sitting_id, safe='')}/paper")
 
+    def sealed_paper(self, sitting_id: str) -> dict[str, Any]:
+        """The sitting's paper as ciphertext (any time): ciphertext, nonce, sha256."""
+        return self.get(f"/sittings/{quote(sitting_id, safe='')}/paper/sealed")
+
+    def paper_key(self, sitting_id: str) -> dict[str, Any]:
+        """The paper key from the start time on; before it EdgeRejected ``paper_sealed``."""
+        return self.get(f"/sittings/{quote(sitting_id, safe='')}/paper/key")
+
     def finish(self, attempt_id: str, segments: list[str], reason: str = "") -> dict[str, Any]:
         return self.post(f"/attempts/{quote(attempt_id, safe='')}/finish", {"segments": segments, "reason": reason})
 

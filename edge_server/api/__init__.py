@@ -3,4 +3,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-from edge_server.api import enrol, messages, routes, uploads  # noqa: E402,F401
+from edge_server.api import enrol, messages, papers, routes, uploads  # noqa: E402,F401

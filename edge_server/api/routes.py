@@ -1,4 +1,4 @@
-"""Station API: time, schedule, candidates, attempts, face login, review, lots, events, paper."""
+"""Station API: time, schedule, candidates, attempts, face login, review, lots, events (paper: papers.py)."""
 from __future__ import annotations
 
 from flask import g, jsonify
@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from edge_server.api import bp
 from edge_server.api.helpers import epoch, json_body, now, server_time, settings, station_required
-from edge_server.errors import EdgeError, TooEarly
+from edge_server.errors import EdgeError
 from edge_server.extensions import db
 from edge_server.models import Attempt, Sitting
 from edge_server.services import attempts as attempt_service
@@ -23,7 +23,9 @@ def time_now():
 
 
 def sitting_json(sitting: Sitting) -> dict:
-    questions = sitting.paper.questions
+    seconds = sitting.paper.question_seconds
+    if seconds is None:  # a paper from before sealing (plaintext rows)
+        seconds = [q.seconds for q in sitting.paper.questions]
     return {
         "id": sitting.id,
         "name": sitting.name,
@@ -33,8 +35,8 @@ def sitting_json(sitting: Sitting) -> dict:
         "starts_at": epoch(sitting.starts_at),
         "entry_closes_at": epoch(sitting.entry_closes_at),
         "lot_deadline_at": epoch(sitting.lot_deadline_at),
-        "question_seconds": [q.seconds for q in questions],
-        "total_seconds": sitting.total_seconds or sum(q.seconds for q in questions),
+        "question_seconds": list(seconds),
+        "total_seconds": sitting.total_seconds or sum(seconds),
         "max_interruptions": sitting.max_interruptions,
         "max_gap_seconds": sitting.max_gap_seconds,
     }
@@ -205,22 +207,6 @@ def station_key():
     register_key(db.session, g.station, body["public_key"])
     db.session.commit()
     return jsonify(station=g.station.id, public_key=g.station.public_key)
-
-
-@bp.get("/sittings/<sitting_id>/paper")
-@station_required
-def paper(sitting_id: str):
-    sitting = db.session.get(Sitting, sitting_id)
-    if sitting is None or sitting.centre_id != g.station.centre_id:
-        raise EdgeError("no such sitting", code="sitting_unknown", status=404)
-    if now() < sitting.starts_at:
-        raise TooEarly("the paper is released at the start time", code="paper_sealed")
-    return jsonify(
-        sitting=sitting.id,
-        title=sitting.paper.title,
-        instructions=sitting.paper.instructions,
-        questions=[{"position": q.position, "text": q.text, "seconds": q.seconds} for q in sitting.paper.questions],
-    )
 
 
 @bp.post("/attempts/<attempt_id>/finish")

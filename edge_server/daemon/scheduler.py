@@ -1,7 +1,11 @@
-"""Periodic chores of the edge: automatic lots after the deadline, and re-queueing lost sync jobs.
+"""Periodic chores of the edge: paper keys at the start, automatic lots after the deadline, and
+re-queueing lost sync jobs.
 
 Every ``interval`` seconds:
 
+- ``release_papers``: once a sitting has started, its sealed paper's key is pushed over MQTT (a
+  ``paper_key`` StationCommand) to every station with an open attempt in it, once, audited;
+  stations that miss it ask ``GET /api/v1/sittings/<id>/paper/key`` (services/papers.py);
 - ``assign_missing_lots``: after a sitting's lot deadline every attempt without a lot gets one;
 - an attempt whose upload is complete but whose sync is ``none`` (Redis was down when the last
   segment arrived) or ``failed`` is queued again, unless its RQ job is still queued, running or
@@ -81,6 +85,30 @@ class Scheduler:
             finally:
                 db.session.remove()
 
+    def release_papers(self, now: datetime) -> int:
+        """Push the key of every sitting that has started and whose key was not pushed yet."""
+        from edge_server.extensions import db
+        from edge_server.services import papers
+        from edge_server.services.push import push_to_stations
+
+        with self.app.app_context():
+            try:
+                releases = papers.due_releases(db.session, self.settings.data_dir, self.settings.centre, now)
+                for release in releases:
+                    pushed = push_to_stations(self.settings, list(release.stations), "paper_key",
+                                              papers.key_command_payload(release.sitting, release.key))
+                    papers.mark_released(db.session, release, pushed=pushed, now=now)
+                    db.session.commit()
+                    logger.info("sitting %s started: paper key %s to %d station(s)", release.sitting,
+                                "pushed" if pushed else "not pushed (broker down; stations ask the API)",
+                                len(release.stations))
+                return len(releases)
+            except Exception:
+                db.session.rollback()
+                raise
+            finally:
+                db.session.remove()
+
     def requeue_syncs(self) -> int:
         from edge_server.extensions import db
 
@@ -133,7 +161,8 @@ class Scheduler:
         """One round of every chore; a failing chore is logged, the others still run."""
         now = now or datetime.now(timezone.utc)
         done: dict[str, int] = {}
-        for name, chore in (("lots", lambda: self.assign_lots(now)), ("syncs", self.requeue_syncs),
+        for name, chore in (("papers", lambda: self.release_papers(now)), ("lots", lambda: self.assign_lots(now)),
+                            ("syncs", self.requeue_syncs),
                             ("retention", lambda: self.sweep_retention(now))):
             try:
                 done[name] = chore()
@@ -143,8 +172,27 @@ class Scheduler:
                                exc_info=logger.isEnabledFor(logging.DEBUG))
         return done
 
+    def next_wait(self, now: datetime) -> float:
+        """Seconds to the next round: ``interval``, or less when a sitting starts sooner (its key
+        is pushed at the start, not up to ``interval`` later)."""
+        from edge_server.extensions import db
+        from edge_server.services import papers
+
+        try:
+            with self.app.app_context():
+                try:
+                    start = papers.next_start(db.session, self.settings.centre, now)
+                finally:
+                    db.session.remove()
+        except Exception as exc:
+            logger.warning("scheduler: could not look up the next start: %s", exc)
+            return self.interval
+        if start is None:
+            return self.interval
+        return max(0.0, min(self.interval, (start - now).total_seconds() + 0.01))
+
     def run(self, stop: threading.Event) -> None:
         logger.info("scheduler running every %g s", self.interval)
         while not stop.is_set():
             self.run_once()
-            stop.wait(self.interval)
+            stop.wait(self.next_wait(datetime.now(timezone.utc)))

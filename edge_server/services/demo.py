@@ -1,4 +1,4 @@
-"""The demo centre: one station, one sitting starting a few minutes from now, two candidates."""
+"""The demo centre: one station, one sitting starting a few minutes from now (its paper sealed), two candidates."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,7 +8,9 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from edge_server.errors import EdgeError
-from edge_server.models import Centre, Paper, Question, Sitting, SittingKind, Station, TimingMode
+from edge_server.models import Centre, Sitting, SittingKind, Station, TimingMode
+from edge_server.services.paper_format import PaperContent, PaperQuestion
+from edge_server.services.papers import sealed_paper
 from edge_server.services import stations as station_service
 from edge_server.services.enrolment import enrol_candidate
 
@@ -27,7 +29,7 @@ class DemoCentre:
 
 
 def seed_demo(session: Session, *, now: datetime, centre_id: str, centre_name: str, photos: dict[str, Path],
-              photos_dir: Path, stations: dict[str, str], start_in: float, question_seconds: int,
+              photos_dir: Path, data_dir: Path, stations: dict[str, str], start_in: float, question_seconds: int,
               waiting_opens_before: float = 1800, entry_cutoff_after: float = 180,
               timing_mode: TimingMode = TimingMode.PER_QUESTION, extra_candidates: int = 0) -> DemoCentre:
     """Create the demo data in an empty database (the audit log is append-only: nothing is cleared)."""
@@ -37,8 +39,10 @@ def seed_demo(session: Session, *, now: datetime, centre_id: str, centre_name: s
     if session.get(Sitting, sitting_id) is not None:
         raise EdgeError("the demo data exists already: the demo starts from an empty database",
                         code="demo_exists")
-    paper = Paper(title="结构化面谈（演示）", instructions="你好！欢迎参加今天的面谈。每回答完一题，请说“回答完毕”。")
-    paper.questions = [Question(position=i + 1, text=t, seconds=question_seconds) for i, t in enumerate(DEMO_QUESTIONS)]
+    content = PaperContent(title="结构化面谈（演示）", instructions="你好！欢迎参加今天的面谈。每回答完一题，请说“回答完毕”。",
+                           questions=tuple(PaperQuestion(position=i + 1, text=t, seconds=question_seconds)
+                                           for i, t in enumerate(DEMO_QUESTIONS)))
+    paper = sealed_paper(data_dir, sitting_id, content, source_name="demo", by="demo", now=now)
     session.add(paper)
     session.flush()
     starts = now + timedelta(seconds=start_in)

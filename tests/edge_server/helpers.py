@@ -12,8 +12,9 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.orm import Session
 
-from edge_server.models import (Attempt, Candidate, Centre, Paper, Question, Sitting, SittingKind, Station,
-                                TimingMode)
+from edge_server.models import Attempt, Candidate, Centre, Paper, Sitting, SittingKind, Station, TimingMode
+from edge_server.services.paper_format import PaperContent, PaperQuestion
+from edge_server.services.papers import sealed_paper
 from edge_server.services.stations import create_station
 
 _counter = itertools.count(1)
@@ -56,11 +57,18 @@ def make_station(session: Session, centre_id: str = "c1", station_id: str | None
     return station, token
 
 
-def make_paper(session: Session, *, questions: list[str] | None = None, seconds: int = 120,
+def make_paper(session: Session, sitting_id: str, *, questions: list[str] | None = None, seconds: int = 120,
                title: str = "Structured interview") -> Paper:
-    paper = Paper(title=title, instructions="Answer each question, then say you are done.")
-    paper.questions = [Question(position=i + 1, text=text, seconds=seconds)
-                       for i, text in enumerate(questions or QUESTIONS)]
+    """A paper sealed for ``sitting_id`` with the wrapping key of the current app's data directory."""
+    from flask import current_app
+
+    from edge_server import settings_of
+
+    content = PaperContent(title=title, instructions="Answer each question, then say you are done.",
+                           questions=tuple(PaperQuestion(position=i + 1, text=text, seconds=seconds)
+                                           for i, text in enumerate(questions or QUESTIONS)))
+    paper = sealed_paper(settings_of(current_app).data_dir, sitting_id, content, source_name="paper.yaml",
+                         by="test", now=utcnow())
     session.add(paper)
     session.flush()
     return paper
@@ -72,11 +80,11 @@ def make_sitting(session: Session, centre_id: str = "c1", sitting_id: str | None
                  lot_deadline_before: float | timedelta = 60, kind: SittingKind = SittingKind.FORMAL,
                  timing_mode: TimingMode = TimingMode.PER_QUESTION, question_seconds: int = 120,
                  total_seconds: int | None = None, name: str | None = None) -> Sitting:
-    """A sitting with a two-question paper; ``starts_in`` may be negative (it already started)."""
+    """A sitting with a sealed two-question paper; ``starts_in`` may be negative (it already started)."""
     make_centre(session, centre_id)
-    paper = make_paper(session, seconds=question_seconds)
     starts = (now or utcnow()) + _seconds(starts_in)
     sitting_id = sitting_id or f"sit-{next(_counter)}"
+    paper = make_paper(session, sitting_id, seconds=question_seconds)
     sitting = Sitting(
         id=sitting_id, centre_id=centre_id, name=name or f"Sitting {sitting_id}", kind=kind,
         timing_mode=timing_mode, paper_id=paper.id,

@@ -1,0 +1,48 @@
+"""Station API for sealed papers (F21): the ciphertext any time, the key and the paper from the start.
+
+- ``GET /sittings/<id>/paper/sealed``: ciphertext, nonce (base64) and the ciphertext's SHA-256;
+  a station downloads it ahead of the start.
+- ``GET /sittings/<id>/paper/key``: 403 ``paper_sealed`` before ``starts_at``, then the key
+  (base64). The edge daemon pushes the same key over MQTT at the start; this is the fallback.
+- ``GET /sittings/<id>/paper``: the opened paper from the start on, for a station without the blob.
+
+Only stations of the sitting's centre are served; every key handed out is audited (not the key).
+"""
+from __future__ import annotations
+
+from flask import g, jsonify
+
+from edge_server.api import bp
+from edge_server.api.helpers import now, settings, station_required
+from edge_server.extensions import db
+from edge_server.services import audit
+from edge_server.services import papers
+
+
+def _sitting(sitting_id: str):
+    return papers.sitting_of_centre(db.session, g.station.centre_id, sitting_id)
+
+
+@bp.get("/sittings/<sitting_id>/paper/sealed")
+@station_required
+def sealed_paper(sitting_id: str):
+    return jsonify(papers.sealed_blob(_sitting(sitting_id)))
+
+
+@bp.get("/sittings/<sitting_id>/paper/key")
+@station_required
+def paper_key(sitting_id: str):
+    sitting = _sitting(sitting_id)
+    key = papers.paper_key(settings().data_dir, sitting, now())
+    audit.append(db.session, kind="paper_key_fetched", station_id=g.station.id, attempt_id=None, source="api",
+                 payload={"sitting": sitting.id, "paper": sitting.paper_id})
+    db.session.commit()
+    return jsonify(papers.key_command_payload(sitting.id, key))
+
+
+@bp.get("/sittings/<sitting_id>/paper")
+@station_required
+def paper(sitting_id: str):
+    sitting = _sitting(sitting_id)
+    opened = papers.open_sitting_paper(settings().data_dir, sitting, now())
+    return jsonify(sitting=sitting.id, **{k: opened.get(k) for k in ("title", "instructions", "questions")})

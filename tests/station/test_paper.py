@@ -1,0 +1,150 @@
+"""The station's sealed paper (station/paper.py) against a real edge on a socket: the ciphertext
+comes ahead, the key over real MQTT at the start (the edge daemon's scheduler pushes it) or, with
+no broker, from the API; the key is never written to disk; a tampered paper is refused clearly."""
+from __future__ import annotations
+
+import queue
+import shutil
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from edge_server.daemon.scheduler import Scheduler
+from edge_server.extensions import db
+from edge_server.models import Paper, Sitting
+from station import sealed
+from station.link import EdgeClient, StatusPublisher
+from station.paper import PaperDamaged, PaperKeeper
+from station.topics import StationCommand, cmd_topic
+from tests.edge_server.conftest import app, live_server, make_settings, sqlite_template  # noqa: F401
+from tests.edge_server.helpers import QUESTIONS, make_attempt, make_candidate, make_sitting, make_station
+from tests.services import MqttProbe, free_port
+
+CENTRE = "c1"
+USERS = {"edge": "edge-secret", "st-01": "pw-one"}
+
+
+@pytest.fixture
+def db_url(sqlite_template, tmp_path):  # noqa: F811  (the station side needs one backend only)
+    path = tmp_path / "edge.db"
+    shutil.copyfile(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def broker(mosquitto_factory):
+    return mosquitto_factory(CENTRE, USERS)
+
+
+@pytest.fixture
+def settings(db_url, tmp_path, request):
+    port = request.getfixturevalue("broker").port if "broker" in request.fixturenames else free_port()
+    return make_settings(db_url, tmp_path / "edge-data", centre=CENTRE,
+                         mqtt={"host": "127.0.0.1", "port": port, "username": "edge", "password": USERS["edge"]})
+
+
+def seed(app, starts_in: float) -> str:
+    with app.app_context():
+        station, token = make_station(db.session, CENTRE, "st-01")
+        sitting = make_sitting(db.session, CENTRE, "c1-sit", starts_in=starts_in)
+        make_attempt(db.session, make_candidate(db.session, sitting), station)
+        db.session.commit()
+    return token
+
+
+def assert_key_not_on_disk(tmp_path, key: bytes) -> None:
+    needles = (key, key.hex().encode(), sealed.b64(key).encode())
+    for path in (tmp_path / "station").rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not any(n in data for n in needles), f"the paper key is in {path}"
+
+
+def subscribed(broker, received: queue.Queue) -> None:
+    """Ping the station's cmd topic until a ping arrives: its subscription is live."""
+    with MqttProbe(broker.port, "edge", USERS["edge"]) as edge:
+        assert not edge.connect().is_failure
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            edge.publish(cmd_topic(CENTRE, "st-01"), StationCommand(kind="ping").to_json())
+            try:
+                if received.get(timeout=0.2).kind == "ping":
+                    return
+            except queue.Empty:
+                continue
+    raise AssertionError("the station never received a command")
+
+
+def test_the_key_comes_over_mqtt_at_the_start(app, settings, live_server, broker, tmp_path):
+    token = seed(app, starts_in=3600)
+    client = EdgeClient(live_server, token)
+    keeper = PaperKeeper(tmp_path / "station" / "papers", client=lambda: client)
+    blob = keeper.prefetch("c1-sit")  # when the candidate is identified
+    assert keeper.cached("c1-sit") == blob
+    assert keeper.fetch_key("c1-sit") is False  # sealed: the API says not yet
+    with pytest.raises(LookupError):
+        keeper.open("c1-sit")
+
+    received: queue.Queue[StationCommand] = queue.Queue()
+
+    def on_command(command: StationCommand) -> None:  # the agent's dispatch of a paper_key command
+        if command.kind == "paper_key":
+            keeper.key_pushed(command.payload)
+        received.put(command)
+
+    publisher = StatusPublisher("127.0.0.1", broker.port, "st-01", USERS["st-01"], CENTRE, "st-01",
+                                on_command=on_command)
+    publisher.start()
+    try:
+        assert publisher.wait_connected(10)
+        subscribed(broker, received)
+        with app.app_context():
+            starts_at = db.session.get(Sitting, "c1-sit").starts_at
+        scheduler = Scheduler(settings, app, enqueue=lambda *a: None, job_state=lambda attempt: None)
+        assert scheduler.run_once(starts_at - timedelta(seconds=1))["papers"] == 0
+        assert scheduler.run_once(starts_at)["papers"] == 1  # the daemon's round at the start
+        while (command := received.get(timeout=10)).kind != "paper_key":
+            pass
+    finally:
+        publisher.stop()
+    assert keeper.has_key("c1-sit")
+    paper = keeper.open("c1-sit")
+    assert [q["text"] for q in paper["questions"]] == QUESTIONS
+    assert_key_not_on_disk(tmp_path, sealed.unb64(command.payload["key"], "key"))
+    with app.app_context():
+        assert db.session.get(Sitting, "c1-sit").paper.released_at is not None
+
+
+def test_without_a_broker_the_key_comes_from_the_api(app, settings, live_server, tmp_path):
+    token = seed(app, starts_in=-5)  # started; no broker runs on the settings' MQTT port
+    client = EdgeClient(live_server, token)
+    keeper = PaperKeeper(tmp_path / "station" / "papers", client=lambda: client)
+    keeper.prefetch("c1-sit")
+    assert not keeper.has_key("c1-sit")
+    assert keeper.fetch_key("c1-sit") is True
+    assert [q["text"] for q in keeper.open("c1-sit")["questions"]] == QUESTIONS
+    key = client.paper_key("c1-sit")["key"]
+    assert_key_not_on_disk(tmp_path, sealed.unb64(key, "key"))
+    # A restarted station has the ciphertext on disk, but no key until it asks again.
+    again = PaperKeeper(tmp_path / "station" / "papers", client=lambda: None)
+    assert again.cached("c1-sit") is not None and not again.has_key("c1-sit")
+
+
+def test_a_tampered_paper_is_refused_with_a_clear_error(app, settings, live_server, tmp_path):
+    token = seed(app, starts_in=-5)
+    with app.app_context():  # someone with the database alters the ciphertext and its checksum
+        paper = db.session.get(Sitting, "c1-sit").paper
+        altered = paper.ciphertext[:-1] + bytes([paper.ciphertext[-1] ^ 0x01])
+        db.session.execute(update(Paper).where(Paper.id == paper.id).values(
+            ciphertext=altered, sha256=sealed.SealedBlob(altered, paper.nonce).sha256))
+        db.session.commit()
+    client = EdgeClient(live_server, token)
+    keeper = PaperKeeper(tmp_path / "station" / "papers", client=lambda: client)
+    assert keeper.fetch_key("c1-sit")
+    with pytest.raises(PaperDamaged, match="failed its integrity check"):
+        keeper.open("c1-sit")
+    assert keeper.cached("c1-sit") is None  # dropped: "refresh" downloads it again
+    bad = {"sitting": "c1-sit", "key": "not base64!"}
+    assert keeper.key_pushed(bad) is False and keeper.key_pushed({"sitting": "c1-sit", "key": "AAAA"}) is False
