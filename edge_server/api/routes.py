@@ -33,8 +33,9 @@ def sitting_json(sitting: Sitting) -> dict:
         "starts_at": epoch(sitting.starts_at),
         "entry_closes_at": epoch(sitting.entry_closes_at),
         "lot_deadline_at": epoch(sitting.lot_deadline_at),
-        "question_seconds": [q.seconds for q in questions],
-        "total_seconds": sitting.total_seconds or sum(q.seconds for q in questions),
+        "question_seconds": [sitting.question_seconds or q.seconds for q in questions],
+        "total_seconds": sitting.total_seconds or sum(sitting.question_seconds or q.seconds for q in questions),
+        "early_finish": sitting.early_finish_allowed,
         "max_interruptions": sitting.max_interruptions,
         "max_gap_seconds": sitting.max_gap_seconds,
     }

@@ -6,3 +6,5 @@ bp = Blueprint("staff", __name__, url_prefix="/staff", template_folder="../templ
 from edge_server.staff import routes  # noqa: E402,F401
 from edge_server.staff import provisioning  # noqa: E402,F401  (after routes: it uses its helpers)
 from edge_server.staff import messages  # noqa: E402,F401  (help chat and broadcasts)
+from edge_server.staff import sittings  # noqa: E402,F401  (sittings, seat map)
+from edge_server.staff import candidate_import  # noqa: E402,F401  (CSV + photo ZIP import)
