@@ -34,7 +34,7 @@ MESSAGES = {
     "bad_ticket": "准考证号格式不正确 · Bad ticket number (letters, digits, - and _, at most 32)",
     "duplicate_ticket": "准考证号重复（第 {detail} 行）· Duplicate ticket number (also on line {detail})",
     "ticket_exists": "准考证号已登记 · Ticket number already enrolled at this centre",
-    "bad_id_number": "身份证号无效（{detail}）· Bad ID number ({detail})",
+    "bad_id_number": "身份证号无效 · Bad ID number: {detail}",
     "name_too_long": f"姓名过长 · Name longer than {MAX_NAME} characters",
     "missing_photo": "ZIP 中没有照片 · No photo in the ZIP",
     "two_photos": "ZIP 中有多张照片 · More than one photo for this ticket number",
