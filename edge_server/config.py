@@ -92,7 +92,7 @@ class EdgeSettings(BaseSettings):
     queue_name: str = "examkiosk"
     secret_key: str = ""
     # Base URL the stations use for the API, as announced over zeroconf.
-    public_url: str = "https://127.0.0.1:8443"
+    public_url: str = "http://127.0.0.1:8000"
     # Largest body of one tus PATCH request.
     max_chunk_bytes: int = Field(16 * 1024 * 1024, ge=64 * 1024)
     max_upload_bytes: int = Field(2 * 1024 * 1024 * 1024, ge=1024)

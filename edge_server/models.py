@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import (JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, MetaData, String, Text,
+from sqlalchemy import (JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Text,
                         UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -205,12 +205,19 @@ class Sitting(Base):
     total_seconds: Mapped[int | None] = mapped_column(default=None)
     max_interruptions: Mapped[int] = mapped_column(default=1)
     max_gap_seconds: Mapped[int] = mapped_column(default=120)
+    # Per-question mode: every question lasts this long (None: each question's own ``seconds``).
+    question_seconds: Mapped[int | None] = mapped_column(default=None)
+    # Whole-session mode: the candidate may end early after a confirmation.
+    early_finish_allowed: Mapped[bool] = mapped_column(default=True)
+    # Formal sittings: a completed mock is required first (F13).
+    mock_required: Mapped[bool] = mapped_column(default=False)
     paper: Mapped[Paper] = relationship()
 
 
 class Candidate(Base):
     __tablename__ = "candidate"
-    __table_args__ = (UniqueConstraint("centre_id", "ticket_no"),)
+    __table_args__ = (UniqueConstraint("centre_id", "ticket_no"),
+                      Index("uq_candidate_sitting_station", "sitting_id", "station_id", unique=True))
     id: Mapped[int] = mapped_column(primary_key=True)
     centre_id: Mapped[str] = mapped_column(ForeignKey("centre.id"))
     sitting_id: Mapped[str] = mapped_column(ForeignKey("sitting.id"))
@@ -218,6 +225,8 @@ class Candidate(Base):
     name: Mapped[str] = mapped_column(String(100))
     id_number: Mapped[str] = mapped_column(String(32))
     seat: Mapped[str] = mapped_column(String(32), default="")
+    # The station the seat map assigned (services/seats.py); identifying elsewhere is refused.
+    station_id: Mapped[str | None] = mapped_column(ForeignKey("station.id"), default=None)
     photo_path: Mapped[str] = mapped_column(String(500), default="")
     # 128-d face descriptor computed from the enrolled photo at import.
     descriptor: Mapped[list[Any] | None] = mapped_column(default=None)
@@ -434,3 +443,33 @@ class MessageAck(Base):
     station_id: Mapped[str] = mapped_column(ForeignKey("station.id"))
     attempt_id: Mapped[str | None] = mapped_column(ForeignKey("attempt.id"), default=None)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ImportStatus(enum.StrEnum):
+    ANALYSING = "analysing"  # the RQ job is computing the photos' descriptors
+    READY = "ready"          # every row checked: the preview is complete
+    FAILED = "failed"        # the job could not finish (see ``error``)
+    CONFIRMED = "confirmed"  # the valid rows were written
+
+
+class CandidateImport(Base):
+    """One upload of a candidate CSV and a ZIP of photos (services/candidate_import.py).
+
+    The files sit in a staging directory named by ``id`` (random) until the import is confirmed;
+    ``rows`` is the preview, one entry per CSV row with its problems and, once the job ran, its
+    face descriptor.
+    """
+
+    __tablename__ = "candidate_import"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    centre_id: Mapped[str] = mapped_column(ForeignKey("centre.id"))
+    sitting_id: Mapped[str] = mapped_column(ForeignKey("sitting.id"), index=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[ImportStatus] = mapped_column(String(16), default=ImportStatus.ANALYSING)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    rows: Mapped[list[Any]] = mapped_column(default=list)
+    error: Mapped[str] = mapped_column(Text, default="")
+    confirmed_at: Mapped[datetime | None] = mapped_column(default=None)
+    imported: Mapped[int] = mapped_column(Integer, default=0)

@@ -65,6 +65,7 @@ class Schedule:
     total_seconds: int
     max_interruptions: int = 1
     max_gap_seconds: float = 120.0
+    early_finish: bool = True  # whole-session mode: the candidate may end early
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> "Schedule":
@@ -79,6 +80,7 @@ class Schedule:
             total_seconds=int(data["total_seconds"]),
             max_interruptions=int(data.get("max_interruptions", 1)),
             max_gap_seconds=float(data.get("max_gap_seconds", 120)),
+            early_finish=bool(data.get("early_finish", True)),
         )
 
     @property
@@ -464,7 +466,7 @@ def _next_question(state: FlowState, event: Event, now: float) -> Result:
 def _end_exam(state: FlowState, event: Event, now: float) -> Result:
     sch = state.schedule
     assert sch is not None
-    if sch.timing_mode != TimingMode.WHOLE_SESSION:
+    if sch.timing_mode != TimingMode.WHOLE_SESSION or not sch.early_finish:
         return state, ()
     if not event.payload.get("confirmed"):
         return replace(state, notice="confirm_end"), ()

@@ -26,6 +26,8 @@ def sitting_json(sitting: Sitting) -> dict:
     seconds = sitting.paper.question_seconds
     if seconds is None:  # a paper from before sealing (plaintext rows)
         seconds = [q.seconds for q in sitting.paper.questions]
+    # The sitting's own per-question duration, when set, overrides the paper's.
+    seconds = [sitting.question_seconds or n for n in seconds]
     return {
         "id": sitting.id,
         "name": sitting.name,
@@ -35,8 +37,9 @@ def sitting_json(sitting: Sitting) -> dict:
         "starts_at": epoch(sitting.starts_at),
         "entry_closes_at": epoch(sitting.entry_closes_at),
         "lot_deadline_at": epoch(sitting.lot_deadline_at),
-        "question_seconds": list(seconds),
+        "question_seconds": seconds,
         "total_seconds": sitting.total_seconds or sum(seconds),
+        "early_finish": sitting.early_finish_allowed,
         "max_interruptions": sitting.max_interruptions,
         "max_gap_seconds": sitting.max_gap_seconds,
     }

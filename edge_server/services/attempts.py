@@ -36,8 +36,14 @@ def open_attempt(session: Session, station: Station, ticket_no: str, now: dateti
     """The candidate's attempt at their sitting, created on first identification.
 
     Identification again (after a station restart, or at a spare station) returns the same attempt.
+    A candidate the seat map assigned to a station is identified there only (services/seats.py).
     """
     candidate = find_candidate(session, station.centre_id, ticket_no)
+    if candidate.station_id is not None and candidate.station_id != station.id:
+        seat = session.get(Station, candidate.station_id)
+        where = (seat.seat or seat.id) if seat is not None else candidate.station_id
+        raise Conflict(f"这不是您的考位，请到考位 {where} · This is not your station: please go to {where}",
+                       code="wrong_station")
     sitting = session.get(Sitting, candidate.sitting_id)
     assert sitting is not None
     attempt = session.scalar(

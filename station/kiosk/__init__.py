@@ -183,6 +183,7 @@ def view(agent: "Agent") -> dict[str, Any]:
         "messages": agent.messages.view(state.attempt_id, sch.sitting if sch else None),
         "sitting": None if sch is None else {
             "id": sch.sitting, "timing_mode": str(sch.timing_mode), "questions": sch.questions,
+            "early_finish": sch.early_finish,
             "starts_at": sch.starts_at, "waiting_opens_at": sch.waiting_opens_at,
             "entry_closes_at": sch.entry_closes_at, "lot_deadline_at": sch.lot_deadline_at,
         },

@@ -25,8 +25,8 @@ from sqlalchemy import select
 
 from edge_server.daemon.scheduler import Scheduler
 from edge_server.extensions import db
-from edge_server.models import (Base, FaceTry, HelpThread, Message, MessageKind, Review, Segment, Sitting,
-                                StaffRole)
+from edge_server.models import (Base, CandidateImport, FaceTry, HelpThread, ImportStatus, Message, MessageKind,
+                                Review, Segment, Sitting, StaffRole)
 from edge_server.services import papers
 from edge_server.services.staff import create_user
 from tests.edge_server.conftest import make_settings
@@ -82,7 +82,8 @@ def world(app, settings):
                           recipients=[station.id])
         segment = Segment(attempt_id=attempt.id, station_id=station.id, name="seg-0001", length=10,
                           sha256_declared="0" * 64)
-        db.session.add_all([message, segment])
+        upload = CandidateImport(centre_id=CENTRE, sitting_id=SITTING, status=ImportStatus.READY, total=0)
+        db.session.add_all([message, segment, upload])
         for role in (StaffRole.PROCTOR, StaffRole.REGIONAL_ADMIN, StaffRole.CENTRE_ADMIN):
             create_user(db.session, str(role), PASSWORD, role, None if role == StaffRole.REGIONAL_ADMIN else CENTRE)
         db.session.commit()
@@ -90,7 +91,7 @@ def world(app, settings):
         params = {"attempt_id": attempt.id, "sitting_id": SITTING, "ticket_no": candidate.ticket_no,
                   "station_id": station.id, "review_id": str(review.id), "try_id": str(face_try.id),
                   "thread_id": str(thread.id), "message_id": str(message.id), "upload_id": segment.id,
-                  "filename": "staff.css"}
+                  "filename": "staff.css", "import_id": upload.id}
     return token, key, params
 
 

@@ -1,6 +1,8 @@
 """The candidate state machine, driven on a controllable clock (no sleeps, no I/O)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from station import flow
@@ -107,6 +109,19 @@ def test_whole_session_mode_allows_next_and_confirmed_early_end():
     assert run.state.screen == Screen.ANSWERING and run.state.notice == "confirm_end"
     cmds = run("end_exam", T0 + 301, confirmed=True)
     assert run.state.screen == Screen.UPLOADING and FinishAttempt("ended_by_candidate") in cmds
+
+
+def test_whole_session_without_early_finish_runs_to_the_end():
+    """The sitting's ``early_finish: false`` (staff sittings page): end_exam is ignored, time runs out."""
+    run = Run()
+    assert run("identify", T0 - 900, ticket_no="20240001")
+    payload = dict(opened("whole_session").payload, sitting=sitting("whole_session", early_finish=False))
+    run.event(Event("attempt_opened", payload), T0 - 900)
+    assert run.state.schedule.early_finish is False
+    run.state = replace(run.state, screen=Screen.ANSWERING, question=1, recording=True)
+    assert run("end_exam", T0 + 300, confirmed=True) == () and run.state.screen == Screen.ANSWERING
+    cmds = run("tick", T0 + 900)
+    assert run.state.screen == Screen.UPLOADING and FinishAttempt("time_up") in cmds
 
 
 def test_whole_session_times_out_at_total_seconds():
