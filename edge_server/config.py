@@ -79,7 +79,7 @@ class DashboardSection(Section):
     # many seconds and the browser reconnects (EventSource), so threads are handed back regularly.
     # With the unit's 2 workers x 4 threads, keep the number of open dashboards below ~6 or raise
     # --threads (each thread mostly sleeps in Redis' select).
-    stream_seconds: float = Field(300.0, ge=5, le=3600)
+    stream_seconds: float = Field(300.0, ge=2, le=3600)
     # A comment line on an idle stream this often, so proxies and the browser see it is alive.
     heartbeat_seconds: float = Field(15.0, ge=1, le=120)
     # A station whose last status is older than this is shown offline even without its last will.

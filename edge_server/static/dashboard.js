@@ -43,7 +43,7 @@
   function soundState() {
     const s = muted ? "muted" : (audio && audio.state === "running" ? "on" : "locked");
     root.dataset.sound = s;
-    soundBtn.textContent = {muted: "🔇 已静音 Muted", on: "🔔 声音开 Sound on", locked: "🔈 点击启用声音 Click to enable sound"}[s];
+    soundBtn.textContent = {muted: "已静音 Muted", on: "声音开 Sound on", locked: "点击启用声音 Click to enable sound"}[s];
     soundBtn.classList.toggle("attention", s === "locked");
   }
   function unlock() {
@@ -51,9 +51,16 @@
     if (!Ctx) return;
     try { audio = audio || new Ctx(); audio.resume().then(soundState, soundState); } catch (e) { /* no sound */ }
   }
-  document.addEventListener("pointerdown", unlock, {once: true});  // browsers allow sound after a gesture
+  // Browsers allow sound after a gesture: the first click anywhere unlocks it (on the sound button,
+  // that click only unlocks; the next one mutes).
+  function firstGesture(e) {
+    if (e.target.closest && e.target.closest("#sound")) return;
+    document.removeEventListener("pointerdown", firstGesture);
+    unlock();
+  }
+  document.addEventListener("pointerdown", firstGesture);
   soundBtn.addEventListener("click", () => {
-    if (root.dataset.sound === "locked") { unlock(); return; }
+    if (root.dataset.sound === "locked") { document.removeEventListener("pointerdown", firstGesture); unlock(); return; }
     muted = !muted;
     localStorage.setItem("examkiosk.muted", muted ? "1" : "0");
     soundState();
@@ -85,10 +92,11 @@
         <span class="badge" data-field="online">${badge}</span></div>
       ${window.helpBadge ? window.helpBadge(t.id) : ""}
       <div class="line"><b data-field="state">${esc(STATE_NAMES[t.state] || t.state || "—")}</b>
-        · 签 <b data-field="lot">${esc(t.lot ?? "—")}</b> · 题 <b data-field="question">${esc(t.question ?? "—")}</b>
-        · <b data-field="time_left">${mmss(t.time_left)}</b></div>
+        · 剩 <b data-field="time_left">${mmss(t.time_left)}</b></div>
+      <div class="line">签 <b data-field="lot">${esc(t.lot ?? "—")}</b> · 题 <b data-field="question">${esc(t.question ?? "—")}</b>
+        ${t.version ? `<span class="muted" title="软件 Software ${esc(t.version)} · 配置 Config ${esc(t.config || "—")}">v${esc(t.version)}</span>` : ""}</div>
       <div class="meter" title="麦克风 Mic"><span data-field="mic" style="width:${mic}%"></span></div>
-      <div class="line muted" data-field="health">待传 ${esc(t.backlog ?? "—")} · 盘 ${esc(t.disk_free_mb ?? "—")}MB · 时差 ${esc(t.clock_offset_ms ?? "—")}ms</div>
+      <div class="line muted" data-field="health" title="待传段 upload backlog · 剩余磁盘 disk free · 与服务器时差 clock offset">待传 ${esc(t.backlog ?? "—")} · 盘 ${esc(t.disk_free_mb ?? "—")}MB · 时差 ${esc(t.clock_offset_ms ?? "—")}ms</div>
       ${(t.flags || []).length ? `<div class="flags" data-field="flags">${t.flags.map((f) => `<span class="flag">${esc(FLAG_NAMES[f] || f)}</span>`).join(" ")}</div>` : ""}
       ${alerts.length ? `<div class="alerts" data-field="alerts">${alerts.map((a) => `<span class="alert-tag" data-alert="${a}">${ALERT_NAMES[a]}</span>`).join(" ")}</div>` : ""}
       ${CAN_REVOKE && !t.revoked ? `<form method="post" action="/staff/stations/${encodeURIComponent(t.id)}/revoke" class="revoke" onsubmit="return confirm('停用考位 ${esc(t.id)}？')">
