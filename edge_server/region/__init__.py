@@ -27,7 +27,7 @@ def overview():
     from edge_server import settings_of
     from flask import current_app
 
-    from edge_server.region import overview as ov
+    from edge_server.region import summary as ov
     from edge_server.staff.forms import LogoutForm
 
     centre = _centre_arg()
@@ -45,7 +45,7 @@ def overview():
 @bp.get("/attempts.csv")
 @_regional
 def attempts_csv():
-    from edge_server.region import overview as ov
+    from edge_server.region import summary as ov
     from edge_server.services.attempts import log_event
 
     centre = _centre_arg()
@@ -61,6 +61,6 @@ def attempts_csv():
 @bp.get("/api/attempts")
 @_regional
 def attempts():
-    from edge_server.region import overview as ov
+    from edge_server.region import summary as ov
 
     return jsonify(attempts=ov.attempt_rows(db.session, _centre_arg()))
