@@ -74,6 +74,18 @@ class RetentionSection(Section):
     sweep_seconds: float = Field(600.0, ge=1)
 
 
+class DashboardSection(Section):
+    # Each open live stream (GET /staff/api/stream) holds one gunicorn thread; it ends after this
+    # many seconds and the browser reconnects (EventSource), so threads are handed back regularly.
+    # With the unit's 2 workers x 4 threads, keep the number of open dashboards below ~6 or raise
+    # --threads (each thread mostly sleeps in Redis' select).
+    stream_seconds: float = Field(300.0, ge=2, le=3600)
+    # A comment line on an idle stream this often, so proxies and the browser see it is alive.
+    heartbeat_seconds: float = Field(15.0, ge=1, le=120)
+    # A station whose last status is older than this is shown offline even without its last will.
+    stale_seconds: float = Field(10.0, ge=2, le=600)
+
+
 class EdgeSettings(BaseSettings):
     """Settings of every edge program (web, daemon, worker)."""
 
@@ -103,6 +115,7 @@ class EdgeSettings(BaseSettings):
     storage: StorageSection = StorageSection()
     discovery: DiscoverySection = DiscoverySection()
     retention: RetentionSection = RetentionSection()
+    dashboard: DashboardSection = DashboardSection()
 
     @model_validator(mode="after")
     def _secret_needed(self) -> "EdgeSettings":
@@ -126,6 +139,10 @@ class EdgeSettings(BaseSettings):
     def tls_path(self) -> Path:
         """The edge's TLS key and certificate (one PEM, see ``edge_server.tls``)."""
         return self.data_dir / "edge_tls.pem"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.data_dir / "snapshots"
 
     @classmethod
     def settings_customise_sources(

@@ -27,7 +27,7 @@ import numpy as np
 
 from station import flow
 from station.chain import ChainEntry, StationKey
-from station.config import ConfigError, StationSettings, load_settings
+from station.config import ConfigError, StationSettings, config_digest, load_settings
 from station.devices import AudioSource, Camera, DeviceError, VideoFrame, level, open_audio, open_camera
 from station.flow import Event, FlowState, Screen
 from station.journal import Journal
@@ -96,6 +96,7 @@ class Agent:
         self._disk_alerted: str | None = None
         self._focus_changes: queue.Queue[tuple[float, bool]] = queue.Queue()
         self.active_flags: tuple[str, ...] = ()
+        self._config_digest = config_digest(settings)
         # Help chat and broadcasts (station/messages.py): beside the flow, not in it.
         self.messages = MessageBox(client=lambda: self.client, now=self.clock.now,
                                    mqtt_up=lambda: self.publisher is not None and self.publisher.connected)
@@ -480,8 +481,13 @@ class Agent:
 
     def _status_loop(self) -> None:
         ticks = 0
+        every = self.settings.monitor.snapshot_seconds
+        next_snapshot = time.monotonic()
         while not self._stop.wait(1.0):
             ticks += 1
+            if every and time.monotonic() >= next_snapshot:
+                next_snapshot = time.monotonic() + every
+                self._send_snapshot()
             status = self.status()
             mqtt_up = self.publisher is not None and self.publisher.connected
             if self.publisher is not None:
@@ -555,8 +561,20 @@ class Agent:
             question=state.question or None, time_left=None if left is None else round(left, 1),
             mic_level=round(self.devices.mic_level, 3), backlog=len(self.journal.pending()),
             disk_free_mb=int(usage.free / 1e6), clock_offset_ms=round(self.clock.offset * 1000, 1),
-            version=package_version(), ts=now, flags=self.active_flags,
+            version=package_version(), config=self._config_digest, ts=now, flags=self.active_flags,
         )
+
+    def _send_snapshot(self) -> None:
+        """The latest camera frame, small, for the proctors' dashboard (only while the camera delivers)."""
+        from station.snapshot import snapshot_jpeg
+
+        frame = self.devices.frame
+        if self.publisher is None or not self.publisher.connected or frame is None or not self.devices.camera_ok():
+            return
+        try:
+            self.publisher.publish_snapshot(snapshot_jpeg(frame.image))
+        except ValueError as exc:
+            logger.debug("no snapshot: %s", exc)
 
     def _report(self, kind: str, payload: dict[str, Any]) -> None:
         """Events go through the journal's outbox, so none is lost to a crash or a network cut."""

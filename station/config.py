@@ -84,6 +84,8 @@ class MonitorSection(Section):
     no_face_seconds: float = Field(5.0, gt=0)
     silence_seconds: float = Field(30.0, gt=0)
     reverify_seconds: float = Field(30.0, gt=0)
+    # Seconds between camera snapshots for the proctors' dashboard (MQTT, never recorded); 0: none.
+    snapshot_seconds: float = Field(5.0, ge=0, le=60)
 
 
 class KioskSection(Section):
@@ -140,6 +142,26 @@ class StationSettings(BaseSettings):
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
                                    file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
         return (env_settings, init_settings)
+
+
+# Keys whose values never enter the configuration digest (it is shown to staff).
+SECRET_KEYS = frozenset({"token", "password"})
+
+
+def config_digest(settings: StationSettings) -> str:
+    """A short SHA-256 of the configuration without its secrets: equal digests, equal settings."""
+    import hashlib
+    import json
+
+    def scrub(value):
+        if isinstance(value, dict):
+            return {k: ("" if k in SECRET_KEYS else scrub(v)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        return value
+
+    data = json.dumps(scrub(settings.model_dump(mode="json")), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(data.encode()).hexdigest()[:12]
 
 
 def config_path() -> Path:

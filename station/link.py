@@ -381,6 +381,7 @@ class StatusPublisher:
         self.status_topic = topics.status_topic(centre, station_id)
         self.event_topic = topics.event_topic(centre, station_id)
         self.cmd_topic = topics.cmd_topic(centre, station_id)
+        self.snapshot_topic = topics.snapshot_topic(centre, station_id)
         self.on_command = on_command
         self.keepalive = keepalive
         self.version = version if version is not None else package_version()
@@ -464,6 +465,10 @@ class StatusPublisher:
         with self._lock:
             self._last = status
         return self._client.publish(self.status_topic, status.to_json(), qos=1, retain=True)
+
+    def publish_snapshot(self, jpeg: bytes) -> Any:
+        """A camera snapshot for the dashboard: QoS 0, not retained (a lost one is replaced in seconds)."""
+        return self._client.publish(self.snapshot_topic, jpeg, qos=0, retain=False)
 
     def publish_event(self, kind: str, payload: dict[str, Any] | None = None, *, attempt: str | None = None) -> Any:
         """QoS 1 on the event topic, stamped with server time if a clock was given."""

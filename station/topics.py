@@ -5,6 +5,7 @@ Topics (``<centre>`` and ``<id>`` are single topic levels)::
     examkiosk/<centre>/station/<id>/status    retained StationStatus, last will = offline
     examkiosk/<centre>/station/<id>/event     StationEvent, QoS 1
     examkiosk/<centre>/station/<id>/cmd       commands down to one station, QoS 1
+    examkiosk/<centre>/station/<id>/snapshot  a small JPEG of the camera every few seconds, QoS 0, not retained
     examkiosk/<centre>/sitting/<id>/control   start / key release for a sitting
 
 Payloads are frozen dataclasses with ``to_json()`` / ``from_json()``. ``from_json`` ignores
@@ -19,7 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 PREFIX = "examkiosk"
-STATION_KINDS = ("status", "event", "cmd")
+STATION_KINDS = ("status", "event", "cmd", "snapshot")
 
 # One topic level: no separators, no wildcards, nothing MQTT or the ACL's %u would trip on.
 _LEVEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -48,6 +49,10 @@ def cmd_topic(centre: str, station: str) -> str:
     return _station_topic(centre, station, "cmd")
 
 
+def snapshot_topic(centre: str, station: str) -> str:
+    return _station_topic(centre, station, "snapshot")
+
+
 def sitting_control_topic(centre: str, sitting: str) -> str:
     return f"{PREFIX}/{check_level(centre, 'centre')}/sitting/{check_level(sitting, 'sitting id')}/control"
 
@@ -58,6 +63,10 @@ def status_wildcard(centre: str) -> str:
 
 def event_wildcard(centre: str) -> str:
     return f"{PREFIX}/{check_level(centre, 'centre')}/station/+/event"
+
+
+def snapshot_wildcard(centre: str) -> str:
+    return f"{PREFIX}/{check_level(centre, 'centre')}/station/+/snapshot"
 
 
 def centre_wildcard(centre: str) -> str:
@@ -124,6 +133,7 @@ _STATUS_TYPES: dict[str, tuple[str, bool]] = {
     "disk_free_mb": ("int", True),
     "clock_offset_ms": ("float", True),
     "version": ("str", False),
+    "config": ("str", False),
     "ts": ("float", False),
     "flags": ("strs", False),
 }
@@ -145,6 +155,8 @@ class StationStatus:
     disk_free_mb: int | None = None
     clock_offset_ms: float | None = None
     version: str = ""
+    # Digest of the station's configuration (station.config.config_digest), to see which stations differ.
+    config: str = ""
     ts: float = 0.0
     # Monitoring flags active now (no_face, several_faces, face_mismatch, …).
     flags: tuple[str, ...] = ()

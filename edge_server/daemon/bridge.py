@@ -1,9 +1,11 @@
 """MQTT bridge: station status and events from Mosquitto into the edge database.
 
-Subscribes as the edge user to ``examkiosk/<centre>/station/+/status`` and ``.../event``.
-A status message updates the station row (``services.stations.record_status``); an event is
-logged with ``source="mqtt"``. Each message is its own transaction; a bad message is logged
-and skipped. Messages are handled on paho's network thread, one at a time.
+Subscribes as the edge user to ``examkiosk/<centre>/station/+/status``, ``.../event`` and
+``.../snapshot``. A status message updates the station row (``services.stations.record_status``)
+and is passed on to the live dashboards (``services.live``, Redis pub/sub); an event is logged
+with ``source="mqtt"``; a snapshot (a small JPEG) replaces the station's latest one on disk
+(``services.snapshots``) and the dashboards are told. Each message is its own transaction; a bad
+message is logged and skipped. Messages are handled on paho's network thread, one at a time.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import collections
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flask import Flask
@@ -20,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from edge_server.config import EdgeSettings
 from edge_server.models import Attempt, Station
 from edge_server.services import attempts as attempt_service
+from edge_server.services import live, snapshots
 from edge_server.services import stations as station_service
 from station import topics
 from station.topics import StationEvent, StationStatus
@@ -66,6 +69,7 @@ class MqttBridge:
         self._was_connected = False
         self._stopping = False
         self._subscribed = threading.Event()
+        self.live = live.LivePublisher(settings.redis_url, self.centre)
 
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"examkiosk-edge-{self.centre}",
                              protocol=mqtt.MQTTv5)
@@ -90,6 +94,7 @@ class MqttBridge:
         self._stopping = True
         self.client.disconnect()
         self.client.loop_stop()
+        self.live.close()
 
     @property
     def connected(self) -> bool:
@@ -107,7 +112,8 @@ class MqttBridge:
             return
         logger.info("MQTT %s to %s:%d", "reconnected" if self._was_connected else "connected", mqtt.host, mqtt.port)
         self._was_connected = True
-        client.subscribe([(topics.status_wildcard(self.centre), 1), (topics.event_wildcard(self.centre), 1)])
+        client.subscribe([(topics.status_wildcard(self.centre), 1), (topics.event_wildcard(self.centre), 1),
+                          (topics.snapshot_wildcard(self.centre), 0)])
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reason_codes: list[Any], properties: Any) -> None:
         failed = [str(rc) for rc in reason_codes if rc.is_failure]
@@ -145,6 +151,8 @@ class MqttBridge:
                 ok = self._status(station_id, StationStatus.from_json(payload), retained)
             elif kind == "event":
                 ok = self._event(station_id, StationEvent.from_json(payload))
+            elif kind == "snapshot":
+                ok = self._snapshot(station_id, payload if isinstance(payload, bytes) else payload.encode())
             else:
                 ok = False
         except ValueError as exc:
@@ -169,11 +177,16 @@ class MqttBridge:
                     self._warn_unknown(station_id)
                     return False
                 db.session.commit()
+                tile = live.station_tile(
+                    db.session.get(Station, station_id), now,
+                    stale_after=timedelta(seconds=self.settings.dashboard.stale_seconds),
+                    snapshot_at=snapshots.taken_at(self.settings.snapshots_dir, station_id))
             except SQLAlchemyError:
                 db.session.rollback()
                 raise
             finally:
                 db.session.remove()
+        self.live.tile(tile)
         logger.debug("status of %s: online=%s state=%s", station_id, status.online, status.state)
         return True
 
@@ -200,6 +213,22 @@ class MqttBridge:
             finally:
                 db.session.remove()
         self.events.append(BridgedEvent(station=station_id, kind=event.kind, attempt=event.attempt, ts=event.ts))
+        return True
+
+    def _snapshot(self, station_id: str, data: bytes) -> bool:
+        snapshots.check_jpeg(data)  # ValueError: skipped as a bad message
+        from edge_server.extensions import db
+
+        with self.app.app_context():
+            try:
+                station = db.session.get(Station, station_id)
+                usable = station is not None and station.revoked_at is None
+            finally:
+                db.session.remove()
+        if not usable:
+            self._warn_unknown(station_id)
+            return False
+        self.live.snapshot(station_id, snapshots.store(self.settings.snapshots_dir, station_id, data))
         return True
 
     def _warn_unknown(self, station_id: str) -> None:

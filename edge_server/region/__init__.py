@@ -1,17 +1,66 @@
-"""Regional view under /region: which attempts reached central storage (deepened later)."""
-from flask import Blueprint, jsonify
-from flask_login import login_required
-from sqlalchemy import select
+"""Regional view under /region (F31): across centres, which attempts reached the edge complete and
+central storage; a CSV export. Regional admins only, and read-only: no station or centre actions."""
+from datetime import datetime, timedelta, timezone
+
+from flask import Blueprint, Response, jsonify, render_template, request
+from flask_login import current_user
 
 from edge_server.extensions import db
-from edge_server.models import Attempt
+from edge_server.models import StaffRole
 
-bp = Blueprint("region", __name__, url_prefix="/region")
+bp = Blueprint("region", __name__, url_prefix="/region", template_folder="../templates")
+
+
+def _regional(view):
+    from edge_server.staff.routes import roles_required
+
+    return roles_required(StaffRole.REGIONAL_ADMIN)(view)
+
+
+def _centre_arg() -> str | None:
+    return (request.args.get("centre") or "").strip() or None
+
+
+@bp.get("/")
+@_regional
+def overview():
+    from edge_server import settings_of
+    from flask import current_app
+
+    from edge_server.region import summary as ov
+    from edge_server.staff.forms import LogoutForm
+
+    centre = _centre_arg()
+    names = ov.centre_names(db.session)
+    stale = timedelta(seconds=settings_of(current_app).dashboard.stale_seconds)
+    all_rows = ov.attempt_rows(db.session)
+    totals = ov.centre_totals(all_rows, names, ov.station_counts(db.session, datetime.now(timezone.utc), stale))
+    rows = [r for r in all_rows if centre is None or r["centre"] == centre]
+    unknown = centre is not None and centre not in names and not rows
+    body = render_template("region/overview.html", totals=totals, rows=rows, centre=centre, names=names,
+                           unknown=unknown, logout_form=LogoutForm())
+    return body, 404 if unknown else 200, {"Cache-Control": "no-store"}
+
+
+@bp.get("/attempts.csv")
+@_regional
+def attempts_csv():
+    from edge_server.region import summary as ov
+    from edge_server.services.attempts import log_event
+
+    centre = _centre_arg()
+    rows = ov.attempt_rows(db.session, centre)
+    log_event(db.session, kind="region_export", station_id=None, source="staff",
+              payload={"by": current_user.username, "centre": centre, "rows": len(rows)})
+    db.session.commit()
+    name = f"attempts-{centre or 'all'}-{datetime.now(timezone.utc):%Y%m%d-%H%M}.csv"
+    return Response("\ufeff" + ov.csv_text(rows), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
 
 
 @bp.get("/api/attempts")
-@login_required
+@_regional
 def attempts():
-    rows = db.session.scalars(select(Attempt).order_by(Attempt.created_at)).all()
-    return jsonify(attempts=[{"id": a.id, "sitting": a.sitting_id, "lot": a.lot, "sync": str(a.sync_status),
-                              "synced_at": a.synced_at.isoformat() if a.synced_at else None} for a in rows])
+    from edge_server.region import summary as ov
+
+    return jsonify(attempts=ov.attempt_rows(db.session, _centre_arg()))

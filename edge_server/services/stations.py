@@ -66,3 +66,36 @@ def register_key(session: Session, station: Station, public_key_b64: str) -> Non
         station.public_key = public_key_b64
     elif station.public_key != public_key_b64:
         raise Conflict("this station already registered another signing key", code="key_mismatch")
+
+
+MAX_NAME = 200
+MAX_SEAT = 32
+
+
+def update_details(session: Session, station: Station, *, name: str, seat: str, by: str) -> dict[str, Any]:
+    """Rename and/or re-seat a station, audited; returns ``{field: [before, after]}`` of what changed.
+
+    The name is what staff see (the id never changes); a seat is held by one station of a centre.
+    """
+    name, seat = (name or "").strip(), (seat or "").strip()
+    if not name:
+        raise EdgeError("考位名称不能为空 · The station needs a name", code="bad_name")
+    if len(name) > MAX_NAME:
+        raise EdgeError(f"名称最多 {MAX_NAME} 字 · At most {MAX_NAME} characters in a name", code="bad_name")
+    if len(seat) > MAX_SEAT:
+        raise EdgeError(f"座位最多 {MAX_SEAT} 字 · At most {MAX_SEAT} characters in a seat", code="bad_seat")
+    if seat:
+        taken = session.scalar(select(Station.id).where(Station.centre_id == station.centre_id, Station.seat == seat,
+                                                        Station.id != station.id))
+        if taken is not None:
+            raise Conflict(f"座位 {seat} 已分配给考位 {taken} · Seat {seat} is already station {taken}'s",
+                           code="seat_taken")
+    changes = {k: [old, new] for k, old, new in (("name", station.name, name), ("seat", station.seat, seat))
+               if old != new}
+    if changes:
+        station.name, station.seat = name, seat
+        from edge_server.services import audit
+
+        audit.append(session, kind="station_details_changed", station_id=station.id, attempt_id=None,
+                     source="staff", payload={"by": by, "changes": changes})
+    return changes

@@ -29,7 +29,7 @@ def _qr_data_uri(text: str) -> str:
     return segno.make_qr(text, error="m").png_data_uri(scale=6, border=4)
 
 
-def _render(*, issued: tuple | None = None, status: int = 200):
+def _render(*, issued: tuple | None = None, details_error: tuple | None = None, status: int = 200):
     now = datetime.now(timezone.utc)
     centre = _centre()
     stations = db.session.scalars(select(Station).where(Station.centre_id == centre).order_by(Station.id)).all()
@@ -43,7 +43,7 @@ def _render(*, issued: tuple | None = None, status: int = 200):
         "staff/stations.html", form=EnrolmentCodeForm(), logout_form=LogoutForm(), issued=issued,
         stations=[(s, station_tile(s, now), enrolled.get(s.id)) for s in stations],
         codes=[(c, codes.code_state(c, now), creators.get(c.created_by, "")) for c in recent],
-        ttl_minutes=int(codes.CODE_TTL.total_seconds() // 60),
+        ttl_minutes=int(codes.CODE_TTL.total_seconds() // 60), details_error=details_error,
     )
     return body, status, {"Cache-Control": "no-store"}
 

@@ -22,9 +22,6 @@ from edge_server.services import staff as staff_service
 from edge_server.staff import bp
 from edge_server.staff.forms import CentreSettingsForm, FallbackCodeForm, LoginForm, LogoutForm, ReviewForm
 
-# A station whose last status is older than this is shown offline even without its last will.
-STALE_AFTER = timedelta(seconds=10)
-
 
 @login_manager.user_loader
 def load_user(user_id: str) -> StaffUser | None:
@@ -92,25 +89,10 @@ def dashboard():
 
 
 def station_tile(station: Station, now: datetime) -> dict:
-    status = station.last_status or {}
-    fresh = station.last_seen_at is not None and now - station.last_seen_at < STALE_AFTER
-    return {
-        "id": station.id,
-        "name": station.name,
-        "seat": station.seat,
-        "revoked": station.revoked_at is not None,
-        "online": bool(station.online and fresh),
-        "state": status.get("state"),
-        "lot": status.get("lot"),
-        "question": status.get("question"),
-        "time_left": status.get("time_left"),
-        "mic_level": status.get("mic_level"),
-        "backlog": status.get("backlog"),
-        "disk_free_mb": status.get("disk_free_mb"),
-        "clock_offset_ms": status.get("clock_offset_ms"),
-        "flags": status.get("flags") or [],
-        "last_seen": station.last_seen_at.isoformat() if station.last_seen_at else None,
-    }
+    from edge_server.services import live, snapshots
+
+    return live.station_tile(station, now, stale_after=timedelta(seconds=_settings().dashboard.stale_seconds),
+                             snapshot_at=snapshots.taken_at(_settings().snapshots_dir, station.id))
 
 
 @bp.get("/api/stations")
@@ -335,6 +317,8 @@ def revoke_station(station_id: str):
     from edge_server.staff.provisioning import after_revoke
 
     after_revoke(station, current_user.username)  # its MQTT login goes too (removed, broker reloaded)
+    db.session.commit()
+    publish_tile(station)  # open dashboards show it revoked at once
     flash(f"考位 {station.id} 已停用 · Station revoked", "info")
     return redirect(url_for("staff.dashboard"))
 
@@ -363,6 +347,18 @@ def decide_review(review_id: int):
         return jsonify(id=review.id, status=str(review.status))
     flash(f"已处理 · Review {review.id}: {review.status}", "info")
     return redirect(url_for("staff.dashboard"))
+
+
+def publish_tile(station: Station) -> None:
+    """Tell the open live dashboards about a station a staff action changed."""
+    from edge_server.services.live import LivePublisher
+
+    settings = _settings()
+    publisher = LivePublisher(settings.redis_url, station.centre_id)
+    try:
+        publisher.tile(station_tile(station, datetime.now(timezone.utc)))
+    finally:
+        publisher.close()
 
 
 def _settings():

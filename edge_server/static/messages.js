@@ -23,6 +23,8 @@
     ? `<div class="help-alert" data-help-alert="${esc(stationId)}">求助 Help!</div>`
     : (openStations.has(stationId) ? `<div class="help-open" data-help-open="${esc(stationId)}">求助处理中 Help open</div>` : "");
 
+  window.helpWaiting = (stationId) => waitingStations.has(stationId);
+
   function markTiles() {
     document.querySelectorAll("[data-station]").forEach((tile) => {
       tile.classList.toggle("help-waiting", waitingStations.has(tile.dataset.station));
@@ -30,6 +32,7 @@
   }
 
   function beep() {
+    if (window.liveAlerts) { root.dataset.beep = window.liveAlerts.beep(); return; }  // the dashboard's sound and mute
     const Ctx = window.AudioContext || window.webkitAudioContext;
     if (!Ctx) { root.dataset.beep = "unsupported"; return; }
     try {

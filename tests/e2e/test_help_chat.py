@@ -53,6 +53,10 @@ def test_help_reply_and_broadcast_between_kiosk_and_dashboard(centre, chromium):
     staff.click("input[type=submit]")
     staff.wait_for_selector("[data-station=st-01][data-online=true]", timeout=20_000)
     assert staff.query_selector("[data-help-alert]") is None
+    # The live room runs on the event stream (gunicorn, Redis) and shows the running agent's camera snapshot.
+    staff.wait_for_selector("#live[data-link=live]")
+    staff.wait_for_function("""() => { const i = document.querySelector('[data-station=st-01] img[data-snapshot]');
+                                       return i && !i.hidden && i.complete && i.naturalWidth === 320; }""", timeout=20_000)
 
     # The candidate identifies, then asks for help with a quick reason (and a few words).
     kiosk.goto(demo.kiosk_url("st-01"))
