@@ -11,6 +11,7 @@ from sqlalchemy import select
 from edge_server.jobs.context import app_context
 from edge_server.models import Attempt, FaceTry, Review, Segment, SegmentStatus, Station, SyncStatus
 from edge_server.services import frames
+from edge_server.services.attempts import COMPLETED_END_REASONS
 from edge_server.storage import open_storage, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ def attempt_prefix(attempt: Attempt) -> str:
 
 
 def build_manifest(attempt: Attempt, objects: list[dict], station_key: str | None = None) -> dict:
-    early = attempt.end_reason not in ("", "time_up", "ended_by_candidate")
+    early = attempt.end_reason not in COMPLETED_END_REASONS
     return {
         "format": "examkiosk-manifest/1",
         "centre": attempt.sitting.centre_id,

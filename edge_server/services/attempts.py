@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from edge_server.errors import Closed, Conflict, NotFound
 from edge_server.models import (Attempt, Candidate, Event, FaceTry, Review, ReviewStatus, Segment,
-                                SegmentStatus, Sitting, Station, utcnow)
+                                SegmentStatus, Sitting, SittingKind, Station, utcnow)
 
 MAX_FACE_TRIES = 3
 
@@ -52,6 +52,9 @@ def open_attempt(session: Session, station: Station, ticket_no: str, now: dateti
     if attempt is None:
         if now >= sitting.entry_closes_at:
             raise Closed("entry to this sitting has closed", code="entry_closed")
+        if sitting.mock_required and sitting.kind == SittingKind.FORMAL and not completed_mock(session, candidate):
+            raise Closed("须先完成模拟测试，请联系监考老师 · A completed mock test is required first: "
+                         "please ask the proctor", code="mock_required")
         attempt = Attempt(sitting_id=sitting.id, candidate_id=candidate.id, station_id=station.id)
         session.add(attempt)
         try:
@@ -66,6 +69,23 @@ def open_attempt(session: Session, station: Station, ticket_no: str, now: dateti
         raise Closed("this candidate has already finished the sitting", code="attempt_finished")
     attempt.station_id = station.id
     return attempt
+
+
+# How a mock attempt may have ended and still count as completed (station/flow.py end reasons).
+COMPLETED_END_REASONS = ("", "time_up", "ended_by_candidate")
+
+
+def completed_mock(session: Session, candidate: Candidate) -> bool:
+    """Whether the same person (same ID number, same centre) finished a mock sitting."""
+    mock = Candidate.__table__.alias("mock_candidate")
+    return session.scalar(
+        select(func.count()).select_from(Attempt)
+        .join(mock, mock.c.id == Attempt.candidate_id)
+        .join(Sitting, Sitting.id == Attempt.sitting_id)
+        .where(mock.c.centre_id == candidate.centre_id, mock.c.id_number == candidate.id_number,
+               Sitting.kind == SittingKind.MOCK, Attempt.finished_at.is_not(None),
+               Attempt.end_reason.in_(COMPLETED_END_REASONS))
+    ) > 0
 
 
 def face_tries(session: Session, attempt: Attempt) -> int:

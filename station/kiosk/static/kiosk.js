@@ -26,7 +26,7 @@ const T = {
     min: "分", sec: "秒",
     notices: {
       ticket_invalid: "准考证号格式不正确", candidate_unknown: "未找到该准考证号，请核对后重新输入",
-      entry_closed: "已超过入场截止时间", attempt_finished: "该考生已完成本场考试", wrong_station: "这不是您的考位，请举手，监考老师会带您到指定考位", edge_unreachable: "无法连接考点服务器，请举手示意监考老师",
+      entry_closed: "已超过入场截止时间", attempt_finished: "该考生已完成本场考试", wrong_station: "这不是您的考位，请举手，监考老师会带您到指定考位", mock_required: "本场考试须先完成模拟测试，请举手示意监考老师", edge_unreachable: "无法连接考点服务器，请举手示意监考老师",
       face_no_match: "人脸比对未通过，请调整姿势和光线后重试", no_face: "未检测到人脸，请正对摄像头", several_faces: "画面中有多张人脸，请确保只有考生本人",
       no_enrolment: "没有登记照片，请联系监考老师", face_failed_review: "已提交人工审核", review_rejected: "人工审核未通过，请联系监考老师",
       liveness_failed: "活体检测未通过：请按提示缓慢转头，不要使用照片或屏幕", code_invalid: "验证码不正确", code_expired: "验证码已过期，请联系监考老师",
@@ -62,7 +62,7 @@ const T = {
     min: "min", sec: "s",
     notices: {
       ticket_invalid: "That is not a valid ticket number", candidate_unknown: "No candidate with this ticket number",
-      entry_closed: "Entry has closed", attempt_finished: "This candidate has finished", wrong_station: "This is not your station; raise your hand and a proctor will take you to your seat", edge_unreachable: "Cannot reach the centre server; raise your hand",
+      entry_closed: "Entry has closed", attempt_finished: "This candidate has finished", wrong_station: "This is not your station; raise your hand and a proctor will take you to your seat", mock_required: "This sitting requires a completed mock test first; raise your hand", edge_unreachable: "Cannot reach the centre server; raise your hand",
       face_no_match: "Face did not match; adjust and try again", no_face: "No face found; face the camera", several_faces: "More than one face in view",
       no_enrolment: "No enrolled photo; see a proctor", face_failed_review: "Sent for manual review", review_rejected: "Review rejected; see a proctor",
       liveness_failed: "Liveness check failed: turn your head slowly as asked; no photos or screens", code_invalid: "Wrong code", code_expired: "The code has expired; see a proctor",

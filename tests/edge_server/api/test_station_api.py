@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import select
 
 from edge_server.extensions import db
-from edge_server.models import Attempt, Review, ReviewStatus, Station
+from edge_server.models import Attempt, Candidate, Review, ReviewStatus, Sitting, SittingKind, Station
 from edge_server.services import attempts as attempt_service
 from edge_server.services.stations import revoke
-from tests.edge_server.helpers import make_candidate, make_sitting, make_station, utcnow
+from tests.edge_server.helpers import make_attempt, make_candidate, make_sitting, make_station, utcnow
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -122,6 +122,28 @@ def test_opening_an_attempt_twice_returns_the_same_attempt(app, client, world):
     assert other["id"] != first["id"]
     with app.app_context():
         assert len(db.session.scalars(select(Attempt)).all()) == 2
+
+
+def test_a_formal_sitting_that_requires_a_mock_admits_only_who_finished_one(app, client, world):
+    with app.app_context():
+        db.session.get(Sitting, world.sitting).mock_required = True
+        mock = make_sitting(db.session, "c1", "c1-mock", starts_in=-7200, kind=SittingKind.MOCK)
+        # The first candidate (same ID number, another ticket) finished the mock; an early end does not count.
+        done = make_attempt(db.session, make_candidate(db.session, mock, ticket_no="20230001",
+                                                       id_number="510902198909082879"))
+        done.finished_at, done.end_reason = utcnow(), "time_up"
+        cut = make_attempt(db.session, make_candidate(db.session, mock, ticket_no="20230002",
+                                                      id_number="11010519491231002X"))
+        cut.finished_at, cut.end_reason = utcnow(), "interruptions_exceeded"
+        second = db.session.scalar(select(Candidate).where(Candidate.ticket_no == world.tickets[1]))
+        second.id_number = "11010519491231002X"  # the one whose mock ended early
+        db.session.commit()
+    open_attempt(client, world)  # finished the mock: admitted
+    resp = client.post("/api/v1/attempts", json={"ticket_no": world.tickets[1]}, headers=world.headers)
+    assert resp.status_code == 403 and resp.get_json()["code"] == "mock_required"
+    assert "mock test is required" in resp.get_json()["error"]
+    with app.app_context():
+        assert len(db.session.scalars(select(Attempt).where(Attempt.sitting_id == world.sitting)).all()) == 1
 
 
 def test_attempt_of_another_centre_is_unknown(client, world):
