@@ -19,6 +19,7 @@ from station import flow
 from station.devices import list_cameras, list_microphones
 from station.face_quality import GUIDANCE_EN, GUIDANCE_ZH
 from station.kiosk.content import READING
+from station.kiosk.paper_view import NotServed, question_view, served_image
 from station.flow import Screen
 
 if TYPE_CHECKING:
@@ -116,6 +117,19 @@ def create_kiosk_app(agent: "Agent") -> Flask:
             return Response(status=500)
         return Response(jpeg.tobytes(), mimetype="image/jpeg", headers={"Cache-Control": "no-store"})
 
+    @app.get("/paper/q/<int:position>/image/<int:index>")
+    def paper_image(position: int, index: int):
+        """A question's image, from the paper in memory: only while answering, only for the
+        current or an answered question; never cached by the browser (no copy on disk)."""
+        state = agent.state
+        try:
+            media_type, data = served_image(agent.paper, state.screen == Screen.ANSWERING, state.question,
+                                            state.answered, position, index)
+        except NotServed as exc:
+            return jsonify(error=exc.reason, code="image_not_served"), exc.status
+        return Response(data, mimetype=media_type, headers={"Cache-Control": "no-store",
+                                                              "X-Content-Type-Options": "nosniff"})
+
     @app.get("/voice/<cue>.wav")
     def voice(cue: str):
         from flask import abort, send_from_directory
@@ -191,10 +205,8 @@ def view(agent: "Agent") -> dict[str, Any]:
     if state.screen in flow.READING_ORDER:
         data["reading"] = READING[str(state.screen)]
     if state.screen == Screen.ANSWERING and agent.paper and state.question:
-        questions = agent.paper.get("questions", [])
-        current = next((q for q in questions if q["position"] == state.question), None)
-        data["paper"] = {"title": agent.paper.get("title"), "instructions": agent.paper.get("instructions"),
-                         "text": current["text"] if current else None}
+        # The question's pages as text and its images as URLs this server answers from memory.
+        data["paper"] = question_view(agent.paper, state.question)
     if state.attempt_id and state.screen in (Screen.UPLOADING, Screen.DONE, Screen.ANSWERING, Screen.WAITING):
         done, total, verified, count = agent.journal.progress(state.attempt_id)
         data["upload"] = {"bytes_done": done, "bytes_total": total, "verified": verified, "segments": count}

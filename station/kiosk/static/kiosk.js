@@ -19,6 +19,8 @@ const T = {
     wait_title: "请静待考试自动开始！", starts_at: "开考时间", remaining: "距离开考剩余",
     q: "第", q2: "题", left: "剩余时间", refresh_q: "刷新题目", next_q: "下一题", end_exam: "结束考试",
     end_confirm: "确定要结束考试吗？结束后不能再作答。", paper_loading: "题目加载中…",
+    slip: "考生题签", guide: "面试指导语", page_prev: "上一页", page_next: "下一页", page_of: (p, n) => `第 ${p} 页 / 共 ${n} 页`,
+    figure: "图", zoom_hint: "点击图片可放大，再次点击关闭", image_failed: "图片加载失败，请点击“刷新题目”或举手示意",
     resume_title: "考试录制中断", resume_hint: "系统已恢复。点击“继续录制”回到答题页面，已答题目不会丢失，考试时间不做延长。", resume: "继续录制",
     up_title: "正在上传录像", up_hint: "请勿离开座位，等待提示“上传成功”。", up_ok: "上传成功", up_done_hint: "录像已全部上传并校验完成，可以离开座位。",
     next_candidate: "下一位考生", closed_title: "无法进入考试", closed_hint: "已超过入场截止时间，不能进入答题页面。请联系监考老师。",
@@ -55,6 +57,8 @@ const T = {
     wait_title: "The exam starts automatically", starts_at: "Start", remaining: "Starts in",
     q: "Question", q2: "", left: "Time left", refresh_q: "Refresh question", next_q: "Next question", end_exam: "End exam",
     end_confirm: "End the exam now? You cannot answer afterwards.", paper_loading: "Loading the question…",
+    slip: "Question slip", guide: "Instructions", page_prev: "Previous page", page_next: "Next page", page_of: (p, n) => `Page ${p} of ${n}`,
+    figure: "Figure", zoom_hint: "Tap a picture to enlarge it, tap again to close", image_failed: "The picture did not load; press Refresh question or raise your hand",
     resume_title: "Recording interrupted", resume_hint: "The station is back. Press Continue: answered questions are kept, time is not extended.", resume: "Continue",
     up_title: "Uploading the recording", up_hint: "Please stay until it says upload successful.", up_ok: "Upload successful", up_done_hint: "Every part of the recording has been uploaded and verified.",
     next_candidate: "Next candidate", closed_title: "Entry closed", closed_hint: "The entry cutoff has passed. Please see a proctor.",
@@ -81,6 +85,10 @@ let current = null;      // last state from the agent
 let rendered = null;     // screen + lang last rendered
 let ticket = "";         // what the keypad typed (ticket number, or a one-time code)
 let lastCue = 0;         // when the last voice prompt was played (agent time)
+let paperShown = "";     // the question (and refresh) whose pages and pictures are on screen
+let paperPage = 0;       // the page of the current question the candidate is reading (0-based)
+let paperPosition = 0;   // the question that page belongs to
+let paperLoads = 0;      // bumped by 刷新题目: the pictures are fetched again
 const speaker = new Audio();
 const $ = (sel, root = document) => root.querySelector(sel);
 const t = (key) => T[lang][key] ?? key;
@@ -169,8 +177,15 @@ const SCREENS = {
       <p>${t("remaining")}</p><p class="countdown" data-live="countdown">${mmss(s.time_left)}</p>${meter()}</div></div>`,
   answering: (s) => `
     <div class="exam">
-      <section class="paper"><h2>${t("q")} <span data-live="question">${s.question}</span> ${t("q2")} / ${s.sitting.questions}</h2>
+      <section class="paper" id="paper"><p class="slip">${t("slip")} · <b data-live="paper-title"></b></p>
+        <div class="guide" data-live="paper-guide" hidden><b>${t("guide")}：</b><span></span></div>
+        <h2>${t("q")} <span data-live="question">${s.question}</span> ${t("q2")} / ${s.sitting.questions}</h2>
         <div class="question" data-live="question-text">${t("paper_loading")}</div>
+        <div class="pager" data-live="pager" hidden>
+          <button type="button" data-action="page_prev">${t("page_prev")}</button>
+          <b data-live="page-no"></b>
+          <button type="button" data-action="page_next">${t("page_next")}</button></div>
+        <div class="figures" data-live="figures"></div>
         <button type="button" data-action="refresh_question">${t("refresh_q")}</button></section>
       <aside>${preview()}${meter()}
         <p>${t("left")}</p><p class="countdown" data-live="countdown">${mmss(s.time_left)}</p>
@@ -204,6 +219,7 @@ function render(s) {
     if (!rendered || rendered.split("|")[0] !== s.screen) ticket = "";
     rendered = key;
     $("#screen").innerHTML = (SCREENS[s.screen] || (() => `<h1>${esc(s.screen)}</h1>`))(s);
+    paperShown = "";  // a fresh screen: its paper part is filled in again
     afterRender(s);
   }
   update(s);
@@ -272,9 +288,7 @@ function update(s) {
   const camOk = $("[data-live=camera-ok]"); if (camOk) { camOk.textContent = s.camera_ok ? "✓ " + t("works") : "✗ " + t("notworks"); camOk.className = s.camera_ok ? "ok" : "down"; }
   const micOk = $("[data-live=mic-ok]"); if (micOk) { micOk.textContent = s.mic_ok ? "✓ " + t("works") : "✗ " + t("notworks"); micOk.className = s.mic_ok ? "ok" : "down"; }
   const q = $("[data-live=question]"); if (q) q.textContent = s.question;
-  const qt = $("[data-live=question-text]");
-  if (qt) qt.textContent = s.paper && s.paper.text ? s.paper.text : t("paper_loading");
-  if (qt) qt.dataset.loaded = s.paper && s.paper.text ? "yes" : "no";
+  showPaper(s);
   if (s.upload) {
     const pct = s.upload.bytes_total ? Math.floor((100 * s.upload.bytes_done) / s.upload.bytes_total) : 0;
     const bar = $("[data-live=progress]"); if (bar) bar.style.width = `${pct}%`;
@@ -282,6 +296,55 @@ function update(s) {
     if (txt) txt.textContent = `${(s.upload.bytes_done / 1e6).toFixed(1)} / ${(s.upload.bytes_total / 1e6).toFixed(1)} MB · ${s.upload.verified}/${s.upload.segments} · ${pct}%`;
   }
 }
+
+// The answering screen's paper: the question's pages one at a time (with paging) and its pictures,
+// which the kiosk's server answers from the paper in memory (station/kiosk/paper_view.py).
+function showPaper(s) {
+  const qt = $("[data-live=question-text]");
+  if (!qt) return;
+  const paper = s.paper && s.paper.text ? s.paper : null;
+  const key = paper ? `${paper.position}|${paper.pages.length}|${paper.images.length}|${paperLoads}|${lang}` : "";
+  if (key !== paperShown) {
+    const position = paper ? paper.position : 0;
+    if (position !== paperPosition) { paperPage = 0; paperPosition = position; }
+    paperShown = key;
+    const title = $("[data-live=paper-title]"); if (title) title.textContent = paper ? paper.title || "" : "";
+    const guide = $("[data-live=paper-guide]");
+    if (guide) { guide.hidden = !(paper && paper.instructions); $("span", guide).textContent = paper ? paper.instructions || "" : ""; }
+    const figures = $("[data-live=figures]");
+    figures.innerHTML = paper && paper.images.length ? `${paper.images.map((img, i) => `
+      <figure><img src="${esc(img.url)}?v=${paperLoads}" alt="${esc(t("figure"))} ${i + 1}" data-image="${i + 1}" draggable="false">
+        <figcaption>${t("figure")} ${i + 1}</figcaption></figure>`).join("")}<p class="hint">${t("zoom_hint")}</p>` : "";
+    figures.querySelectorAll("img").forEach((img) => {
+      img.addEventListener("load", () => { img.dataset.loaded = "yes"; });
+      img.addEventListener("error", () => { img.dataset.loaded = "failed"; img.closest("figure").querySelector("figcaption").textContent = t("image_failed"); });
+    });
+  }
+  const pages = paper ? paper.pages : [];
+  paperPage = Math.min(paperPage, Math.max(0, pages.length - 1));
+  qt.textContent = paper ? pages[paperPage] : t("paper_loading");
+  qt.dataset.loaded = paper ? "yes" : "no";
+  qt.dataset.page = String(paperPage + 1);
+  const pager = $("[data-live=pager]");
+  pager.hidden = pages.length <= 1;
+  $("[data-live=page-no]").textContent = pages.length ? t("page_of")(paperPage + 1, pages.length) : "";
+  $("[data-action=page_prev]").disabled = paperPage <= 0;
+  $("[data-action=page_next]").disabled = paperPage >= pages.length - 1;
+}
+
+function zoom(img) {
+  const overlay = document.createElement("div");
+  overlay.className = "zoom";
+  overlay.dataset.live = "zoom";
+  overlay.innerHTML = `<img src="${esc(img.src)}" alt="${esc(img.alt)}" draggable="false">`;
+  overlay.addEventListener("click", () => overlay.remove());
+  document.body.appendChild(overlay);
+}
+
+// Question content may not be copied, saved or dragged out (candidates may not copy the paper).
+["copy", "cut", "contextmenu", "dragstart", "selectstart"].forEach((name) => document.addEventListener(name, (ev) => {
+  if (ev.target.closest && ev.target.closest("#paper, .zoom")) ev.preventDefault();
+}));
 
 function refreshPreview() {
   document.querySelectorAll("[data-live=preview]").forEach((img) => {
@@ -300,6 +363,8 @@ async function poll() {
 }
 
 document.addEventListener("click", (ev) => {
+  const figure = ev.target.closest("[data-live=figures] img");
+  if (figure) { zoom(figure); return; }
   const key = ev.target.closest("[data-key]");
   if (key) {
     const k = key.dataset.key;
@@ -311,6 +376,12 @@ document.addEventListener("click", (ev) => {
   if (!btn || btn.disabled) return;
   const action = btn.dataset.action;
   if (window.KioskHelp && KioskHelp.handles(action)) return;  // help.js handles its own
+  if (action === "page_prev" || action === "page_next") {
+    paperPage += action === "page_next" ? 1 : -1;
+    if (current) showPaper(current);
+    return;
+  }
+  if (action === "refresh_question") paperLoads += 1;  // and fetch the pictures again
   if (action === "lang") {
     lang = lang === "zh" ? "en" : "zh";
     localStorage.setItem("kiosk-lang", lang);
