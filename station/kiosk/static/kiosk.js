@@ -20,7 +20,7 @@ const T = {
     q: "第", q2: "题", left: "剩余时间", refresh_q: "刷新题目", next_q: "下一题", end_exam: "结束考试",
     end_confirm: "确定要结束考试吗？结束后不能再作答。", paper_loading: "题目加载中…",
     slip: "考生题签", guide: "面试指导语", page_prev: "上一页", page_next: "下一页", page_of: (p, n) => `第 ${p} 页 / 共 ${n} 页`,
-    figure: "图", zoom_hint: "点击图片可放大，再次点击关闭", image_failed: "图片加载失败，请点击“刷新题目”或举手示意",
+    figure: "图", zoom_hint: "点击放大", image_failed: "图片加载失败，请点击“刷新题目”或举手示意",
     resume_title: "考试录制中断", resume_hint: "系统已恢复。点击“继续录制”回到答题页面，已答题目不会丢失，考试时间不做延长。", resume: "继续录制",
     up_title: "正在上传录像", up_hint: "请勿离开座位，等待提示“上传成功”。", up_ok: "上传成功", up_done_hint: "录像已全部上传并校验完成，可以离开座位。",
     next_candidate: "下一位考生", closed_title: "无法进入考试", closed_hint: "已超过入场截止时间，不能进入答题页面。请联系监考老师。",
@@ -58,7 +58,7 @@ const T = {
     q: "Question", q2: "", left: "Time left", refresh_q: "Refresh question", next_q: "Next question", end_exam: "End exam",
     end_confirm: "End the exam now? You cannot answer afterwards.", paper_loading: "Loading the question…",
     slip: "Question slip", guide: "Instructions", page_prev: "Previous page", page_next: "Next page", page_of: (p, n) => `Page ${p} of ${n}`,
-    figure: "Figure", zoom_hint: "Tap a picture to enlarge it, tap again to close", image_failed: "The picture did not load; press Refresh question or raise your hand",
+    figure: "Figure", zoom_hint: "tap to enlarge", image_failed: "The picture did not load; press Refresh question or raise your hand",
     resume_title: "Recording interrupted", resume_hint: "The station is back. Press Continue: answered questions are kept, time is not extended.", resume: "Continue",
     up_title: "Uploading the recording", up_hint: "Please stay until it says upload successful.", up_ok: "Upload successful", up_done_hint: "Every part of the recording has been uploaded and verified.",
     next_candidate: "Next candidate", closed_title: "Entry closed", closed_hint: "The entry cutoff has passed. Please see a proctor.",
@@ -314,7 +314,7 @@ function showPaper(s) {
     const figures = $("[data-live=figures]");
     figures.innerHTML = paper && paper.images.length ? `${paper.images.map((img, i) => `
       <figure><img src="${esc(img.url)}?v=${paperLoads}" alt="${esc(t("figure"))} ${i + 1}" data-image="${i + 1}" draggable="false">
-        <figcaption>${t("figure")} ${i + 1}</figcaption></figure>`).join("")}<p class="hint">${t("zoom_hint")}</p>` : "";
+        <figcaption>${t("figure")} ${i + 1} · ${t("zoom_hint")}</figcaption></figure>`).join("")}` : "";
     figures.querySelectorAll("img").forEach((img) => {
       img.addEventListener("load", () => { img.dataset.loaded = "yes"; });
       img.addEventListener("error", () => { img.dataset.loaded = "failed"; img.closest("figure").querySelector("figcaption").textContent = t("image_failed"); });
