@@ -4,8 +4,10 @@ re-queueing lost sync jobs.
 Every ``interval`` seconds:
 
 - ``release_papers``: once a sitting has started, its sealed paper's key is pushed over MQTT (a
-  ``paper_key`` StationCommand) to every station with an open attempt in it, once, audited;
-  stations that miss it ask ``GET /api/v1/sittings/<id>/paper/key`` (services/papers.py);
+  ``paper_key`` StationCommand) to every station with an open attempt in it, audited once; a push
+  that did not get through (broker down, login or publish refused) is tried again every round until
+  it does (audited once more, ``paper_key_pushed``) or the sitting's entry closes; stations that
+  miss it ask ``GET /api/v1/sittings/<id>/paper/key`` meanwhile (services/papers.py);
 - ``assign_missing_lots``: after a sitting's lot deadline every attempt without a lot gets one;
 - an attempt whose upload is complete but whose sync is ``none`` (Redis was down when the last
   segment arrived) or ``failed`` is queued again, unless its RQ job is still queued, running or
@@ -100,14 +102,33 @@ class Scheduler:
                     papers.mark_released(db.session, release, pushed=pushed, now=now)
                     db.session.commit()
                     logger.info("sitting %s started: paper key %s to %d station(s)", release.sitting,
-                                "pushed" if pushed else "not pushed (broker down; stations ask the API)",
+                                "pushed" if pushed else "not pushed (broker down; stations ask the API; retrying)",
                                 len(release.stations))
+                self._retry_key_pushes(db.session, now, skip={r.sitting for r in releases})
                 return len(releases)
             except Exception:
                 db.session.rollback()
                 raise
             finally:
                 db.session.remove()
+
+    def _retry_key_pushes(self, session, now: datetime, skip: set[str]) -> int:
+        """Push again every released key whose push failed, while its sitting's entry is open."""
+        from edge_server.services import papers
+        from edge_server.services.push import push_to_stations
+
+        pushed = 0
+        for release in papers.unpushed_releases(session, self.settings.data_dir, self.settings.centre, now):
+            if release.sitting in skip:  # just tried this round
+                continue
+            if push_to_stations(self.settings, list(release.stations), "paper_key",
+                                papers.key_command_payload(release.sitting, release.key)):
+                papers.mark_pushed(session, release, tried_at=now)
+                session.commit()
+                pushed += 1
+                logger.info("sitting %s: paper key pushed to %d station(s) on a retry", release.sitting,
+                            len(release.stations))
+        return pushed
 
     def requeue_syncs(self) -> int:
         from edge_server.extensions import db

@@ -30,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from edge_server.errors import Conflict, EdgeError, NotFound, TooEarly
-from edge_server.models import Attempt, Paper, Sitting, Station
+from edge_server.models import Attempt, Event, Paper, Sitting, Station
 from edge_server.services import audit
 from edge_server.services.paper_format import PaperContent, parse_paper_file
 from station import sealed
@@ -194,16 +194,42 @@ def due_releases(session: Session, data_dir: Path, centre_id: str, now: datetime
         .where(Sitting.centre_id == centre_id, Sitting.starts_at <= now, Paper.released_at.is_(None),
                Paper.ciphertext.is_not(None), Paper.sealed_for == Sitting.id)
     ).all()
-    releases = []
-    for sitting, paper in rows:
-        stations = session.scalars(
-            select(Attempt.station_id).join(Station, Station.id == Attempt.station_id)
-            .where(Attempt.sitting_id == sitting.id, Attempt.finished_at.is_(None), Station.revoked_at.is_(None))
-            .distinct()
-        ).all()
-        releases.append(Release(sitting.id, paper.id, unwrap(data_dir, paper.wrapped_key, sitting.id),
-                                tuple(sorted(stations))))
-    return releases
+    return [Release(sitting.id, paper.id, unwrap(data_dir, paper.wrapped_key, sitting.id),
+                    _release_stations(session, sitting.id)) for sitting, paper in rows]
+
+
+def _release_stations(session: Session, sitting_id: str) -> tuple[str, ...]:
+    """The stations with an open attempt in the sitting (the key's push goes to them)."""
+    stations = session.scalars(
+        select(Attempt.station_id).join(Station, Station.id == Attempt.station_id)
+        .where(Attempt.sitting_id == sitting_id, Attempt.finished_at.is_(None), Station.revoked_at.is_(None))
+        .distinct()
+    ).all()
+    return tuple(sorted(stations))
+
+
+# The audit entries that say whether a paper's key push got through (``payload["pushed"]``).
+PUSH_AUDIT_KINDS = ("paper_key_released", "paper_key_pushed")
+
+
+def unpushed_releases(session: Session, data_dir: Path, centre_id: str, now: datetime) -> list[Release]:
+    """Released sittings whose key push has not got through yet (the broker was down or refused
+    it) and whose entry has not closed: the daemon tries the push again. The audit log is the
+    record of each push's outcome, so a restarted daemon goes on where it stopped."""
+    rows = session.execute(
+        select(Sitting, Paper).join(Paper, Sitting.paper_id == Paper.id)
+        .where(Sitting.centre_id == centre_id, Sitting.starts_at <= now, Sitting.entry_closes_at > now,
+               Paper.released_at.is_not(None), Paper.ciphertext.is_not(None), Paper.sealed_for == Sitting.id)
+    ).all()
+    if not rows:
+        return []
+    pushed: dict[int, bool] = {}
+    for payload in session.scalars(select(Event.payload).where(Event.kind.in_(PUSH_AUDIT_KINDS)).order_by(Event.id)):
+        if isinstance(payload, dict) and isinstance(payload.get("paper"), int):
+            pushed[payload["paper"]] = bool(payload.get("pushed"))
+    return [Release(sitting.id, paper.id, unwrap(data_dir, paper.wrapped_key, sitting.id),
+                    _release_stations(session, sitting.id))
+            for sitting, paper in rows if pushed.get(paper.id) is False]
 
 
 def next_start(session: Session, centre_id: str, now: datetime) -> datetime | None:
@@ -222,6 +248,13 @@ def mark_released(session: Session, release: Release, *, pushed: bool, now: date
     audit.append(session, kind="paper_key_released", station_id=None, attempt_id=None, source="daemon",
                  payload={"sitting": release.sitting, "paper": release.paper, "stations": list(release.stations),
                           "pushed": pushed})
+
+
+def mark_pushed(session: Session, release: Release, *, tried_at: datetime) -> None:
+    """A key push that failed at the release got through on a later try (audited once)."""
+    audit.append(session, kind="paper_key_pushed", station_id=None, attempt_id=None, source="daemon",
+                 payload={"sitting": release.sitting, "paper": release.paper, "stations": list(release.stations),
+                          "pushed": True, "retried": True, "tried_at": tried_at.isoformat()})
 
 
 def key_command_payload(sitting_id: str, key: bytes) -> dict[str, str]:

@@ -7,11 +7,11 @@ it as well, so a push that cannot be delivered (broker down) is logged and not a
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
-import paho.mqtt.publish as mqtt_publish
-from paho.mqtt import MQTTException
+from paho.mqtt import client as mqtt_client
 from paho.mqtt.client import MQTTv5
 
 from edge_server.config import EdgeSettings
@@ -19,17 +19,87 @@ from station import topics
 
 logger = logging.getLogger(__name__)
 
+# How long one push may take (connect, CONNACK, every PUBACK) before it counts as not pushed.
+PUSH_TIMEOUT = 10.0
+
+
+class PushFailed(Exception):
+    """The broker could not be reached, refused the login, or refused a publish."""
+
+
+def _publish(settings: EdgeSettings, messages: list[tuple[str, str]], timeout: float = PUSH_TIMEOUT) -> None:
+    """Publish ``(topic, payload)`` pairs at QoS 1 over one connection and wait for every PUBACK.
+
+    Under MQTT v5 the broker says why it refuses: a CONNACK reason code (a wrong password, an
+    unknown user) or a PUBACK reason code (a topic the ACL denies). Either is a :class:`PushFailed`,
+    as is no answer within ``timeout``; paho's ``publish.multiple`` would not report a denied
+    publish and retries a dropped connection forever."""
+    mqtt = settings.mqtt
+    client = mqtt_client.Client(mqtt_client.CallbackAPIVersion.VERSION2, protocol=MQTTv5)
+    if mqtt.username:
+        client.username_pw_set(mqtt.username, mqtt.password)
+    connected = threading.Event()
+    lock = threading.Lock()
+    outcome: dict[str, Any] = {"connack": None, "acks": {}, "closed": None}
+    all_acked = threading.Event()
+    expected: set[int] = set()
+
+    def on_connect(_client, _userdata, _flags, reason_code, _properties):
+        outcome["connack"] = reason_code
+        connected.set()
+
+    def on_disconnect(_client, _userdata, _flags, reason_code, _properties):
+        outcome["closed"] = reason_code
+        connected.set()
+        all_acked.set()
+
+    def on_publish(_client, _userdata, mid, reason_code, _properties):
+        with lock:
+            outcome["acks"][mid] = reason_code
+            if expected and expected <= set(outcome["acks"]):
+                all_acked.set()
+
+    client.on_connect, client.on_disconnect, client.on_publish = on_connect, on_disconnect, on_publish
+    try:
+        client.connect(mqtt.host, mqtt.port, keepalive=10)
+    except OSError as exc:
+        raise PushFailed(f"cannot reach the broker at {mqtt.host}:{mqtt.port}: {exc}") from exc
+    client.loop_start()
+    try:
+        if not connected.wait(timeout):
+            raise PushFailed("the broker did not answer the login")
+        connack = outcome["connack"]
+        if connack is None:
+            raise PushFailed(f"the broker closed the connection during the login ({outcome['closed']})")
+        if connack.is_failure:
+            raise PushFailed(f"the broker refused the login: {connack}")
+        with lock:
+            for topic, payload in messages:
+                expected.add(client.publish(topic, payload, qos=1).mid)
+            if expected <= set(outcome["acks"]):
+                all_acked.set()
+        if not all_acked.wait(timeout):
+            raise PushFailed("the broker did not acknowledge every command")
+        with lock:
+            missing = expected - set(outcome["acks"])
+            refused = [code for mid, code in outcome["acks"].items() if mid in expected and code.is_failure]
+        if missing:
+            raise PushFailed(f"the connection closed before {len(missing)} command(s) were acknowledged")
+        if refused:
+            raise PushFailed(f"the broker refused {len(refused)} command(s): {refused[0]}")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
 
 def push_to_station(settings: EdgeSettings, station_id: str, kind: str, payload: dict[str, Any], *,
                     attempt: str | None = None) -> bool:
-    """Publish a StationCommand to ``station_id``; False if the broker could not be reached."""
+    """Publish a StationCommand to ``station_id``; False if the broker could not be reached or
+    refused the login or the publish."""
     command = topics.StationCommand(kind=kind, payload=payload, attempt=attempt, ts=time.time())
-    mqtt = settings.mqtt
-    auth = {"username": mqtt.username, "password": mqtt.password} if mqtt.username else None
     try:
-        mqtt_publish.single(topics.cmd_topic(settings.centre, station_id), command.to_json(), qos=1,
-                            hostname=mqtt.host, port=mqtt.port, auth=auth, protocol=MQTTv5, keepalive=10)
-    except (OSError, MQTTException) as exc:
+        _publish(settings, [(topics.cmd_topic(settings.centre, station_id), command.to_json())])
+    except PushFailed as exc:
         logger.warning("could not push %s to station %s over MQTT (%s); it will ask the API", kind, station_id, exc)
         return False
     return True
@@ -38,17 +108,13 @@ def push_to_station(settings: EdgeSettings, station_id: str, kind: str, payload:
 def push_to_stations(settings: EdgeSettings, station_ids: list[str], kind: str, payload: dict[str, Any], *,
                      attempt: str | None = None) -> bool:
     """The same command to several stations over one broker connection (a broadcast); False if the
-    broker could not be reached."""
+    broker could not be reached or refused the login or a publish."""
     if not station_ids:
         return True
     command = topics.StationCommand(kind=kind, payload=payload, attempt=attempt, ts=time.time()).to_json()
-    mqtt = settings.mqtt
-    auth = {"username": mqtt.username, "password": mqtt.password} if mqtt.username else None
     try:
-        mqtt_publish.multiple([{"topic": topics.cmd_topic(settings.centre, sid), "payload": command, "qos": 1}
-                               for sid in station_ids],
-                              hostname=mqtt.host, port=mqtt.port, auth=auth, protocol=MQTTv5, keepalive=10)
-    except (OSError, MQTTException) as exc:
+        _publish(settings, [(topics.cmd_topic(settings.centre, sid), command) for sid in station_ids])
+    except PushFailed as exc:
         logger.warning("could not push %s to %d stations over MQTT (%s); they will ask the API", kind,
                        len(station_ids), exc)
         return False

@@ -5,7 +5,7 @@ import queue
 
 import pytest
 
-from edge_server.services.push import push_to_station
+from edge_server.services.push import push_to_station, push_to_stations
 from station.link import StatusPublisher
 from station.topics import StationCommand, cmd_topic
 from tests.edge_server.conftest import make_settings
@@ -106,3 +106,32 @@ def test_a_wrong_edge_password_is_a_false(broker, tmp_path) -> None:
     settings = make_settings(f"sqlite:///{tmp_path / 'edge.db'}", tmp_path, centre=CENTRE,
                              mqtt={"host": "127.0.0.1", "port": broker.port, "username": "edge", "password": "nope"})
     assert push_to_station(settings, "st-01", "review_result", {"status": "approved"}, attempt="a-1") is False
+
+
+def test_a_broadcast_with_a_refused_login_is_not_pushed(station, broker, tmp_path, caplog) -> None:
+    publisher, received = station
+    listening(broker, received)
+    settings = make_settings(f"sqlite:///{tmp_path / 'edge.db'}", tmp_path, centre=CENTRE,
+                             mqtt={"host": "127.0.0.1", "port": broker.port, "username": "edge", "password": "nope"})
+    assert push_to_stations(settings, ["st-01", "st-02"], "paper_key", {"sitting": "s"}) is False
+    assert "refused the login" in caplog.text
+    assert received.empty()
+
+
+def test_a_publish_the_broker_refuses_is_not_pushed(station, broker, tmp_path, caplog) -> None:
+    """A login that works but may not write the topic (the ACL refuses it, MQTT v5 says so)."""
+    publisher, received = station
+    listening(broker, received)
+    as_station = make_settings(f"sqlite:///{tmp_path / 'edge.db'}", tmp_path, centre=CENTRE,
+                               mqtt={"host": "127.0.0.1", "port": broker.port, "username": "st-02",
+                                     "password": USERS["st-02"]})
+    assert push_to_stations(as_station, ["st-01"], "paper_key", {"sitting": "s"}) is False
+    assert "refused 1 command" in caplog.text
+    assert received.empty()
+
+
+def test_a_broadcast_reaches_every_station(station, settings, broker) -> None:
+    publisher, received = station
+    listening(broker, received)
+    assert push_to_stations(settings, ["st-02", "st-01"], "paper_key", {"sitting": "s"}) is True
+    assert received.get(timeout=10).payload == {"sitting": "s"}

@@ -9,17 +9,18 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from edge_server.daemon.scheduler import Scheduler
 from edge_server.extensions import db
-from edge_server.models import Paper, Sitting
+from edge_server.models import Event, Paper, Sitting
+from edge_server.services import papers
 from station import sealed
 from station.link import EdgeClient, StatusPublisher
 from station.paper import PaperDamaged, PaperKeeper
 from station.topics import StationCommand, cmd_topic
 from tests.edge_server.conftest import app, live_server, make_settings, sqlite_template  # noqa: F401
-from tests.edge_server.helpers import QUESTIONS, make_attempt, make_candidate, make_sitting, make_station
+from tests.edge_server.helpers import QUESTIONS, make_attempt, make_candidate, make_sitting, make_station, utcnow
 from tests.services import MqttProbe, free_port
 
 CENTRE = "c1"
@@ -148,3 +149,53 @@ def test_a_tampered_paper_is_refused_with_a_clear_error(app, settings, live_serv
     assert keeper.cached("c1-sit") is None  # dropped: "refresh" downloads it again
     bad = {"sitting": "c1-sit", "key": "not base64!"}
     assert keeper.key_pushed(bad) is False and keeper.key_pushed({"sitting": "c1-sit", "key": "AAAA"}) is False
+
+
+def test_a_refused_key_push_is_retried_until_it_gets_through(app, settings, broker):
+    """The broker refuses the edge's login (a wrong password): the release is audited once as not
+    pushed, the next rounds try again without auditing, and once the broker takes the push the
+    station gets the key and the audit says so once. After the entry cutoff nothing is retried."""
+    seed(app, starts_in=-5)
+    received: queue.Queue[StationCommand] = queue.Queue()
+    publisher = StatusPublisher("127.0.0.1", broker.port, "st-01", USERS["st-01"], CENTRE, "st-01",
+                                on_command=received.put)
+    publisher.start()
+    try:
+        assert publisher.wait_connected(10)
+        subscribed(broker, received)
+        refused = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"password": "wrong"})})
+        scheduler = Scheduler(refused, app, enqueue=lambda *a: None, job_state=lambda attempt: None)
+
+        def push_audit() -> list[dict]:
+            with app.app_context():
+                return [e.payload for e in db.session.scalars(
+                    select(Event).where(Event.kind.in_(papers.PUSH_AUDIT_KINDS)).order_by(Event.id))]
+
+        assert scheduler.run_once(utcnow())["papers"] == 1
+        assert [p["pushed"] for p in push_audit()] == [False]
+        assert scheduler.run_once(utcnow())["papers"] == 0
+        assert [p["pushed"] for p in push_audit()] == [False], "a failed retry is not audited again"
+        assert received.empty(), "the refused push delivered nothing"
+
+        scheduler.settings = settings  # the edge's broker credentials are right again
+        scheduler.run_once(utcnow())
+        while (command := received.get(timeout=10)).kind != "paper_key":
+            pass
+        assert command.payload["sitting"] == "c1-sit"
+        audit = push_audit()
+        assert [(p["pushed"], p.get("retried", False)) for p in audit] == [(False, False), (True, True)]
+        assert audit[1]["stations"] == ["st-01"]
+        scheduler.run_once(utcnow())
+        assert len(push_audit()) == 2, "a push that got through is not repeated"
+    finally:
+        publisher.stop()
+
+
+def test_no_key_push_is_retried_after_the_entry_cutoff(app, settings):
+    seed(app, starts_in=-5)  # no broker on the settings' port: the push fails
+    scheduler = Scheduler(settings, app, enqueue=lambda *a: None, job_state=lambda attempt: None)
+    assert scheduler.run_once(utcnow())["papers"] == 1
+    with app.app_context():
+        sitting = db.session.get(Sitting, "c1-sit")
+        assert len(papers.unpushed_releases(db.session, settings.data_dir, CENTRE, utcnow())) == 1
+        assert papers.unpushed_releases(db.session, settings.data_dir, CENTRE, sitting.entry_closes_at) == []
