@@ -7,6 +7,8 @@ agent does at the start. Headless Chromium reads the pages and sees the picture 
 """
 from __future__ import annotations
 
+import io
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,9 +46,6 @@ def chart_png(width: int, height: int) -> bytes:
 
 def sealed_paper(chart: bytes, photo: bytes) -> dict:
     """The paper as the station holds it after opening the sealed blob at the start."""
-    import io
-    import zipfile
-
     doc = (f"title: 结构化面谈（模拟卷）\ninstructions: 本次面试共 2 题，每回答完一个问题，请说“回答完毕”。\n"
            f"questions:\n  - text: {PAGE_ONE}\n    seconds: 300\n    pages:\n      - {PAGE_TWO}\n"
            f"    images: [figures/chart.png]\n  - text: {SECOND}\n    seconds: 300\n"
