@@ -597,6 +597,8 @@ def _restored(state: FlowState, event: Event, now: float) -> Result:
     if state.screen == Screen.UPLOADING:
         # The recording is over; the upload and the edge's confirmation carry on where they were.
         return replace(state, busy=False), (FinishAttempt(state.end_reason or "time_up"),)
+    if state.screen == Screen.MOVED and state.attempt_id is not None:
+        return replace(state, busy=False), (HandOver(state.attempt_id),)  # the hand-over carries on
     return replace(state, busy=False), ()
 
 

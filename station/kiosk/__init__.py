@@ -172,6 +172,8 @@ def view(agent: "Agent") -> dict[str, Any]:
         "answered": list(state.answered),
         "end_reason": state.end_reason,
         "interruptions": state.interruptions,
+        "resume_cause": state.resume_cause,
+        "moved_to": state.moved_to,
         "backlog": len(agent.journal.pending()),
         "cue": ({"name": agent.last_cue[0], "at": agent.last_cue[1]}
                 if voice_on(agent) and agent.last_cue and time.time() - agent.last_cue[1] < 5 else None),
@@ -195,7 +197,8 @@ def view(agent: "Agent") -> dict[str, Any]:
         current = next((q for q in questions if q["position"] == state.question), None)
         data["paper"] = {"title": agent.paper.get("title"), "instructions": agent.paper.get("instructions"),
                          "text": current["text"] if current else None}
-    if state.attempt_id and state.screen in (Screen.UPLOADING, Screen.DONE, Screen.ANSWERING, Screen.WAITING):
+    if state.attempt_id and state.screen in (Screen.UPLOADING, Screen.DONE, Screen.ANSWERING, Screen.WAITING,
+                                                  Screen.MOVED):
         done, total, verified, count = agent.journal.progress(state.attempt_id)
         data["upload"] = {"bytes_done": done, "bytes_total": total, "verified": verified, "segments": count}
     return data
