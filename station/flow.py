@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 MAX_FACE_TRIES = 3
+# How long the MOVED screen stays at least, so the candidate and the proctor can read where to go.
+MOVED_NOTICE_SECONDS = 10.0
 
 
 class Screen(enum.StrEnum):
@@ -149,6 +151,8 @@ class FlowState:
     seq_from: int = 0
     # Where the candidate was moved to (the MOVED screen names it).
     moved_to: str | None = None
+    moved_at: float | None = None
+    handed_over: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -579,13 +583,16 @@ def _moved_away(state: FlowState, event: Event, now: float) -> Result:
     to = str(event.payload.get("to", ""))[:64]
     commands: list[Command] = [StopRecording()] if state.recording else []
     commands += [ReportEvent("moved_away", {"to": to, "question": state.question}), HandOver(state.attempt_id)]
-    return (replace(state, screen=Screen.MOVED, recording=False, moved_to=to, busy=False, notice=None),
-            tuple(commands))
+    return (replace(state, screen=Screen.MOVED, recording=False, moved_to=to, moved_at=now, busy=False,
+                    notice=None), tuple(commands))
 
 
 def _handed_over(state: FlowState, event: Event, now: float) -> Result:
-    """Every segment of this station is verified on the edge: ready for the next candidate."""
-    return FlowState(), ()
+    """Every segment of this station is verified on the edge: ready for the next candidate (once the
+    MOVED screen has been up for MOVED_NOTICE_SECONDS)."""
+    if now - (state.moved_at or now) >= MOVED_NOTICE_SECONDS:
+        return FlowState(), ()
+    return replace(state, handed_over=True), ()
 
 
 def _restored(state: FlowState, event: Event, now: float) -> Result:
@@ -618,6 +625,8 @@ def _tick(state: FlowState, now: float) -> Result:
     sch = state.schedule
     if sch is None:
         return state, ()
+    if state.screen == Screen.MOVED:
+        return _handed_over(state, Event("handed_over"), now) if state.handed_over else (state, ())
     if state.screen in BEFORE_ENTRY and now >= sch.entry_closes_at and state.resume_cause != "moved":
         return replace(state, screen=Screen.ENTRY_CLOSED, busy=False), (ReportEvent("entry_closed", {}),)
     if state.screen == Screen.DRAW_LOT and now >= sch.lot_deadline_at and not state.busy:

@@ -27,7 +27,11 @@ def test_old_station_stops_hands_over_and_returns_to_identify():
     # The agent restarts while uploading: the hand-over carries on.
     restarted = Run(FlowState.from_dict(run.state.to_dict()))
     assert restarted("restored", T0 + 400, last_alive=T0 + 390) == (flow.HandOver("a1"),)
-    restarted("handed_over", T0 + 420)
+    restarted("handed_over", T0 + 365)
+    assert restarted.state.screen == Screen.MOVED, "the notice stays up long enough to read"
+    restarted("tick", T0 + 369)
+    assert restarted.state.screen == Screen.MOVED
+    restarted("tick", T0 + 370)
     assert restarted.state == FlowState()
 
 
