@@ -280,7 +280,9 @@ def time_left(state: FlowState, now: float) -> float | None:
         return max(0.0, sch.starts_at - now)
     if state.screen in (Screen.ANSWERING, Screen.RESUME):
         if sch.timing_mode == TimingMode.PER_QUESTION and state.question:
-            return max(0.0, sch.question_window(state.question)[1] - now)
+            # While interrupted the paper moves on by itself: show the question server time says.
+            number = sch.scheduled_question(now) if state.screen == Screen.RESUME else state.question
+            return max(0.0, sch.question_window(number)[1] - now)
         return max(0.0, sch.ends_at - now)
     return None
 

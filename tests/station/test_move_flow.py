@@ -1,6 +1,8 @@
 """Moving a candidate to a spare station mid-exam, both stations' flows on a controllable clock."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from station import flow
 from station.flow import FlowState, ReportEvent, Screen, StartRecording, StopRecording, time_left
 from tests.station.test_flow import T0, Run, answering, opened
@@ -53,6 +55,8 @@ def test_new_station_asks_for_the_face_again_then_continues_the_same_question_on
     run("face_capture", T0 + 360)
     run("face_result", T0 + 362, matched=True, distance=0.3)
     assert run.state.screen == Screen.RESUME
+    run_q1 = Run(replace(run.state, question=1))  # moved during question 1, back during question 2
+    assert time_left(run_q1.state, T0 + 362) == 238, "the countdown shows the question server time says"
     assert run("tick", T0 + 590) == (), "the walk over is no second interruption: no gap limit"
     cmds = run("resume", T0 + 400)
     assert run.state.screen == Screen.ANSWERING and run.state.question == 2 and run.state.answered == (1,)
