@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from station import flow
-from station.chain import ChainEntry, StationKey
+from station.chain import GENESIS, ChainEntry, StationKey
 from station.config import ConfigError, StationSettings, config_digest, load_settings
 from station.devices import AudioSource, Camera, DeviceError, VideoFrame, level, open_audio, open_camera
 from station.flow import Event, FlowState, Screen
@@ -49,6 +49,8 @@ TICK_SECONDS = 0.25
 MIC_HEARD_LEVEL = 0.35
 CAMERA_FRESH_SECONDS = 2.0
 MIC_FRESH_SECONDS = 6.0
+# Screens with a candidate at this station whom the seat map may move to another one.
+MOVABLE_SCREENS = flow.BEFORE_ENTRY | flow.RECORDING_SCREENS | {Screen.RESUME}
 # At the start, how long a station with a live broker waits for the pushed paper key before asking the API.
 PUSH_GRACE_SECONDS = 2.0
 
@@ -497,6 +499,10 @@ class Agent:
             if (self.state.screen == Screen.MANUAL_REVIEW and self.client and self.state.attempt_id
                     and (not mqtt_up or ticks % 10 == 0)):
                 self._poll_review()
+            # A move to another station is pushed too; the API is asked every 10 s (every 3 s without the broker).
+            if (self.state.screen in MOVABLE_SCREENS and self.client and self.state.attempt_id
+                    and ticks % (10 if mqtt_up else 3) == 0):
+                self._poll_moved()
             self._watch_disk()
 
     def _command(self, command: StationCommand) -> None:
@@ -515,11 +521,22 @@ class Agent:
             logger.info("ignoring %s about attempt %s (current: %s)", command.kind, command.attempt,
                         self.state.attempt_id)
             return
-        if command.kind == "review_result" and command.payload.get("status") in ("approved", "rejected"):
+        if command.kind == "moved":  # the seat map moved the candidate to another station
+            self.post("moved", {"to": str(command.payload.get("to", ""))})
+        elif command.kind == "review_result" and command.payload.get("status") in ("approved", "rejected"):
             self.post("review_result", {"status": command.payload["status"],
                                         "reason": str(command.payload.get("reason", ""))})
         else:
             logger.warning("unknown command %s", command.kind)
+
+    def _poll_moved(self) -> None:
+        try:
+            moved_to = self.client.attempt(self.state.attempt_id).get("moved_to")
+        except (EdgeUnavailable, EdgeRejected) as exc:
+            logger.debug("move poll: %s", exc)
+            return
+        if moved_to:
+            self.post("moved", {"to": str(moved_to)})
 
     def _poll_review(self) -> None:
         try:
@@ -772,8 +789,9 @@ class Agent:
 
     def _new_recorder(self, attempt: str, name: str, device: Any, cfg: Any) -> Any:
         """The Pi's hardware encoder for a picamera2 camera, libx264 (``SegmentRecorder``) otherwise."""
+        # After a move here the chain continues at the move's base (station.chain.move_seq_base).
         common = dict(segment_seconds=self.settings.recording.segment_seconds,
-                      first_seq=self.journal.next_seq(attempt, name), clock=self.clock.now,
+                      first_seq=max(self.journal.next_seq(attempt, name), self.state.seq_from), clock=self.clock.now,
                       on_closed=self._segment_closed)
         out_dir = self.settings.segments_dir / attempt
         if self.settings.recording.hardware_encoder and hasattr(device, "hardware_recorder"):
@@ -787,10 +805,12 @@ class Agent:
 
     def _segment_closed(self, info: SegmentInfo) -> None:
         """Journal the closed segment as the next signed link of its camera's chain, then upload it."""
+        # The first segment at a move's base starts a new link of the chain (station.chain.link_problems).
+        restart = info.seq > 0 and info.seq == self.state.seq_from
         entry = ChainEntry(attempt=info.attempt_id, camera=info.camera, seq=info.seq, name=info.name,
                            question=info.question, started_at=info.started_at, ended_at=info.ended_at,
                            size=info.size, sha256=info.sha256,
-                           prev=self.journal.last_entry(info.attempt_id, info.camera))
+                           prev=GENESIS if restart else self.journal.last_entry(info.attempt_id, info.camera))
         digest = entry.digest()
         self.journal.add_segment(name=info.name, attempt_id=info.attempt_id, camera=info.camera, seq=info.seq,
                                  question=info.question, path=info.path, started_at=info.started_at,
@@ -864,6 +884,28 @@ class Agent:
                     self.uploader.wake()
                 except (EdgeUnavailable, EdgeRejected) as exc:
                     logger.info("waiting for the edge to confirm the upload: %s", exc)
+                self._stop.wait(1.0)
+            return None
+
+        self._background(work)
+
+    def _do_HandOver(self, cmd: flow.HandOver) -> None:
+        """The candidate moved on: declare this station's segments (the attempt goes on elsewhere),
+        upload them all, and free the station once the edge has verified every one."""
+        attempt = cmd.attempt_id
+
+        def work() -> Event | None:
+            while not self._stop.is_set():
+                try:
+                    names = [s.name for s in self.journal.segments_of(attempt)]
+                    status = self._need_client().finish(attempt, names, reason="moved")
+                    uploaded = not any(s.attempt_id == attempt for s in self.journal.pending())
+                    if uploaded and not set(names) & set(status.get("missing", [])):
+                        logger.info("attempt %s handed over: %d segments verified", attempt, len(names))
+                        return Event("handed_over", {})
+                    self.uploader.wake()
+                except (EdgeUnavailable, EdgeRejected) as exc:
+                    logger.info("waiting to hand attempt %s over: %s", attempt, exc)
                 self._stop.wait(1.0)
             return None
 

@@ -98,12 +98,30 @@ def verify(public_b64: str, digest: str, signature_b64: str) -> bool:
     return True
 
 
-def link_problems(links: list[tuple[int, str, str]]) -> list[str]:
-    """Problems in one camera's chain, given (seq, prev, entry) sorted by seq."""
+# A move to another station (the seat map) starts a new link of each camera's chain on the new
+# station at the move's base: move k starts at seq k × MOVE_SEQ_BLOCK with prev = GENESIS. The old
+# station's segments keep their numbers below it, so names never collide, whatever either station
+# has uploaded yet. One station never records MOVE_SEQ_BLOCK segments of one attempt (days of video).
+MOVE_SEQ_BLOCK = 10_000
+
+
+def move_seq_base(moves: int) -> int:
+    """The first sequence number of a station that continues an attempt after ``moves`` moves."""
+    return moves * MOVE_SEQ_BLOCK
+
+
+def link_problems(links: list[tuple[int, str, str]], restarts: frozenset[int] = frozenset()) -> list[str]:
+    """Problems in one camera's chain, given (seq, prev, entry) sorted by seq.
+
+    ``restarts`` are the move bases (``move_seq_base``) of the attempt: a segment there may start a new
+    link from GENESIS, and the numbers skipped before it (never recorded) are no gap.
+    """
     problems = []
     expected_prev = GENESIS
     expected_seq = 0
     for seq, prev, entry in links:
+        if seq in restarts and prev == GENESIS:
+            expected_seq, expected_prev = seq, GENESIS
         if seq != expected_seq:
             problems.append(f"segment {expected_seq} is missing before {seq}")
         if prev != expected_prev:

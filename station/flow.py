@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 MAX_FACE_TRIES = 3
+# How long the MOVED screen stays at least, so the candidate and the proctor can read where to go.
+MOVED_NOTICE_SECONDS = 10.0
 
 
 class Screen(enum.StrEnum):
@@ -32,6 +34,8 @@ class Screen(enum.StrEnum):
     WAITING = "waiting"
     ANSWERING = "answering"
     RESUME = "resume"
+    # The proctor moved the candidate to another station: this one stops and hands its recording over.
+    MOVED = "moved"
     UPLOADING = "uploading"
     DONE = "done"
     ENTRY_CLOSED = "entry_closed"
@@ -141,6 +145,14 @@ class FlowState:
     # The centre's settings that came with the attempt (None: the station's own config).
     face_threshold: float | None = None
     voice: bool | None = None
+    # Why the RESUME screen shows: None after a restart here, "moved" after a move from another station.
+    resume_cause: str | None = None
+    # The first segment sequence number this station may use for the attempt (station/moves.py).
+    seq_from: int = 0
+    # Where the candidate was moved to (the MOVED screen names it).
+    moved_to: str | None = None
+    moved_at: float | None = None
+    handed_over: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -246,8 +258,16 @@ class RefreshDevices:
     pass
 
 
+@dataclass(frozen=True)
+class HandOver:
+    """After a move: declare this station's segments of the attempt and upload them, without finishing it."""
+
+    attempt_id: str
+
+
 Command = (OpenAttempt | MatchFace | ReportFaceTry | RequestReview | RedeemCode | DrawLot | StartRecording
-           | CutSegment | StopRecording | FetchPaper | FinishAttempt | Speak | ReportEvent | RefreshDevices)
+           | CutSegment | StopRecording | FetchPaper | FinishAttempt | Speak | ReportEvent | RefreshDevices
+           | HandOver)
 Result = tuple[FlowState, tuple[Command, ...]]
 
 
@@ -260,7 +280,9 @@ def time_left(state: FlowState, now: float) -> float | None:
         return max(0.0, sch.starts_at - now)
     if state.screen in (Screen.ANSWERING, Screen.RESUME):
         if sch.timing_mode == TimingMode.PER_QUESTION and state.question:
-            return max(0.0, sch.question_window(state.question)[1] - now)
+            # While interrupted the paper moves on by itself: show the question server time says.
+            number = sch.scheduled_question(now) if state.screen == Screen.RESUME else state.question
+            return max(0.0, sch.question_window(number)[1] - now)
         return max(0.0, sch.ends_at - now)
     return None
 
@@ -302,7 +324,11 @@ def _attempt_opened(state: FlowState, event: Event, now: float) -> Result:
         face_tries=int(p.get("face_tries", 0)) if not p.get("face_verified") else 0,
         face_threshold=_optional_float(centre.get("face_threshold")),
         voice=bool(centre["voice_prompts"]) if centre.get("voice_prompts") is not None else None,
+        seq_from=int((p.get("resume") or {}).get("seq_from", 0)),
     )
+    resume = p.get("resume") or {}
+    if resume.get("moved") and resume.get("entered"):
+        return _moved_here(state, resume)
     if now >= state.schedule.entry_closes_at:
         return replace(state, screen=Screen.ENTRY_CLOSED), ()
     if p.get("face_verified"):
@@ -315,6 +341,20 @@ def _attempt_opened(state: FlowState, event: Event, now: float) -> Result:
                 (RequestReview(None),))
     return replace(state, screen=Screen.FACE_LOGIN, face_tries=min(state.face_tries, MAX_FACE_TRIES - 1)), (
         Speak("face_camera"),)
+
+
+def _moved_here(state: FlowState, resume: Mapping[str, Any]) -> Result:
+    """The proctor moved the candidate here mid-exam: face login again, then continue the same attempt.
+
+    The move was already counted as an interruption by the edge; the question, the answered ones and
+    the time left all come from server time, so nothing the candidate did is lost or extended.
+    """
+    question = int(resume.get("question") or 0)
+    answered = tuple(int(q) for q in resume.get("answered") or ())
+    return (replace(state, screen=Screen.FACE_LOGIN, face_tries=0, resume_cause="moved", question=question,
+                    answered=answered, interruptions=int(resume.get("interruptions", 0)),
+                    interrupted_at=_optional_float(resume.get("moved_at")), lot=state.lot),
+            (Speak("face_camera"),))
 
 
 def _attempt_failed(state: FlowState, event: Event, now: float) -> Result:
@@ -344,7 +384,7 @@ def _face_result(state: FlowState, event: Event, now: float) -> Result:
         matched = False
     report = ReportFaceTry(distance, matched, live_reason)
     if matched:
-        return (replace(state, screen=Screen.READ_FLOW, busy=False, notice=None, best_distance=best),
+        return (replace(state, screen=_after_face(state), busy=False, notice=None, best_distance=best),
                 (report, ReportEvent("face_login_passed", {"distance": distance})))
     tries = state.face_tries + 1
     if tries >= MAX_FACE_TRIES:
@@ -354,6 +394,11 @@ def _face_result(state: FlowState, event: Event, now: float) -> Result:
     notice = "liveness_failed" if live_reason not in (None, "ok") else "face_no_match"
     return replace(state, face_tries=tries, busy=False, best_distance=best, notice=notice), (
         report, Speak(notice))
+
+
+def _after_face(state: FlowState) -> Screen:
+    """Where a passed face login leads: the reading, or straight back to the exam after a move."""
+    return Screen.RESUME if state.resume_cause == "moved" else Screen.READ_FLOW
 
 
 def _fallback_code(state: FlowState, event: Event, now: float) -> Result:
@@ -369,7 +414,7 @@ def _review_result(state: FlowState, event: Event, now: float) -> Result:
     status = event.payload.get("status")
     if status == "approved":
         how = "fallback_code" if event.payload.get("reason") == "fallback_code" else "review"
-        return (replace(state, screen=Screen.READ_FLOW, notice=None, busy=False),
+        return (replace(state, screen=_after_face(state), notice=None, busy=False),
                 (ReportEvent("face_login_reviewed", {"by": how}),))
     if status == "rejected":
         return replace(FlowState(), notice="review_rejected"), ()
@@ -450,7 +495,7 @@ def _enter(state: FlowState, now: float) -> Result:
     question = sch.scheduled_question(now) if sch.timing_mode == TimingMode.PER_QUESTION else 1
     return (replace(state, screen=Screen.ANSWERING, recording=True, question=question, notice=None),
             (StartRecording(question), FetchPaper(), ReportEvent("entered_late", {"question": question}),
-             Speak("exam_start")))
+             _question_started(question), Speak("exam_start")))
 
 
 def _next_question(state: FlowState, event: Event, now: float) -> Result:
@@ -460,7 +505,7 @@ def _next_question(state: FlowState, event: Event, now: float) -> Result:
         return state, ()
     number = state.question + 1
     return (replace(state, question=number, answered=_with(state.answered, state.question)),
-            (CutSegment(number), Speak("next_question")))
+            (CutSegment(number), _question_started(number), Speak("next_question")))
 
 
 def _end_exam(state: FlowState, event: Event, now: float) -> Result:
@@ -481,6 +526,8 @@ def _resume(state: FlowState, event: Event, now: float) -> Result:
     """Continue after an interruption, within the sitting's policy; the clock kept running."""
     sch = state.schedule
     assert sch is not None
+    if state.resume_cause == "moved":
+        return _resume_after_move(state, now)
     started = state.interrupted_at or now
     gap = now - started
     interruptions = state.interruptions + 1
@@ -496,6 +543,13 @@ def _resume(state: FlowState, event: Event, now: float) -> Result:
     if now >= sch.ends_at:
         result = _finish(replace(state, recording=False), "time_up")
         return result[0], (report,) + result[1]
+    return _continue(state, now, report)
+
+
+def _continue(state: FlowState, now: float, report: ReportEvent) -> Result:
+    """Back to the paper on the question server time says, recording again."""
+    sch = state.schedule
+    assert sch is not None
     if now < sch.starts_at:
         return replace(state, screen=Screen.WAITING, recording=True), (report, StartRecording(None))
     question = state.question or 1
@@ -505,7 +559,42 @@ def _resume(state: FlowState, event: Event, now: float) -> Result:
     for q in range(1, question):
         answered = _with(answered, q)
     return (replace(state, screen=Screen.ANSWERING, recording=True, question=question, answered=answered),
-            (report, StartRecording(question), FetchPaper()))
+            (report, StartRecording(question), _question_started(question), FetchPaper()))
+
+
+def _resume_after_move(state: FlowState, now: float) -> Result:
+    """Continue at the spare station. The edge counted the move against the policy when the proctor
+    made it; the walk over is not an extra interruption, and the clock kept running."""
+    sch = state.schedule
+    assert sch is not None
+    started = state.interrupted_at or now
+    state = replace(state, resume_cause=None, interrupted_at=None)
+    report = ReportEvent("resumed", {"cause": "moved", "start": started, "end": now,
+                                     "gap_seconds": round(now - started, 1)})
+    if now >= sch.ends_at:
+        result = _finish(state, "time_up")
+        return result[0], (report,) + result[1]
+    return _continue(state, now, report)
+
+
+def _moved_away(state: FlowState, event: Event, now: float) -> Result:
+    """The proctor moved the candidate to another station: stop recording, hand the recording over."""
+    if state.attempt_id is None or state.screen in (Screen.IDENTIFY, Screen.UPLOADING, Screen.DONE,
+                                                     Screen.ENTRY_CLOSED, Screen.MOVED):
+        return state, ()
+    to = str(event.payload.get("to", ""))[:64]
+    commands: list[Command] = [StopRecording()] if state.recording else []
+    commands += [ReportEvent("moved_away", {"to": to, "question": state.question}), HandOver(state.attempt_id)]
+    return (replace(state, screen=Screen.MOVED, recording=False, moved_to=to, moved_at=now, busy=False,
+                    notice=None), tuple(commands))
+
+
+def _handed_over(state: FlowState, event: Event, now: float) -> Result:
+    """Every segment of this station is verified on the edge: ready for the next candidate (once the
+    MOVED screen has been up for MOVED_NOTICE_SECONDS)."""
+    if now - (state.moved_at or now) >= MOVED_NOTICE_SECONDS:
+        return FlowState(), ()
+    return replace(state, handed_over=True), ()
 
 
 def _restored(state: FlowState, event: Event, now: float) -> Result:
@@ -517,6 +606,8 @@ def _restored(state: FlowState, event: Event, now: float) -> Result:
     if state.screen == Screen.UPLOADING:
         # The recording is over; the upload and the edge's confirmation carry on where they were.
         return replace(state, busy=False), (FinishAttempt(state.end_reason or "time_up"),)
+    if state.screen == Screen.MOVED and state.attempt_id is not None:
+        return replace(state, busy=False), (HandOver(state.attempt_id),)  # the hand-over carries on
     return replace(state, busy=False), ()
 
 
@@ -536,14 +627,20 @@ def _tick(state: FlowState, now: float) -> Result:
     sch = state.schedule
     if sch is None:
         return state, ()
-    if state.screen in BEFORE_ENTRY and now >= sch.entry_closes_at:
+    if state.screen == Screen.MOVED:
+        return _handed_over(state, Event("handed_over"), now) if state.handed_over else (state, ())
+    if state.screen in BEFORE_ENTRY and now >= sch.entry_closes_at and state.resume_cause != "moved":
         return replace(state, screen=Screen.ENTRY_CLOSED, busy=False), (ReportEvent("entry_closed", {}),)
     if state.screen == Screen.DRAW_LOT and now >= sch.lot_deadline_at and not state.busy:
         return replace(state, busy=True), (DrawLot(),)
     if state.screen == Screen.WAITING and now >= sch.starts_at:
         first = 1
         return (replace(state, screen=Screen.ANSWERING, question=first),
-                (CutSegment(first), FetchPaper(), Speak("exam_start")))
+                (CutSegment(first), FetchPaper(), _question_started(first), Speak("exam_start")))
+    if state.screen == Screen.RESUME and state.resume_cause == "moved":
+        if now >= sch.ends_at:
+            return _resume_after_move(state, now)
+        return state, ()
     if state.screen == Screen.RESUME and state.interrupted_at is not None:
         if now - state.interrupted_at > sch.max_gap_seconds or now >= sch.ends_at:
             reason = "time_up" if now >= sch.ends_at else "interruption_too_long"
@@ -569,7 +666,8 @@ def _tick(state: FlowState, now: float) -> Result:
                 answered = state.answered
                 for q in range(1, due):
                     answered = _with(answered, q)
-                return (replace(state, question=due, answered=answered), (CutSegment(due), Speak("next_question")))
+                return (replace(state, question=due, answered=answered),
+                        (CutSegment(due), _question_started(due), Speak("next_question")))
     return state, ()
 
 
@@ -581,6 +679,11 @@ def _finish(state: FlowState, reason: str) -> Result:
     commands += [FinishAttempt(reason), Speak("answer_finished"), ReportEvent("answering_finished", {"reason": reason})]
     return (replace(state, screen=Screen.UPLOADING, recording=False, answered=answered, end_reason=reason,
                     busy=False, notice=None), tuple(commands))
+
+
+def _question_started(number: int) -> ReportEvent:
+    """The edge keeps the candidate's current question from these (for a move to another station)."""
+    return ReportEvent("question_started", {"question": number})
 
 
 def _optional_float(value: Any) -> float | None:
@@ -615,6 +718,8 @@ _HANDLERS = {
     (Screen.ANSWERING, "paper_loaded"): _paper_loaded,
     (Screen.RESUME, "resume"): _resume,
     (None, "restored"): _restored,
+    (None, "moved"): _moved_away,
+    (Screen.MOVED, "handed_over"): _handed_over,
     (Screen.UPLOADING, "uploads_verified"): _uploads_verified,
     (Screen.DONE, "next_candidate"): _next_candidate,
     (Screen.ENTRY_CLOSED, "next_candidate"): _next_candidate,

@@ -8,7 +8,7 @@ from edge_server.api import bp
 from edge_server.api.helpers import epoch, json_body, now, server_time, settings, station_required
 from edge_server.errors import EdgeError
 from edge_server.extensions import db
-from edge_server.models import Attempt, Sitting
+from edge_server.models import Attempt, Sitting, Station
 from edge_server.services import attempts as attempt_service
 from edge_server.services import centres as centre_service
 from edge_server.services import fallback as fallback_service
@@ -74,7 +74,14 @@ def candidate_json(cand) -> dict:
 
 
 def attempt_json(attempt: Attempt) -> dict:
+    from edge_server.services import moves, seats
+
     review = attempt_service.latest_review(db.session, attempt)
+    seat = attempt.candidate.station_id
+    moved_to = None
+    if seat is not None and seat != g.station.id:  # the seat map moved the candidate away from this station
+        target = db.session.get(Station, seat)
+        moved_to = seats.label(target) if target is not None else seat
     return {
         "id": attempt.id,
         "sitting": sitting_json(attempt.sitting),
@@ -86,6 +93,8 @@ def attempt_json(attempt: Attempt) -> dict:
         "review": None if review is None else {"id": review.id, "status": str(review.status), "reason": review.reason},
         "finished": attempt.finished_at is not None,
         "centre": centre_service.station_settings(centre_service.get_centre(db.session, attempt.sitting.centre_id)),
+        "resume": moves.resume_info(db.session, attempt),
+        "moved_to": moved_to,
     }
 
 
@@ -223,7 +232,8 @@ def finish(attempt_id: str):
     if not isinstance(reason, str):
         raise EdgeError("reason must be a string", code="bad_field")
     attempt_service.finish_attempt(db.session, attempt, body["segments"], reason)
-    attempt_service.log_event(db.session, kind="attempt_finished", station_id=g.station.id, attempt_id=attempt.id,
+    attempt_service.log_event(db.session, kind="segments_handed_over" if reason == attempt_service.HANDED_OVER
+                              else "attempt_finished", station_id=g.station.id, attempt_id=attempt.id,
                               payload={"segments": len(body["segments"]), "reason": body.get("reason", "")})
     from edge_server.api.uploads import enqueue_sync_if_complete
 

@@ -180,18 +180,32 @@ def assign_missing_lots(session: Session, now: datetime) -> list[Attempt]:
     return list(attempts)
 
 
+# The finish reason of a station the candidate was moved away from: it declares its segments, the
+# attempt goes on at the new station.
+HANDED_OVER = "moved"
+
+
 def finish_attempt(session: Session, attempt: Attempt, segment_names: list[str], reason: str = "") -> None:
-    """The station declares the complete list of segments of the attempt."""
+    """A station declares its segments of the attempt; every station's declared segments are expected.
+
+    With ``reason == HANDED_OVER`` (the candidate was moved to another station) the attempt is not
+    finished: the new station finishes it later and the edge expects both stations' segments.
+    """
     if not all(isinstance(n, str) and n for n in segment_names):
         raise Conflict("segments must be a list of names", code="bad_segments")
-    attempt.expected_segments = sorted(set(segment_names))
+    attempt.expected_segments = sorted(set(segment_names) | set(attempt.expected_segments or []))
+    if reason == HANDED_OVER:
+        return
     attempt.finished_at = attempt.finished_at or utcnow()
     if reason:
         attempt.end_reason = reason[:64]
 
 
-def chain_problems(segments: list[Segment], signed: bool) -> list[str]:
-    """Gaps, broken links or unsigned entries in each camera's chain of verified segments."""
+def chain_problems(segments: list[Segment], signed: bool, restarts: frozenset[int] = frozenset()) -> list[str]:
+    """Gaps, broken links or unsigned entries in each camera's chain of verified segments.
+
+    ``restarts``: where a move let the chain start a new link (services/moves.py).
+    """
     from station.chain import link_problems
 
     if not signed:
@@ -199,7 +213,8 @@ def chain_problems(segments: list[Segment], signed: bool) -> list[str]:
     problems = []
     for camera in sorted({s.camera for s in segments}):
         chain = sorted((s for s in segments if s.camera == camera), key=lambda s: s.seq)
-        problems += [f"{camera}: {p}" for p in link_problems([(s.seq, s.prev_hash, s.entry_hash) for s in chain])]
+        problems += [f"{camera}: {p}"
+                     for p in link_problems([(s.seq, s.prev_hash, s.entry_hash) for s in chain], restarts)]
         problems += [f"{camera}: segment {s.seq} is unsigned" for s in chain if not s.signature]
     return problems
 
@@ -209,8 +224,11 @@ def upload_status(session: Session, attempt: Attempt) -> dict[str, Any]:
     verified = {s.name for s in segments if s.status == SegmentStatus.VERIFIED}
     expected = set(attempt.expected_segments or [])
     station = session.get(Station, attempt.station_id) if attempt.station_id else None
+    from edge_server.services.moves import seq_restarts
+
     problems = chain_problems([s for s in segments if s.status == SegmentStatus.VERIFIED],
-                              signed=station is not None and station.public_key is not None)
+                              signed=station is not None and station.public_key is not None,
+                              restarts=seq_restarts(session, attempt))
     return {
         "attempt": attempt.id,
         "finished": attempt.finished_at is not None,
@@ -221,7 +239,8 @@ def upload_status(session: Session, attempt: Attempt) -> dict[str, Any]:
         "bytes_received": sum(s.offset for s in segments),
         "chain_ok": not problems,
         "chain_problems": problems,
-        "complete": bool(expected) and expected <= verified and not problems,
+        "complete": (attempt.finished_at is not None and bool(expected) and expected <= verified
+                     and not problems),
         "sync": str(attempt.sync_status),
     }
 

@@ -34,6 +34,7 @@ class Move:
     before: str | None
     after: str
     interruption: int | None  # the attempt's interruption count after a mid-exam move
+    attempt: str | None = None  # the candidate's attempt, when there is one (its old station is told)
 
 
 def label(station: Station) -> str:
@@ -102,4 +103,4 @@ def assign(session: Session, sitting: Sitting, ticket_no: str, station_id: str, 
                  attempt_id=attempt.id if attempt is not None else None, source="staff",
                  payload={"sitting": sitting.id, "ticket_no": candidate.ticket_no, "from": before,
                           "to": station.id, "during_exam": count is not None, "by": by})
-    return Move(candidate, before, station.id, count)
+    return Move(candidate, before, station.id, count, attempt.id if attempt is not None else None)

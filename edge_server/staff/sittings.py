@@ -20,8 +20,9 @@ from edge_server.errors import EdgeError, NotFound
 from edge_server.extensions import db
 from edge_server.models import SittingKind, StaffRole, TimingMode
 from edge_server.services import sittings as sitting_service
+from edge_server.services.push import push_to_station
 from edge_server.staff import bp
-from edge_server.staff.routes import LogoutForm, _centre, roles_required
+from edge_server.staff.routes import LogoutForm, _centre, _settings, roles_required
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M"
 KIND_CHOICES = [(SittingKind.FORMAL.value, "正式 Formal"), (SittingKind.MOCK.value, "模拟 Mock")]
@@ -254,6 +255,10 @@ def move_seat(sitting_id: str):
         db.session.rollback()
         return _render_seats(sitting, error=exc.message, status=exc.status)
     db.session.commit()
+    if move.before is not None and move.attempt is not None:
+        # The old station stops and hands its recording over (it also learns it from the API's attempt answer).
+        push_to_station(_settings(), move.before, "moved", {"to": move.candidate.seat, "station": move.after},
+                        attempt=move.attempt)
     text = f"{move.candidate.name}（{move.candidate.ticket_no}）→ {move.candidate.seat}"
     if move.interruption is not None:
         text += (f"：考试中换座，计为第 {move.interruption} 次中断（共可 {sitting.max_interruptions} 次） · "

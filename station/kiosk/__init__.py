@@ -186,6 +186,8 @@ def view(agent: "Agent") -> dict[str, Any]:
         "answered": list(state.answered),
         "end_reason": state.end_reason,
         "interruptions": state.interruptions,
+        "resume_cause": state.resume_cause,
+        "moved_to": state.moved_to,
         "backlog": len(agent.journal.pending()),
         "cue": ({"name": agent.last_cue[0], "at": agent.last_cue[1]}
                 if voice_on(agent) and agent.last_cue and time.time() - agent.last_cue[1] < 5 else None),
@@ -207,7 +209,8 @@ def view(agent: "Agent") -> dict[str, Any]:
     if state.screen == Screen.ANSWERING and agent.paper and state.question:
         # The question's pages as text and its images as URLs this server answers from memory.
         data["paper"] = question_view(agent.paper, state.question)
-    if state.attempt_id and state.screen in (Screen.UPLOADING, Screen.DONE, Screen.ANSWERING, Screen.WAITING):
+    if state.attempt_id and state.screen in (Screen.UPLOADING, Screen.DONE, Screen.ANSWERING, Screen.WAITING,
+                                              Screen.MOVED):
         done, total, verified, count = agent.journal.progress(state.attempt_id)
         data["upload"] = {"bytes_done": done, "bytes_total": total, "verified": verified, "segments": count}
     return data

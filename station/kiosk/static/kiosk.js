@@ -21,6 +21,8 @@ const T = {
     end_confirm: "确定要结束考试吗？结束后不能再作答。", paper_loading: "题目加载中…",
     slip: "考生题签", guide: "面试指导语", page_prev: "上一页", page_next: "下一页", page_of: (p, n) => `第 ${p} 页 / 共 ${n} 页`,
     figure: "图", zoom_hint: "点击放大", image_failed: "图片加载失败，请点击“刷新题目”或举手示意",
+    moved_title: "考生已转至考位", moved_hint: "本考位已停止录制，正在上传已录制的内容，完成后返回登录页面。请考生前往新考位继续考试。",
+    resume_moved_hint: "您已转至本考位。点击“继续录制”回到原题继续作答，已答题目不会丢失，考试时间不做延长。",
     resume_title: "考试录制中断", resume_hint: "系统已恢复。点击“继续录制”回到答题页面，已答题目不会丢失，考试时间不做延长。", resume: "继续录制",
     up_title: "正在上传录像", up_hint: "请勿离开座位，等待提示“上传成功”。", up_ok: "上传成功", up_done_hint: "录像已全部上传并校验完成，可以离开座位。",
     next_candidate: "下一位考生", closed_title: "无法进入考试", closed_hint: "已超过入场截止时间，不能进入答题页面。请联系监考老师。",
@@ -59,6 +61,8 @@ const T = {
     end_confirm: "End the exam now? You cannot answer afterwards.", paper_loading: "Loading the question…",
     slip: "Question slip", guide: "Instructions", page_prev: "Previous page", page_next: "Next page", page_of: (p, n) => `Page ${p} of ${n}`,
     figure: "Figure", zoom_hint: "tap to enlarge", image_failed: "The picture did not load; press Refresh question or raise your hand",
+    moved_title: "The candidate moved to station", moved_hint: "This station stopped recording and is uploading what it recorded; then it returns to the login screen. The candidate continues at the new station.",
+    resume_moved_hint: "You were moved to this station. Press Continue to go back to your question: answered questions are kept, time is not extended.",
     resume_title: "Recording interrupted", resume_hint: "The station is back. Press Continue: answered questions are kept, time is not extended.", resume: "Continue",
     up_title: "Uploading the recording", up_hint: "Please stay until it says upload successful.", up_ok: "Upload successful", up_done_hint: "Every part of the recording has been uploaded and verified.",
     next_candidate: "Next candidate", closed_title: "Entry closed", closed_hint: "The entry cutoff has passed. Please see a proctor.",
@@ -196,9 +200,12 @@ const SCREENS = {
           ${s.sitting.early_finish ? `<button type="button" class="danger" data-action="end_exam">${t("end_exam")}</button>` : ""}` : ""}
       </aside></div>`,
   resume: (s) => `
-    <h1>${t("resume_title")}</h1><p class="hint big-text">${t("resume_hint")}</p>
+    <h1>${t("resume_title")}</h1><p class="hint big-text">${t(s.resume_cause === "moved" ? "resume_moved_hint" : "resume_hint")}</p>
     <p>${t("left")}: <b class="countdown" data-live="countdown">${mmss(s.time_left)}</b></p>
     <button type="button" class="primary big" data-action="resume">${t("resume")}</button>`,
+  moved: (s) => `
+    <h1 data-live="moved-to">${t("moved_title")} ${esc(s.moved_to ?? "")}</h1><p class="hint big-text">${t("moved_hint")}</p>
+    <div class="progress"><span data-live="progress"></span></div><p data-live="progress-text"></p>`,
   uploading: (s) => `
     <h1>${t("up_title")}</h1><p class="hint">${t("up_hint")}</p>
     ${s.end_reason && s.end_reason !== "time_up" && s.end_reason !== "ended_by_candidate" ? `<p class="notice">${t("ended_early")}${esc(T[lang].reasons[s.end_reason] ?? s.end_reason)}</p>` : ""}

@@ -1,0 +1,136 @@
+"""End to end: a proctor moves a candidate to a spare station mid-question, on real parts.
+
+The demo centre runs two station agents as real processes. The candidate is seated at st-01 on
+the seat map, enters the waiting room there and starts answering; the proctor moves them to the
+spare st-02 on the seat-map page. st-01 must stop, show where the candidate went and hand every
+segment over; st-02 asks for the face again and continues the same question with the time left on
+server time; in the end every segment of both stations is verified for the one attempt and its
+chain checks out. Screenshots: tests/artifacts/e2e/move_*.png.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+
+from provisioning.demo import DemoCentre, Ports, free_port
+from tests.e2e.test_demo_centre import free_port_pair, shot
+from tests.faults.harness import Kiosk, journal_segments
+
+pytestmark = pytest.mark.e2e
+
+START_IN = 40.0
+QUESTION_SECONDS = 14
+TICKET = "20240001"
+
+
+@pytest.fixture(scope="module")
+def centre(tmp_path_factory: pytest.TempPathFactory):
+    demo = DemoCentre(
+        tmp_path_factory.mktemp("move"),
+        ports=Ports(web=free_port(), kiosk=free_port_pair(), mqtt=free_port(), redis=free_port()),
+        centre=f"mv{uuid.uuid4().hex[:6]}", start_in=START_IN, question_seconds=QUESTION_SECONDS,
+        segment_seconds=2.0, stations=2,
+    )
+    login = demo.prepare()
+    demo.start()
+    try:
+        yield demo, login
+    finally:
+        demo.stop()
+
+
+def seat_page(staff, demo: DemoCentre, sitting: str):
+    staff.goto(f"{demo.web_url}/staff/sittings/{sitting}/seats")
+    staff.wait_for_selector("[data-list=seats]")
+
+
+def test_move_to_a_spare_station_mid_question(centre, chromium):
+    demo, login = centre
+    old, new = Kiosk(demo.kiosk_url("st-01")), Kiosk(demo.kiosk_url("st-02"))
+    sitting = _sitting_id(demo)
+
+    staff = chromium.new_page(viewport={"width": 1280, "height": 800}, ignore_https_errors=True)
+    staff.goto(f"{demo.web_url}/staff/")
+    staff.fill("input[name=username]", login["username"])
+    staff.fill("input[name=password]", login["password"])
+    staff.click("input[type=submit]")
+    seat_page(staff, demo, sitting)
+    row = staff.locator(f"[data-list=unseated] tr[data-ticket='{TICKET}']")
+    row.locator("select[name=station]").select_option("st-01")
+    row.locator("[type=submit]").click()
+    staff.wait_for_selector(f"[data-station=st-01][data-ticket='{TICKET}']")
+
+    state = old.enter_waiting_room(TICKET)
+    attempt = _attempt_of(demo, "st-01")
+    starts_at = state["sitting"]["starts_at"]
+    old.wait(lambda s: s["screen"] == "answering" and s["time_left"] is not None
+             and s["time_left"] < QUESTION_SECONDS - 4, START_IN + 30, "answering question 1 for a few seconds")
+
+    # The proctor moves the candidate to the spare station (an interruption under the policy).
+    seat_page(staff, demo, sitting)
+    seat = staff.locator(f"[data-station=st-01][data-ticket='{TICKET}']")
+    seat.locator("select[name=station]").select_option("st-02")
+    seat.locator("[data-form=move] [type=submit]").click()
+    staff.wait_for_selector(f"[data-station=st-02][data-ticket='{TICKET}']")
+    assert "interruption 1 of 1" in staff.inner_text("body")
+
+    # st-01 stops recording and says where the candidate went, then frees itself once all is verified.
+    kiosk_old = chromium.new_page(viewport={"width": 1280, "height": 800})
+    kiosk_old.goto(demo.kiosk_url("st-01"))
+    moved = old.wait_screen("moved", 15)
+    assert moved["moved_to"] == "A02"
+    kiosk_old.wait_for_selector("html[data-screen=moved]")
+    assert "A02" in kiosk_old.inner_text("[data-live=moved-to]")
+    shot(kiosk_old, "move_old_station")
+    old.wait(lambda s: s["screen"] == "identify" and s["candidate"] is None, 60, "st-01 handed over")
+
+    # st-02: ticket, face login again, then "continue" on the same question with the server's time.
+    new.wait(lambda s: s["server_ok"], 30, "edge found")
+    new.send("identify", ticket_no=TICKET)
+    new.wait_screen("face_login")
+    new.send("face_capture")
+    resume = new.wait_screen("resume", 30)
+    kiosk_new = chromium.new_page(viewport={"width": 1280, "height": 800})
+    kiosk_new.goto(demo.kiosk_url("st-02"))
+    kiosk_new.wait_for_selector("html[data-screen=resume]")
+    assert "moved to this station" in kiosk_new.inner_text("body") or "您已转至本考位" in kiosk_new.inner_text("body")
+    shot(kiosk_new, "move_new_station_resume")
+    assert resume["interruptions"] == 1
+    new.send("resume")
+    going = new.wait(lambda s: s["screen"] in ("answering", "uploading", "done"), 20, "answering again")
+    if going["screen"] == "answering":
+        q = going["question"]
+        window_end = starts_at + q * QUESTION_SECONDS
+        assert abs(going["time_left"] - (window_end - going["server_time"])) < 1.0, "time left not on server time"
+        assert set(range(1, q)) <= set(going["answered"])
+    done = new.wait_screen("done", timeout=2 * QUESTION_SECONDS + 90)
+    assert set(done["answered"]) == {1, 2}
+
+    # The edge: one attempt, every segment of both stations verified, the chain runs across the move.
+    db = sqlite3.connect(demo.root / "edge.db")
+    rows = db.execute("SELECT name, station_id, status, seq FROM segment WHERE attempt_id = ?", (attempt,)).fetchall()
+    by_station = {sid: {name for name, s, _, _ in rows if s == sid} for sid in ("st-01", "st-02")}
+    assert by_station["st-01"] and by_station["st-02"]
+    assert all(status == "verified" for _, _, status, _ in rows)
+    assert min(seq for _, s, _, seq in rows if s == "st-02") == 10_000
+    for sid in ("st-01", "st-02"):
+        assert {n for n, _, _ in journal_segments(demo.station_data(sid) / "journal.db")} == by_station[sid]
+    expected, complete = db.execute("SELECT expected_segments, upload_complete_at FROM attempt WHERE id = ?",
+                                    (attempt,)).fetchone()
+    assert complete is not None and sorted(json.loads(expected)) == sorted(n for n, *_ in rows)
+    kinds = [k for (k,) in db.execute("SELECT kind FROM event WHERE attempt_id = ? ORDER BY id", (attempt,))]
+    assert kinds.count("interruption") == 1 and "moved_away" in kinds and "segments_handed_over" in kinds
+
+
+def _sitting_id(demo: DemoCentre) -> str:
+    return sqlite3.connect(demo.root / "edge.db").execute("SELECT sitting_id FROM candidate WHERE ticket_no = ?",
+                                                          (TICKET,)).fetchone()[0]
+
+
+def _attempt_of(demo: DemoCentre, sid: str) -> str:
+    row = sqlite3.connect(demo.station_data(sid) / "journal.db").execute("SELECT data FROM state").fetchone()
+    return json.loads(row[0])["attempt_id"]
