@@ -842,6 +842,7 @@ class Agent:
         if schedule is None:
             return
         sitting = schedule.sitting
+        self.paper = None  # never show the previous attempt's paper while this one opens
 
         def work() -> Event | None:
             for _ in range(240):
