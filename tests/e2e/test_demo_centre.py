@@ -10,59 +10,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import sqlite3
 import uuid
 from pathlib import Path
 
 import pytest
 
-from provisioning.demo import DemoCentre, Ports, free_port
+from provisioning.demo import DemoCentre
 from station.chain import link_problems, verify
+from tests.e2e.centre import on_screen, running_centre, shot
 
 pytestmark = pytest.mark.e2e
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "e2e"
 START_IN = 90.0
 QUESTION_SECONDS = 6
 
 
-def free_port_pair() -> int:
-    """A port whose successor is free too (two kiosks)."""
-    for _ in range(50):
-        port = free_port()
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two consecutive free ports")
-
-
 @pytest.fixture(scope="module")
 def centre(tmp_path_factory: pytest.TempPathFactory):
-    demo = DemoCentre(
-        tmp_path_factory.mktemp("centre"),
-        ports=Ports(web=free_port(), kiosk=free_port_pair(), mqtt=free_port(), redis=free_port()),
-        centre=f"e2e{uuid.uuid4().hex[:6]}", start_in=START_IN, question_seconds=QUESTION_SECONDS,
-        segment_seconds=2.0, stations=2, second_camera=("st-01",),
-    )
-    login = demo.prepare()
-    demo.start()
-    try:
-        yield demo, login
-    finally:
-        demo.stop()
-
-
-def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
-
-
-def on_screen(page, screen: str, timeout: float = 20_000) -> None:
-    page.wait_for_selector(f"html[data-screen={screen}]", timeout=timeout)
+    with running_centre(tmp_path_factory.mktemp("centre"), "e2e", start_in=START_IN,
+                        question_seconds=QUESTION_SECONDS, segment_seconds=2.0, stations=2,
+                        second_camera=("st-01",)) as running:
+        yield running
 
 
 def identify(page, ticket: str) -> None:

@@ -8,16 +8,12 @@ and the dashboard counts the acknowledgement. Screenshots: tests/artifacts/e2e/h
 """
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
-
 import pytest
 
-from provisioning.demo import DemoCentre, Ports, free_port
+from tests.e2e.centre import running_centre, shot
 
 pytestmark = pytest.mark.e2e
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "e2e"
 HELP_TEXT = "摄像头画面卡住了"
 REPLY = "请稍等，监考老师马上过来检查设备。"
 NOTICE = "第 2 题题干更正：请朗读两段文字，不是三段。"
@@ -25,22 +21,9 @@ NOTICE = "第 2 题题干更正：请朗读两段文字，不是三段。"
 
 @pytest.fixture(scope="module")
 def centre(tmp_path_factory: pytest.TempPathFactory):
-    demo = DemoCentre(
-        tmp_path_factory.mktemp("help-centre"),
-        ports=Ports(web=free_port(), kiosk=free_port(), mqtt=free_port(), redis=free_port()),
-        centre=f"help{uuid.uuid4().hex[:6]}", start_in=900.0, question_seconds=30, stations=1,
-    )
-    login = demo.prepare()
-    demo.start()
-    try:
-        yield demo, login
-    finally:
-        demo.stop()
-
-
-def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+    with running_centre(tmp_path_factory.mktemp("help-centre"), "help", start_in=900.0,
+                        question_seconds=30) as running:
+        yield running
 
 
 def test_help_reply_and_broadcast_between_kiosk_and_dashboard(centre, chromium):

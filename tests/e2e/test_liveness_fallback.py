@@ -8,41 +8,18 @@ Real processes throughout (broker, Redis, gunicorn, daemon, worker, station), dr
 """
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
-
 import pytest
 
-from provisioning.demo import DemoCentre, Ports, free_port
+from tests.e2e.centre import on_screen, running_centre, shot
 
 pytestmark = pytest.mark.e2e
-
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "e2e"
 
 
 @pytest.fixture(scope="module")
 def centre(tmp_path_factory: pytest.TempPathFactory):
-    demo = DemoCentre(
-        tmp_path_factory.mktemp("live-centre"),
-        ports=Ports(web=free_port(), kiosk=free_port(), mqtt=free_port(), redis=free_port()),
-        centre=f"live{uuid.uuid4().hex[:6]}", start_in=600.0, question_seconds=30, stations=1,
-        liveness=("st-01",),
-    )
-    login = demo.prepare()
-    demo.start()
-    try:
-        yield demo, login
-    finally:
-        demo.stop()
-
-
-def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
-
-
-def on_screen(page, screen: str, timeout: float = 20_000) -> None:
-    page.wait_for_selector(f"html[data-screen={screen}]", timeout=timeout)
+    with running_centre(tmp_path_factory.mktemp("live-centre"), "live", start_in=600.0, question_seconds=30,
+                        liveness=("st-01",)) as running:
+        yield running
 
 
 def test_a_moved_photo_fails_liveness_and_a_fallback_code_lets_the_candidate_in(centre, chromium):

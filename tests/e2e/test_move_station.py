@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import uuid
-from pathlib import Path
 
 import pytest
 
-from provisioning.demo import DemoCentre, Ports, free_port
-from tests.e2e.test_demo_centre import free_port_pair, shot
+from provisioning.demo import DemoCentre
+from tests.e2e.centre import running_centre, shot
 from tests.faults.harness import Kiosk, journal_segments
 
 pytestmark = pytest.mark.e2e
@@ -29,18 +27,9 @@ TICKET = "20240001"
 
 @pytest.fixture(scope="module")
 def centre(tmp_path_factory: pytest.TempPathFactory):
-    demo = DemoCentre(
-        tmp_path_factory.mktemp("move"),
-        ports=Ports(web=free_port(), kiosk=free_port_pair(), mqtt=free_port(), redis=free_port()),
-        centre=f"mv{uuid.uuid4().hex[:6]}", start_in=START_IN, question_seconds=QUESTION_SECONDS,
-        segment_seconds=2.0, stations=2,
-    )
-    login = demo.prepare()
-    demo.start()
-    try:
-        yield demo, login
-    finally:
-        demo.stop()
+    with running_centre(tmp_path_factory.mktemp("move"), "mv", start_in=START_IN, question_seconds=QUESTION_SECONDS,
+                        segment_seconds=2.0, stations=2) as running:
+        yield running
 
 
 def seat_page(staff, demo: DemoCentre, sitting: str):

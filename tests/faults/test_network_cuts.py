@@ -15,25 +15,17 @@ import hashlib
 import os
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import select
 from tusclient.exceptions import TusCommunicationError, TusUploadFailed
 
-from edge_server import create_app
-from edge_server.config import EdgeSettings, load_settings
-from edge_server.extensions import db
-from edge_server.models import Segment, SegmentStatus
-from provisioning.demo import write_toml
+from edge_server.models import SegmentStatus
 from station.journal import Journal
 from station.uploader import SegmentUploader
-from tests.edge_server.conftest import SECRET_KEY, clean_environment, dispose_app, run_migrations
-from tests.edge_server.helpers import make_attempt, make_candidate, make_sitting, make_station
+from tests.edge_server.served import ServedEdge, served_edge
 from tests.faults.proxy import CuttingProxy, upload_through_cuts
-from tests.services import EdgeWebProc, free_port, start_edge_web
 
 pytestmark = pytest.mark.faults
 
@@ -44,65 +36,14 @@ SIZES = [5 * CHUNK, 4 * CHUNK + 12_345, CHUNK, 9 * CHUNK + 1]
 NETWORK_ERRORS = (requests.RequestException, TusCommunicationError, TusUploadFailed, OSError)
 
 
-@dataclass
-class Edge:
-    settings: EdgeSettings
-    web: EdgeWebProc
-    token: str
-    attempt: str
-
-    def offset(self, upload_url: str | None) -> int:
-        """The server's offset of an upload, asked directly (not through the proxy)."""
-        if not upload_url:
-            return 0
-        path = upload_url.split("/api/v1/uploads/", 1)[1]
-        resp = requests.head(f"{self.web.url}/api/v1/uploads/{path}", timeout=10,
-                             headers={"Authorization": f"Bearer {self.token}", "Tus-Resumable": "1.0.0"})
-        return int(resp.headers["Upload-Offset"]) if resp.status_code == 200 else 0
-
-
 @pytest.fixture
-def edge(tmp_path: Path) -> Iterator[Edge]:
+def edge(tmp_path: Path) -> Iterator[ServedEdge]:
     """A migrated SQLite edge with one open attempt, served by gunicorn from its config file."""
-    config = tmp_path / "edge.toml"
-    database_url = f"sqlite:///{tmp_path / 'edge.db'}"
-    write_toml(config, {
-        "secret_key": SECRET_KEY, "database_url": database_url, "data_dir": str(tmp_path / "data"),
-        "redis_url": f"redis://127.0.0.1:{free_port()}/0", "discovery": {"enabled": False},
-        "storage": {"directory": str(tmp_path / "central")},
-    })
-    run_migrations(database_url, tmp_path / "data")
-    with clean_environment():
-        settings = load_settings(config)
-    app = create_app(settings)
-    try:
-        with app.app_context():
-            station, token = make_station(db.session, "c1", "st-cut")
-            sitting = make_sitting(db.session, "c1", starts_in=-60)
-            attempt = make_attempt(db.session, make_candidate(db.session, sitting), station).id
-            db.session.commit()
-    finally:
-        dispose_app(app)
-    web = start_edge_web(config, tmp_path / "gunicorn.log")
-    try:
-        yield Edge(settings, web, token, attempt)
-    finally:
-        web.stop()
+    with served_edge(tmp_path, "st-cut") as served:
+        yield served
 
 
-def segments_on_edge(settings: EdgeSettings, attempt: str) -> dict[str, Segment]:
-    app = create_app(settings)
-    try:
-        with app.app_context():
-            rows = db.session.scalars(select(Segment).where(Segment.attempt_id == attempt)).all()
-            for row in rows:
-                db.session.expunge(row)
-            return {row.name: row for row in rows}
-    finally:
-        dispose_app(app)
-
-
-def test_cuts_mid_chunk_cost_at_most_one_chunk_each(edge: Edge, tmp_path: Path):
+def test_cuts_mid_chunk_cost_at_most_one_chunk_each(edge: ServedEdge, tmp_path: Path):
     rng = random.Random(20261125)
     journal = Journal(tmp_path / "station" / "journal.db")
     files: dict[str, bytes] = {}
@@ -131,7 +72,7 @@ def test_cuts_mid_chunk_cost_at_most_one_chunk_each(edge: Edge, tmp_path: Path):
         journal.close()
 
     # Every segment verified on the edge, with the SHA-256 the station declared, its file intact.
-    rows = segments_on_edge(edge.settings, edge.attempt)
+    rows = edge.segments()
     assert sorted(rows) == sorted(files)
     for name, data in files.items():
         digest = hashlib.sha256(data).hexdigest()
