@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_CONFIG_PATH = Path("/etc/examkiosk/station.toml")
@@ -23,11 +23,19 @@ class Section(BaseModel):
 class EdgeSection(Section):
     # Empty: find the edge by zeroconf.
     api: str = ""
-    # SHA-256 fingerprint the station was enrolled with; a server announcing another is refused.
+    # SHA-256 of the edge's TLS certificate the station was enrolled with (hex, colons allowed):
+    # a server announcing or presenting another is refused.
     fingerprint: str = ""
     token: str
     discovery_timeout: float = Field(10.0, gt=0)
     discovery_interfaces: list[str] = []
+
+    @field_validator("fingerprint")
+    @classmethod
+    def _sha256_hex(cls, value: str) -> str:
+        from station.pinning import normalise_fingerprint
+
+        return normalise_fingerprint(value) if value else ""
 
 
 class MqttSection(Section):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from edge_server.models import SegmentStatus
+from station.config import ConfigError, load_settings
 from station.journal import Journal
 from station.link import EdgeClient, EdgeUnavailable, EdgeUntrusted
 from station.pinning import normalise_fingerprint
@@ -83,3 +84,20 @@ def test_fingerprints_are_normalised_or_refused():
     for bad in ("", "ab" * 31, "zz" * 32, "ab" * 33):
         with pytest.raises(ValueError, match="not a SHA-256 fingerprint"):
             normalise_fingerprint(bad)
+
+
+def test_the_station_config_takes_a_fingerprint_as_openssl_prints_it_and_names_a_bad_one(tmp_path: Path,
+                                                                                          monkeypatch):
+    for key in [k for k in os.environ if k.startswith("EXAMKIOSK_")]:
+        monkeypatch.delenv(key)
+    config = tmp_path / "station.toml"
+
+    def load(fp: str):
+        config.write_text(f'station_id = "st-01"\ncentre = "c1"\n\n[edge]\ntoken = "t"\nfingerprint = "{fp}"\n')
+        return load_settings(config)
+
+    assert load("AB:" * 31 + "CD").edge.fingerprint == "ab" * 31 + "cd"
+    assert load("").edge.fingerprint == ""
+    with pytest.raises(ConfigError) as err:
+        load("ab" * 31)
+    assert "edge.fingerprint" in str(err.value) and "not a SHA-256 fingerprint" in str(err.value)
