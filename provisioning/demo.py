@@ -343,19 +343,27 @@ class DemoCentre:
                 raise RuntimeError(f"{name} exited with code {proc.returncode}:\n{tail}")
 
     def stop_process(self, name: str, timeout: float = 10) -> None:
-        proc = self.processes.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        self._stop_together([name], timeout)
+
+    def _stop_together(self, names: list[str], timeout: float = 10) -> None:
+        """SIGTERM to each, then wait for all of them at once (SIGKILL for whoever is still there)."""
+        procs = [p for p in (self.processes.pop(n, None) for n in names) if p is not None and p.poll() is None]
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in procs:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
     def stop(self) -> None:
-        for name in reversed(list(self.processes)):
-            self.stop_process(name)
+        """Stations first (they may still report to the edge), then the edge and the services."""
+        names = list(reversed(list(self.processes)))
+        stations = [n for n in names if n.startswith("station-")]
+        self._stop_together(stations)
+        self._stop_together([n for n in names if n not in stations])
 
 
 def main(argv: list[str] | None = None) -> int:
