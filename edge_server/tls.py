@@ -14,7 +14,6 @@ import ipaddress
 import logging
 import os
 import socket
-import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -22,6 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from provisioning.files import write_private
 
 logger = logging.getLogger(__name__)
 
@@ -74,23 +75,12 @@ def ensure_certificate(path: Path, common_name: str, hostnames: list[str] | None
             logger.warning("TLS key file %s had mode %o; setting 0600", path, mode)
             os.chmod(path, 0o600)
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
     names = [socket.gethostname(), "localhost", "127.0.0.1", *(hostnames or [])]
-    pem = make_certificate(common_name, names)
-    fd, tmp = tempfile.mkstemp(prefix=".tls-", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return path  # another process made it first: use theirs
-        logger.info("created the edge's TLS certificate %s (fingerprint %s)", path, certificate_fingerprint(path))
-    finally:
-        os.unlink(tmp)
+        write_private(path, make_certificate(common_name, names), replace=False)
+    except FileExistsError:
+        return path  # another process made it first: use theirs
+    logger.info("created the edge's TLS certificate %s (fingerprint %s)", path, certificate_fingerprint(path))
     return path
 
 

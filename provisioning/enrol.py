@@ -19,9 +19,6 @@ from __future__ import annotations
 import argparse
 import email.utils
 import logging
-import os
-import pwd
-import shutil
 import socket
 import sys
 import time
@@ -30,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioning.enrolment_code import EXAMPLE, display, parse, prefix_of
+from provisioning.files import chown, write_private
 
 logger = logging.getLogger(__name__)
 
@@ -99,44 +97,6 @@ def station_config(*, answer: dict[str, Any], service: Any, data_dir: Path, inte
         "recording": RecordingSection().model_dump(),
         "kiosk": KioskSection().model_dump(),
     }
-
-
-def write_private(path: Path, text: str, *, replace: bool, owner: str | None = None) -> None:
-    """Write ``text`` to ``path`` with mode 0600, atomically: a reader sees the old file or the whole
-    new one. Without ``replace`` an existing file is never touched (FileExistsError)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        _chown(tmp, owner)
-        if replace:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails if the file appeared meanwhile
-    finally:
-        tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _chown(path: Path, owner: str | None) -> None:
-    """As root, give the file to the station's service user (it reads it after dropping privileges)."""
-    if owner is None or os.geteuid() != 0:
-        return
-    try:
-        pwd.getpwnam(owner)
-    except KeyError:
-        logger.info("no user %s: %s stays owned by root", owner, path)
-        return
-    shutil.chown(path, owner, owner)
 
 
 # --- talking to the edge ------------------------------------------------------------------------
@@ -264,8 +224,8 @@ def enrol(*, code: str, config: Path, force: bool = False, interfaces: list[str]
     except FileExistsError as exc:
         raise EnrolFailed(f"{config} appeared meanwhile; station {answer['station_id']} is enrolled but its "
                           f"settings were not written: ask the admin to revoke it and enrol again") from exc
-    _chown(data_dir, owner)
-    _chown(data_dir / "station_key.pem", owner)
+    chown(data_dir, owner)
+    chown(data_dir / "station_key.pem", owner)
     say(f"Enrolled as station {answer['station_id']} of centre {answer['centre']}; "
         f"wrote {config} (mode 0600)")
     return settings

@@ -28,6 +28,7 @@ import subprocess
 from pathlib import Path
 from typing import Iterator
 
+from provisioning.files import write_private
 from station.topics import check_level
 
 logger = logging.getLogger(__name__)
@@ -91,21 +92,6 @@ def _run_passwd(*args: str) -> None:
         raise MqttProvisioningError(f"mosquitto_passwd failed: {exc.stderr.strip() or exc.returncode}") from exc
 
 
-def _write_private(path: Path, text: str, mode: int = 0o600) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
 def chown_to_broker(*paths: Path) -> None:
     """Give the files to the ``mosquitto`` user when we are root (it reads them after dropping)."""
     if os.geteuid() != 0:
@@ -122,7 +108,7 @@ def write_password_file(path: Path, users: dict[str, str]) -> Path:
     """A hashed password file: the plain file (mode 0600) is hashed in place with ``mosquitto_passwd -U``."""
     for user, password in users.items():
         _check_user(user, password)
-    _write_private(path, "".join(f"{u}:{p}\n" for u, p in users.items()))
+    write_private(path, "".join(f"{u}:{p}\n" for u, p in users.items()), replace=True)
     try:
         _run_passwd("-U", str(path))
     except BaseException:
@@ -170,7 +156,7 @@ def remove_station_user(password_file: Path, user: str) -> bool:
         kept = [line for line in lines if line.split(":", 1)[0] != user]
         if len(kept) == len(lines):
             return False
-        _write_private(password_file, "".join(kept), password_file.stat().st_mode & 0o777)
+        write_private(password_file, "".join(kept), replace=True, mode=password_file.stat().st_mode & 0o777)
         chown_to_broker(password_file)
     return True
 
@@ -187,13 +173,13 @@ def write_broker_files(dir: Path, *, port: int, centre: str, users: dict[str, st
     password_file, acl_file, conf = dir / PASSWORD_NAME, dir / ACL_NAME, dir / CONF_NAME
     acl = acl_text(centre, edge_user)
     write_password_file(password_file, users)
-    _write_private(acl_file, acl)
+    write_private(acl_file, acl, replace=True)
     if pid_file is not None:
         pid_file = Path(pid_file).resolve()
         pid_file.parent.mkdir(parents=True, exist_ok=True)
         chown_to_broker(pid_file.parent)
-    _write_private(conf, conf_text(port=port, bind=bind, password_file=password_file, acl_file=acl_file,
-                                   pid_file=pid_file), 0o644)
+    write_private(conf, conf_text(port=port, bind=bind, password_file=password_file, acl_file=acl_file,
+                                   pid_file=pid_file), replace=True, mode=0o644)
     chown_to_broker(acl_file, conf)
     logger.info("broker files for centre %s in %s (%d users, listener %s:%d)", centre, dir, len(users), bind, port)
     return conf
