@@ -20,7 +20,7 @@ def test_move_mid_exam_resumes_at_the_spare_station_and_both_chains_verify(app, 
         old, old_token = make_station(db.session, "c1", "st-01", seat="A01")
         new, new_token = make_station(db.session, "c1", "st-02", seat="B07")
         sitting = make_sitting(db.session, "c1", starts_in=-150)  # question 2 of 2 × 120 s runs
-        cand = make_candidate(db.session, sitting, ticket_no="20249001")
+        make_candidate(db.session, sitting, ticket_no="20249001")
         seats.assign(db.session, sitting, "20249001", "st-01", by="t", now=datetime.now(timezone.utc))
         db.session.commit()
         sitting_id = sitting.id

@@ -8,7 +8,7 @@ Screenshot: tests/artifacts/staff/dashboard_live.png.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest

@@ -97,7 +97,7 @@ def test_roles_proctor_reaches_no_admin_action_and_regional_only_reads(app, cent
         session, token = csrf_session(base, username)
         html = session.get(f"{base}/staff/").text
         assert "data-action=\"revoke\"" not in html and "stations-provisioning" not in html
-        posts = [f"/staff/stations/st-01/details", "/staff/stations/st-01/revoke", "/staff/stations/enrolment-codes",
+        posts = ["/staff/stations/st-01/details", "/staff/stations/st-01/revoke", "/staff/stations/enrolment-codes",
                  "/staff/centre"]
         for path in posts:
             r = session.post(f"{base}{path}", data={"csrf_token": token, "name": "hijack", "seat": "Z9",
