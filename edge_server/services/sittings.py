@@ -111,10 +111,6 @@ def get_sitting(session: Session, centre_id: str, sitting_id: str) -> Sitting:
     return sitting
 
 
-def papers(session: Session) -> list[Paper]:
-    return list(session.scalars(select(Paper).order_by(Paper.id)))
-
-
 def _check(session: Session, spec: SittingSpec) -> None:
     found = problems(spec)
     if found:
