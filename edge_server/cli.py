@@ -1,4 +1,5 @@
-"""Flask CLI commands: `flask create-admin`, `flask audit-verify`, `flask tls-certificate`, `flask demo-seed`."""
+"""Flask CLI commands: `flask create-admin`, `flask audit-verify`, `flask tls-certificate`, `flask broker-config`,
+`flask demo-seed`."""
 from __future__ import annotations
 
 import json
@@ -60,6 +61,47 @@ def register(app: Flask) -> None:
         settings = settings_of(app)
         fp = edge_fingerprint(settings).upper()
         click.echo(f"{settings.tls_path} sha256 {':'.join(fp[i:i + 2] for i in range(0, len(fp), 2))}")
+
+    @app.cli.command("broker-config")
+    @click.option("--conf-file", type=click.Path(path_type=Path), default=Path("/etc/mosquitto/conf.d/examkiosk.conf"),
+                  show_default=True, help="the centre's part of the system Mosquitto's configuration")
+    @click.option("--dynsec-file", type=click.Path(path_type=Path),
+                  default=Path("/var/lib/mosquitto/examkiosk/dynamic-security.json"), show_default=True,
+                  help="the dynamic-security plugin's file (users, roles); kept if it exists")
+    @click.option("--bind", default="0.0.0.0", show_default=True, help="address the stations reach the broker at")
+    @click.option("--main-conf", type=click.Path(path_type=Path), default=Path("/etc/mosquitto/mosquitto.conf"),
+                  show_default=True, help="the system Mosquitto's own file, which must include --conf-file's folder")
+    @click.option("--check", is_flag=True, help="only check that the edge can manage the running broker's users")
+    def broker_config(conf_file: Path, dynsec_file: Path, bind: str, main_conf: Path, check: bool) -> None:
+        """Set up Mosquitto for this centre (as root, then restart mosquitto), or --check it."""
+        from edge_server import settings_of
+        from edge_server.services import broker
+        from provisioning.mqtt import MqttProvisioningError, included_by, install_broker_config
+
+        settings = settings_of(app)
+        mqtt = settings.mqtt
+        if check:
+            try:
+                users = broker.station_users(settings)
+            except broker.BrokerError as exc:
+                raise click.ClickException(exc.message) from exc
+            click.echo(f"the edge manages the broker's users at {mqtt.host}:{mqtt.port} as {mqtt.username!r}: "
+                       f"{len(users)} user(s)")
+            return
+        if not mqtt.username:
+            raise click.ClickException("mqtt.username and mqtt.password must be set in the edge's configuration")
+        try:
+            made = install_broker_config(conf_file=conf_file, dynsec_file=dynsec_file, port=mqtt.port, bind=bind,
+                                         centre=settings.centre, edge_user=mqtt.username, edge_password=mqtt.password)
+        except (MqttProvisioningError, OSError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"wrote {conf_file} (listener {bind}:{mqtt.port}); {dynsec_file} "
+                   f"{'made with the edge as admin' if made else 'kept'}")
+        problem = included_by(main_conf, conf_file)
+        if problem:
+            click.echo(f"warning: {problem}", err=True)
+        click.echo("now: systemctl restart mosquitto; then check with: flask --app edge_server:create_app "
+                   "broker-config --check")
 
     @app.cli.command("demo-seed")
     @click.option("--start-in", type=float, default=180.0)

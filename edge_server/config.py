@@ -30,12 +30,8 @@ class MqttSection(Section):
     port: int = Field(1883, ge=1, le=65535)
     username: str = "edge"
     password: str = ""
-    # Files the edge keeps for Mosquitto (password file and ACL); written by provisioning.
-    password_file: Path | None = None
-    acl_file: Path | None = None
-    # Mosquitto's ``pid_file``: the edge sends the broker SIGHUP there after it adds or removes a
-    # station's user in ``password_file`` (enrolment, revocation). Unset: the change waits for a restart.
-    pid_file: Path | None = None
+    # The edge's login is also the admin of the broker's dynamic-security plugin: it adds and
+    # removes the stations' users (enrolment, revocation); ``broker-config`` sets the broker up.
 
     @model_validator(mode="after")
     def _password_needed(self) -> "MqttSection":

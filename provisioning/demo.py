@@ -1,6 +1,6 @@
 """`python -m provisioning.demo`: a whole demo centre on this machine, on real parts.
 
-Starts a private Mosquitto (password + ACL), a private Redis, the edge web app under gunicorn,
+Starts a private Mosquitto (users and rights in its dynamic-security plugin), a private Redis, the edge web app under gunicorn,
 the edge daemon (MQTT bridge, zeroconf, scheduler), an RQ worker and one station agent whose
 camera is a video file and whose microphone is a WAV file. Ctrl-C stops everything it started.
 The end-to-end tests start the same centre with short timers.
@@ -26,7 +26,7 @@ from pathlib import Path
 import requests
 
 from provisioning import assets
-from provisioning.mqtt import ACL_NAME, PASSWORD_NAME, write_broker_files
+from provisioning.mqtt import write_broker_files
 
 logger = logging.getLogger(__name__)
 
@@ -175,10 +175,6 @@ class DemoCentre:
         digest = hashlib.sha1(str(self.root).encode()).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"examkiosk-broker-{digest}"
 
-    @property
-    def broker_pid_file(self) -> Path:
-        return self.broker_dir / "run" / "mosquitto.pid"
-
     def station_secret(self, sec: dict[str, str], station_id: str, what: str) -> str:
         key = f"{station_id}_{what}"
         if key not in sec:
@@ -215,10 +211,8 @@ class DemoCentre:
             "database_url": self.database_url or f"sqlite:///{self.root / 'edge.db'}",
             "data_dir": str(self.edge_data), "redis_url": f"redis://127.0.0.1:{self.ports.redis}/0",
             "public_url": self.web_url,
-            "mqtt": {"host": "127.0.0.1", "port": self.ports.mqtt, "username": "edge", "password": sec["edge_mqtt"],
-                     # The edge adds and removes station users here (enrolment, revoke) and reloads the broker.
-                     "password_file": str(self.broker_dir / PASSWORD_NAME), "acl_file": str(self.broker_dir / ACL_NAME),
-                     "pid_file": str(self.broker_pid_file)},
+            # The edge's login is the broker's user admin: it adds and removes stations' users.
+            "mqtt": {"host": "127.0.0.1", "port": self.ports.mqtt, "username": "edge", "password": sec["edge_mqtt"]},
             "storage": {"backend": "directory", "directory": str(self.central_dir)},
             "discovery": {"enabled": True, "interfaces": list(self.interfaces),
                           "instance_name": f"examkiosk-{self.centre}"},
@@ -247,8 +241,7 @@ class DemoCentre:
             if sid in self.second_camera:
                 config["second_camera"] = dict(config["camera"])
             write_toml(self.station_config(sid), config)
-        write_broker_files(self.broker_dir, port=self.ports.mqtt, centre=self.centre, users=mqtt_users,
-                           pid_file=self.broker_pid_file)
+        write_broker_files(self.broker_dir, port=self.ports.mqtt, centre=self.centre, users=mqtt_users)
         self.flask("db", "upgrade")
         self.flask("demo-seed", "--start-in", str(self.start_in), "--question-seconds", str(self.question_seconds),
                    *[f"--station={sid}:{token}" for sid, token in tokens.items()], "--assets", str(media),

@@ -1,185 +1,205 @@
-"""Mosquitto configuration of a centre: listener, password file and ACL.
+"""Mosquitto configuration of a centre: a listener and the dynamic-security plugin.
 
-The ACL gives the edge user the whole centre (``examkiosk/<centre>/#``) and every other user,
-a station whose broker user name is its station id, only its own subtree to write and its
-own command topic plus the sitting controls to read::
+The broker's users and their rights live in the plugin's JSON file, which the broker owns and
+rewrites itself; the edge changes them while the broker runs by sending commands on
+``$CONTROL/dynamic-security/v1`` as its own MQTT user (edge_server/services/broker.py). So the
+edge needs neither root, nor the broker's files, nor a signal to the broker's process.
 
-    pattern write examkiosk/<centre>/station/%u/#
-    pattern read  examkiosk/<centre>/station/%u/cmd
-    pattern read  examkiosk/<centre>/sitting/#
+Roles (the plugin in Mosquitto 2.0 has no ``%u`` patterns, so each station gets its own role)::
 
-Mosquitto started as root reads these files after dropping to the ``mosquitto`` user, so
-they are chowned to it when we run as root. A running broker picks up added users on SIGHUP,
-and on SIGHUP it also disconnects every client whose user is no longer in the password file
-(with ``per_listener_settings false``, as here; tests/provisioning/test_broker_users.py checks
-this on the real broker). With ``pid_file`` the broker writes its pid where the edge finds it
-to send that SIGHUP (edge_server/services/broker.py); its directory is the broker's to write.
-Mosquitto warns at start that the ``sitting/#`` pattern has no ``%u``: expected, it applies to
-every user on purpose.
+    examkiosk-edge      the whole centre (examkiosk/<centre>/#) and the plugin's control topic
+    examkiosk-stations  read examkiosk/<centre>/sitting/#            (every station)
+    station:<id>        write examkiosk/<centre>/station/<id>/#,
+                        read  examkiosk/<centre>/station/<id>/cmd     (one station)
+
+Everything else is denied (``defaultACLAccess`` all false but unsubscribe). Passwords are stored
+as the plugin stores them: PBKDF2-HMAC-SHA512 with a 12-byte salt.
+
+Two ways to run such a broker: ``write_broker_files`` makes a private one's whole configuration
+(the demo, the tests); ``install_broker_config`` adds the centre to the system's Mosquitto
+(``/etc/mosquitto/conf.d``), which is how an edge server is set up (README, "Installing an edge server").
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
+import base64
+import glob
+import hashlib
+import json
 import logging
 import os
-import shutil
-import subprocess
+import secrets
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
-from provisioning.files import write_private
+from provisioning.files import chown, write_private
 from station.topics import check_level
 
 logger = logging.getLogger(__name__)
 
 BROKER_USER = "mosquitto"
 CONF_NAME = "mosquitto.conf"
-PASSWORD_NAME = "passwd"
-ACL_NAME = "acl"
+DYNSEC_NAME = "dynamic-security.json"
+CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
+EDGE_ROLE = "examkiosk-edge"
+STATIONS_ROLE = "examkiosk-stations"
+PBKDF2_ITERATIONS = 101  # what mosquitto_ctrl writes; the plugin reads the count from the file
+PLUGIN_GLOBS = ("/usr/lib/*/mosquitto_dynamic_security.so", "/usr/lib/mosquitto_dynamic_security.so",
+                "/usr/lib/mosquitto/mosquitto_dynamic_security.so", "/usr/local/lib/mosquitto_dynamic_security.so")
 
 
 class MqttProvisioningError(Exception):
-    """The broker files could not be written."""
+    """The broker's configuration could not be written."""
 
 
-def acl_text(centre: str, edge_user: str = "edge") -> str:
-    check_level(centre, "centre")
-    check_level(edge_user, "edge user")
-    root = f"examkiosk/{centre}"
-    return (
-        "# examkiosk: written by provisioning.mqtt; a station writes only under its own id.\n"
-        f"pattern write {root}/station/%u/#\n"
-        f"pattern read {root}/station/%u/cmd\n"
-        f"pattern read {root}/sitting/#\n"
-        "\n"
-        f"user {edge_user}\n"
-        f"topic readwrite {root}/#\n"
-    )
+def plugin_path() -> Path:
+    """Where Debian's mosquitto package put the dynamic-security plugin."""
+    for pattern in PLUGIN_GLOBS:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return Path(found[0])
+    raise MqttProvisioningError("mosquitto_dynamic_security.so not found (apt-get install mosquitto, 2.0 or later)")
 
 
-def conf_text(*, port: int, bind: str, password_file: Path, acl_file: Path, pid_file: Path | None = None) -> str:
+def station_role(station_id: str) -> str:
+    return f"station:{check_level(station_id, 'station id')}"
+
+
+def _acl(acltype: str, topic: str) -> dict[str, Any]:
+    return {"acltype": acltype, "topic": topic, "priority": 0, "allow": True}
+
+
+def _read(topic: str) -> list[dict[str, Any]]:
+    return [_acl("subscribePattern", topic), _acl("publishClientReceive", topic)]
+
+
+def edge_role_acls(centre: str) -> list[dict[str, Any]]:
+    root = f"examkiosk/{check_level(centre, 'centre')}"
+    return [_acl("publishClientSend", f"{root}/#"), *_read(f"{root}/#"),
+            _acl("publishClientSend", f"{CONTROL_TOPIC}/#"), *_read(f"{CONTROL_TOPIC}/#")]
+
+
+def stations_role_acls(centre: str) -> list[dict[str, Any]]:
+    return _read(f"examkiosk/{check_level(centre, 'centre')}/sitting/#")
+
+
+def station_role_acls(centre: str, station_id: str) -> list[dict[str, Any]]:
+    own = f"examkiosk/{check_level(centre, 'centre')}/station/{check_level(station_id, 'station id')}"
+    return [_acl("publishClientSend", f"{own}/#"), *_read(f"{own}/cmd")]
+
+
+def check_password(user: str, password: str) -> None:
+    check_level(user, "MQTT user")
+    if not isinstance(password, str) or not password or "\n" in password or "\r" in password:
+        raise ValueError(f"MQTT user {user!r} needs a one-line, non-empty password")
+
+
+def dynsec_client(user: str, password: str, roles: list[str]) -> dict[str, Any]:
+    """A client entry of the plugin's file, its password hashed the way the plugin checks it."""
+    check_password(user, password)
+    salt = secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PBKDF2_ITERATIONS)
+    return {"username": user, "roles": [{"rolename": r} for r in roles],
+            "password": base64.b64encode(digest).decode(), "salt": base64.b64encode(salt).decode(),
+            "iterations": PBKDF2_ITERATIONS}
+
+
+def dynsec_config(centre: str, users: dict[str, str], edge_user: str = "edge") -> dict[str, Any]:
+    """The plugin's whole file: the edge as its admin and ``users`` (other than the edge) as stations."""
+    if edge_user not in users:
+        raise ValueError(f"the edge's MQTT user {edge_user!r} needs a password")
+    roles = [{"rolename": EDGE_ROLE, "acls": edge_role_acls(centre)},
+             {"rolename": STATIONS_ROLE, "acls": stations_role_acls(centre)}]
+    clients = [dynsec_client(edge_user, users[edge_user], [EDGE_ROLE])]
+    for user, password in users.items():
+        if user == edge_user:
+            continue
+        roles.append({"rolename": station_role(user), "acls": station_role_acls(centre, user)})
+        clients.append(dynsec_client(user, password, [station_role(user), STATIONS_ROLE]))
+    return {"defaultACLAccess": {"publishClientSend": False, "publishClientReceive": False,
+                                 "subscribe": False, "unsubscribe": True},
+            "clients": clients, "groups": [], "roles": roles}
+
+
+def conf_text(*, port: int, bind: str, dynsec_file: Path, plugin: Path | None = None,
+              standalone: bool = True) -> str:
+    """The listener and the plugin; ``standalone`` adds what a private broker's own file needs
+    (the system's mosquitto.conf already says where to log and whether to persist)."""
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} out of range")
-    return (
+    text = (
         "# examkiosk broker: written by provisioning.mqtt\n"
         "per_listener_settings false\n"
         f"listener {port} {bind}\n"
         "allow_anonymous false\n"
-        f"password_file {password_file}\n"
-        f"acl_file {acl_file}\n"
-        "persistence false\n"
-        "log_dest stdout\n"
-        "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
-        "connection_messages true\n"
-        "log_timestamp true\n"
-        + (f"pid_file {pid_file}\n" if pid_file is not None else "")
+        f"plugin {plugin or plugin_path()}\n"
+        f"plugin_opt_config_file {dynsec_file}\n"
     )
+    if standalone:
+        text += ("persistence false\n"
+                 "log_dest stdout\n"
+                 "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
+                 "connection_messages true\n"
+                 "log_timestamp true\n")
+    return text
 
 
-def _check_user(user: str, password: str) -> None:
-    check_level(user, "MQTT user")
-    if not password or "\n" in password or "\r" in password:
-        raise ValueError(f"MQTT user {user!r} needs a one-line, non-empty password")
+def _broker_state_dir(path: Path) -> None:
+    """The plugin rewrites its file (a new file, then a rename) as the broker's user: the folder is its."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    chown(path, BROKER_USER)
 
 
-def _run_passwd(*args: str) -> None:
-    try:
-        subprocess.run(["mosquitto_passwd", *args], check=True, capture_output=True, text=True, timeout=30)
-    except FileNotFoundError as exc:
-        raise MqttProvisioningError("mosquitto_passwd not found (apt-get install mosquitto)") from exc
-    except subprocess.CalledProcessError as exc:
-        raise MqttProvisioningError(f"mosquitto_passwd failed: {exc.stderr.strip() or exc.returncode}") from exc
-
-
-def chown_to_broker(*paths: Path) -> None:
-    """Give the files to the ``mosquitto`` user when we are root (it reads them after dropping)."""
-    if os.geteuid() != 0:
-        return
-    for path in paths:
-        try:
-            shutil.chown(path, BROKER_USER, BROKER_USER)
-        except LookupError:
-            logger.warning("no %s user: %s stays owned by root", BROKER_USER, path)
-            return
-
-
-def write_password_file(path: Path, users: dict[str, str]) -> Path:
-    """A hashed password file: the plain file (mode 0600) is hashed in place with ``mosquitto_passwd -U``."""
-    for user, password in users.items():
-        _check_user(user, password)
-    write_private(path, "".join(f"{u}:{p}\n" for u, p in users.items()), replace=True)
-    try:
-        _run_passwd("-U", str(path))
-    except BaseException:
-        path.unlink(missing_ok=True)  # never leave plain passwords behind
-        raise
-    chown_to_broker(path)
+def write_dynsec_file(path: Path, centre: str, users: dict[str, str], edge_user: str = "edge", *,
+                      replace: bool = True) -> Path:
+    _broker_state_dir(path.parent)
+    config = dynsec_config(centre, users, edge_user)
+    write_private(path, json.dumps(config, indent=1) + "\n", replace=replace, owner=BROKER_USER)
     return path
 
 
-@contextlib.contextmanager
-def _locked(password_file: Path) -> Iterator[None]:
-    """One writer of the password file at a time (gunicorn workers, the CLI)."""
-    lock = password_file.with_name(password_file.name + ".lock")
-    fd = os.open(lock, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def add_station_user(password_file: Path, user: str, password: str) -> None:
-    """Add or change one user in an existing password file (then SIGHUP the broker)."""
-    _check_user(user, password)
-    password_file = Path(password_file)
-    with _locked(password_file):
-        mode = password_file.stat().st_mode & 0o777
-        _run_passwd("-b", str(password_file), user, password)
-        os.chmod(password_file, mode)
-        chown_to_broker(password_file)
-
-
-def password_file_users(password_file: Path) -> list[str]:
-    """The user names in a password file (not their hashes)."""
-    return [line.split(":", 1)[0] for line in Path(password_file).read_text().splitlines()
-            if line.strip() and not line.startswith("#")]
-
-
-def remove_station_user(password_file: Path, user: str) -> bool:
-    """Remove one user from the password file (then SIGHUP the broker); False if it was not there."""
-    check_level(user, "MQTT user")
-    password_file = Path(password_file)
-    with _locked(password_file):
-        lines = password_file.read_text().splitlines(keepends=True)
-        kept = [line for line in lines if line.split(":", 1)[0] != user]
-        if len(kept) == len(lines):
-            return False
-        write_private(password_file, "".join(kept), replace=True, mode=password_file.stat().st_mode & 0o777)
-        chown_to_broker(password_file)
-    return True
-
-
 def write_broker_files(dir: Path, *, port: int, centre: str, users: dict[str, str], edge_user: str = "edge",
-                       bind: str = "127.0.0.1", pid_file: Path | None = None) -> Path:
-    """Write ``mosquitto.conf``, the password file and the ACL into ``dir``; returns the conf path.
+                       bind: str = "127.0.0.1") -> Path:
+    """A private broker's ``mosquitto.conf`` and plugin file in ``dir`` (replacing both); returns the conf.
 
-    With ``pid_file`` the broker writes its pid there; its directory is created and given to the
-    broker's user (Mosquitto writes the file after dropping privileges).
-    """
+    ``users`` must hold ``edge_user``; every other user is a station of ``centre``."""
     dir = Path(dir).resolve()
-    dir.mkdir(parents=True, exist_ok=True)
-    password_file, acl_file, conf = dir / PASSWORD_NAME, dir / ACL_NAME, dir / CONF_NAME
-    acl = acl_text(centre, edge_user)
-    write_password_file(password_file, users)
-    write_private(acl_file, acl, replace=True)
-    if pid_file is not None:
-        pid_file = Path(pid_file).resolve()
-        pid_file.parent.mkdir(parents=True, exist_ok=True)
-        chown_to_broker(pid_file.parent)
-    write_private(conf, conf_text(port=port, bind=bind, password_file=password_file, acl_file=acl_file,
-                                   pid_file=pid_file), replace=True, mode=0o644)
-    chown_to_broker(acl_file, conf)
+    dynsec_file = dir / DYNSEC_NAME
+    write_dynsec_file(dynsec_file, centre, users, edge_user)
+    conf = dir / CONF_NAME
+    write_private(conf, conf_text(port=port, bind=bind, dynsec_file=dynsec_file), replace=True, mode=0o644)
     logger.info("broker files for centre %s in %s (%d users, listener %s:%d)", centre, dir, len(users), bind, port)
     return conf
+
+
+def install_broker_config(*, conf_file: Path, dynsec_file: Path, port: int, bind: str, centre: str,
+                          edge_user: str, edge_password: str) -> bool:
+    """Add the centre's listener and plugin to a system Mosquitto (``conf_file`` in its conf.d).
+
+    The plugin's file is made only if it does not exist: it holds the enrolled stations, which the
+    broker keeps up to date. Returns whether it was made. Restart Mosquitto afterwards."""
+    dynsec_file, conf_file = Path(dynsec_file).resolve(), Path(conf_file)
+    made = False
+    if not dynsec_file.exists():
+        write_dynsec_file(dynsec_file, centre, {edge_user: edge_password}, edge_user, replace=False)
+        made = True
+    else:
+        logger.info("%s exists: its users are kept", dynsec_file)
+    write_private(conf_file, conf_text(port=port, bind=bind, dynsec_file=dynsec_file, standalone=False),
+                  replace=True, mode=0o644)
+    return made
+
+
+def included_by(main_conf: Path, conf_file: Path) -> str:
+    """Why the system broker would not read ``conf_file``, or "" when its main file includes its folder
+    (Debian's mosquitto.conf has ``include_dir /etc/mosquitto/conf.d``; a hand-edited one may not)."""
+    try:
+        lines = Path(main_conf).read_text().splitlines()
+    except OSError as exc:
+        return f"cannot read {main_conf}: {exc}"
+    folder = Path(conf_file).resolve().parent
+    included = {Path(line.split(None, 1)[1].strip()).resolve() for line in lines
+                if line.startswith("include_dir ") and len(line.split(None, 1)) == 2}
+    if folder in included:
+        return ""
+    return f"{main_conf} has no 'include_dir {folder}': add it, or Mosquitto never reads {Path(conf_file).name}"

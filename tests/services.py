@@ -6,11 +6,11 @@ and every helper that starts a process returns an object whose ``stop()`` ends i
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -91,18 +91,15 @@ class MosquittoProc:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def reload(self) -> None:
-        """SIGHUP: re-read the password and ACL files."""
-        self.proc.send_signal(signal.SIGHUP)
-
     @property
-    def password_file(self) -> Path:
-        return self.files_dir / "passwd"
+    def dynsec_file(self) -> Path:
+        """The dynamic-security plugin's file: the broker rewrites it after every change of users."""
+        from provisioning.mqtt import DYNSEC_NAME
 
-    @property
-    def pid_file(self) -> Path:
-        """Where the broker writes its pid (``pid_file``), for the edge's reloads."""
-        return self.files_dir / "run" / "mosquitto.pid"
+        return self.files_dir / DYNSEC_NAME
+
+    def dynsec_users(self) -> list[str]:
+        return [c["username"] for c in json.loads(self.dynsec_file.read_text())["clients"]]
 
     def stop(self) -> None:
         stop_process(self.proc)
@@ -116,7 +113,7 @@ class MosquittoProc:
         self.stop()
 
 
-def _broker_files_dir(tmp_path: Path) -> tuple[Path, bool]:
+def broker_files_dir(tmp_path: Path) -> tuple[Path, bool]:
     """As root Mosquitto reads its files as user ``mosquitto``, who cannot enter pytest's 0700 tmp dirs."""
     if os.geteuid() == 0:
         path = Path(tempfile.mkdtemp(prefix="examkiosk-mosquitto-"))
@@ -135,10 +132,9 @@ def start_mosquitto(tmp_path: Path, centre: str, users: dict[str, str], *, edge_
     tmp_path.mkdir(parents=True, exist_ok=True)
     last_error: Exception | None = None
     for _ in range(attempts):
-        files_dir, remove = _broker_files_dir(tmp_path)
+        files_dir, remove = broker_files_dir(tmp_path)
         port = free_port()
-        conf = write_broker_files(files_dir, port=port, centre=centre, users=users, edge_user=edge_user,
-                                  pid_file=files_dir / "run" / "mosquitto.pid")
+        conf = write_broker_files(files_dir, port=port, centre=centre, users=users, edge_user=edge_user)
         log_path = tmp_path / f"mosquitto-{port}.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT,

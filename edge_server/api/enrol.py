@@ -14,7 +14,7 @@ rate-limited per client address (services/enrolment_codes.py). Body::
 403 ``code_invalid`` / ``code_expired`` / ``code_used`` / ``code_wrong_edge``; 400 for a bad
 body (``bad_json``, ``missing_field``, ``bad_field``, ``bad_code_format``, ``bad_public_key``);
 409 ``station_id_taken``; 429 ``too_many_tries`` (with Retry-After); 503 ``broker_unavailable``
-or ``broker_not_configured`` when the station's MQTT user cannot be made.
+when the station's MQTT user cannot be made (the code stays unused).
 """
 from __future__ import annotations
 
@@ -56,11 +56,10 @@ def enrol():
     from edge_server.daemon.announce import edge_fingerprint
 
     fingerprint = edge_fingerprint(edge)
-    files = broker.broker_files_of(edge)
     address = request.remote_addr or "unknown"
     try:
         result = codes.enrol(db.session, code=code, address=address, hostname=hostname, version=version,
-                             fingerprint=fingerprint, key=edge.secret_key.encode(), now=now(), files=files,
+                             fingerprint=fingerprint, key=edge.secret_key.encode(), now=now(), settings=edge,
                              reserved_users={edge.mqtt.username}, public_key=public_key, station_id=station_id)
     except codes.COUNTED:
         db.session.commit()
@@ -78,8 +77,7 @@ def enrol():
         db.session.commit()
     except BaseException:
         db.session.rollback()
-        if files is not None:
-            broker.remove_user(files, result.mqtt_username)
+        broker.remove_user(edge, result.mqtt_username)
         raise
     logger.info("station %s enrolled from %s (%s, %s)", result.station.id, address, hostname, version)
     return jsonify(

@@ -51,11 +51,19 @@ def instance_name(settings: EdgeSettings) -> str:
     return re.sub(r"[^A-Za-z0-9 ._-]", "-", name)[:63]
 
 
+def announced_mqtt_host(host: str) -> str:
+    """The broker's host as stations should read it: the edge's own login usually goes to the broker
+    on loopback, which to a station means itself, so that becomes "" (the announcement's address)."""
+    address = _ip(host)
+    loopback = host == "localhost" or (address is not None and ipaddress.ip_address(address).is_loopback)
+    return "" if loopback else host
+
+
 def txt_record(settings: EdgeSettings, fp: str) -> dict[str, str]:
     return {
         "centre": settings.centre,
         "api": settings.public_url.rstrip("/"),
-        "mqtt": f"{settings.mqtt.host}:{settings.mqtt.port}",
+        "mqtt": f"{announced_mqtt_host(settings.mqtt.host)}:{settings.mqtt.port}",
         "fp": fp,
         "v": package_version(),
     }

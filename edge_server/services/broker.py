@@ -1,104 +1,158 @@
-"""The edge's hold on Mosquitto's users: one broker user per station, added at enrolment, removed at revocation.
+"""The edge's hold on Mosquitto's users: one broker user per station, added at enrolment, removed at
+revocation, through the broker's dynamic-security plugin.
 
-The broker is configured by ``provisioning.mqtt``: a password file and a pattern ACL, so a new
-station needs nothing but a password entry under its station id. After every change the edge
-sends the running broker SIGHUP, at the pid Mosquitto wrote to ``mqtt.pid_file``; on that reload
-Mosquitto re-reads the password file and disconnects every client whose user is gone.
-
-A stale pid file (the broker died, the pid was reused) is detected: the edge signals the pid only
-if ``/proc/<pid>/comm`` says it is a Mosquitto.
+The edge's own MQTT login is the plugin's admin (provisioning/mqtt.py gives it the role): it sends
+commands to ``$CONTROL/dynamic-security/v1`` and reads the answers, which the broker sends to the
+asking client only. Deleting a client disconnects it at once and refuses it from then on. The
+edge runs as its own unprivileged user: no broker file is written, no process is signalled.
 """
 from __future__ import annotations
 
+import json
 import logging
-import os
-import signal
+import secrets
+import threading
+import time
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
+
+from paho.mqtt import client as mqtt_client
+from paho.mqtt.client import MQTTv5
 
 from edge_server.config import EdgeSettings
 from edge_server.errors import EdgeError
-from provisioning import mqtt as broker_files
+from provisioning import mqtt as broker_config
 
 logger = logging.getLogger(__name__)
 
+RESPONSE_TOPIC = f"{broker_config.CONTROL_TOPIC}/response"
+CONTROL_TIMEOUT = 10.0
+
 
 class BrokerError(EdgeError):
-    """The broker's users could not be changed (its files or its process)."""
+    """The broker's users could not be changed (broker unreachable, login refused, command failed)."""
 
     status = 503
     code = "broker_unavailable"
 
 
-@dataclass(frozen=True)
-class BrokerFiles:
-    password_file: Path
-    pid_file: Path | None
+def _hint(settings: EdgeSettings) -> str:
+    return (f"is {settings.mqtt.username!r} the admin of the broker's dynamic-security plugin "
+            f"(flask --app edge_server:create_app broker-config)?")
 
 
-def broker_files_of(settings: EdgeSettings) -> BrokerFiles | None:
-    """The broker files this edge manages, or None when ``mqtt.password_file`` is not set."""
-    if settings.mqtt.password_file is None:
-        return None
-    return BrokerFiles(password_file=settings.mqtt.password_file, pid_file=settings.mqtt.pid_file)
+def control(settings: EdgeSettings, commands: list[dict[str, Any]], *,
+            timeout: float = CONTROL_TIMEOUT) -> list[dict[str, Any]]:
+    """Send ``commands`` to the dynamic-security plugin in one request; its answers, in order.
 
+    A command the plugin refuses comes back with an ``error`` (the caller decides whether that
+    matters, e.g. "Client not found" on a delete). BrokerError when the broker cannot be reached,
+    refuses the login or the request, or does not answer within ``timeout``."""
+    mqtt = settings.mqtt
+    correlation = secrets.token_hex(8)
+    commands = [dict(c, correlationData=f"{correlation}:{i}") for i, c in enumerate(commands)]
+    client = mqtt_client.Client(mqtt_client.CallbackAPIVersion.VERSION2, protocol=MQTTv5)
+    if mqtt.username:
+        client.username_pw_set(mqtt.username, mqtt.password)
+    done = threading.Event()
+    outcome: dict[str, Any] = {"connack": None, "suback": None, "puback": None, "answer": None, "closed": None}
 
-def broker_pid(pid_file: Path) -> int:
-    """The running Mosquitto's pid from its pid file; BrokerError if there is none."""
+    def on_connect(c, _userdata, _flags, reason_code, _properties):
+        outcome["connack"] = reason_code
+        if reason_code.is_failure:
+            done.set()
+        else:
+            c.subscribe(RESPONSE_TOPIC, qos=1)
+
+    def on_subscribe(c, _userdata, _mid, reason_codes, _properties):
+        outcome["suback"] = reason_codes[0]
+        if reason_codes[0].is_failure:
+            done.set()
+        else:
+            c.publish(broker_config.CONTROL_TOPIC, json.dumps({"commands": commands}), qos=1)
+
+    def on_publish(_c, _userdata, _mid, reason_code, _properties):
+        outcome["puback"] = reason_code
+        if reason_code.is_failure:
+            done.set()
+
+    def on_message(_c, _userdata, message):
+        try:
+            responses = json.loads(message.payload)["responses"]
+        except (ValueError, KeyError, TypeError):
+            return
+        if responses and all(isinstance(r, dict) for r in responses) and \
+                str(responses[0].get("correlationData", "")).startswith(f"{correlation}:"):
+            outcome["answer"] = responses
+            done.set()
+
+    def on_disconnect(_c, _userdata, _flags, reason_code, _properties):
+        outcome["closed"] = reason_code
+        done.set()
+
+    client.on_connect, client.on_subscribe, client.on_publish = on_connect, on_subscribe, on_publish
+    client.on_message, client.on_disconnect = on_message, on_disconnect
+    where = f"the MQTT broker at {mqtt.host}:{mqtt.port}"
     try:
-        pid = int(Path(pid_file).read_text().strip())
-    except FileNotFoundError as exc:
-        raise BrokerError(f"the MQTT broker's pid file {pid_file} does not exist (is Mosquitto running?)") from exc
-    except (OSError, ValueError) as exc:
-        raise BrokerError(f"cannot read the MQTT broker's pid from {pid_file}: {exc}") from exc
-    try:
-        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        client.connect(mqtt.host, mqtt.port, keepalive=10)
     except OSError as exc:
-        raise BrokerError(f"the MQTT broker (pid {pid} from {pid_file}) is not running") from exc
-    if comm != "mosquitto":
-        raise BrokerError(f"pid {pid} from {pid_file} is {comm!r}, not mosquitto (stale pid file)")
-    return pid
-
-
-def reload_broker(files: BrokerFiles) -> bool:
-    """SIGHUP the broker so it re-reads its password file; False when no pid file is configured."""
-    if files.pid_file is None:
-        logger.warning("mqtt.pid_file is not set: the broker sees the changed password file %s only when it "
-                       "restarts or is reloaded", files.password_file)
-        return False
-    pid = broker_pid(files.pid_file)
+        raise BrokerError(f"cannot reach {where}: {exc}") from exc
+    client.loop_start()
     try:
-        os.kill(pid, signal.SIGHUP)
-    except OSError as exc:
-        raise BrokerError(f"cannot signal the MQTT broker (pid {pid}): {exc}") from exc
-    logger.info("reloaded the MQTT broker (pid %d)", pid)
-    return True
+        answered = done.wait(timeout)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    connack, suback, puback = outcome["connack"], outcome["suback"], outcome["puback"]
+    if connack is not None and connack.is_failure:
+        raise BrokerError(f"{where} refused the edge's login {mqtt.username!r}: {connack}")
+    if (suback is not None and suback.is_failure) or (puback is not None and puback.is_failure):
+        raise BrokerError(f"{where} refused the edge's user-management request; {_hint(settings)}")
+    if outcome["answer"] is None:
+        why = f"closed the connection ({outcome['closed']})" if answered else f"did not answer in {timeout:g} s"
+        raise BrokerError(f"{where} {why} to the edge's user-management request; {_hint(settings)}")
+    answer = outcome["answer"]
+    if len(answer) != len(commands):
+        raise BrokerError(f"{where} answered {len(answer)} of {len(commands)} user-management commands")
+    return answer
 
 
-def add_user(files: BrokerFiles, user: str, password: str) -> None:
-    """Give ``user`` a broker login and reload the broker; BrokerError (503) if that cannot be done."""
-    if files.pid_file is not None:
-        broker_pid(files.pid_file)  # refuse before writing anything if the broker cannot be reloaded
-    try:
-        broker_files.add_station_user(files.password_file, user, password)
-    except (broker_files.MqttProvisioningError, OSError) as exc:
-        raise BrokerError(f"cannot add MQTT user {user!r} to {files.password_file}: {exc}") from exc
-    try:
-        reload_broker(files)
-    except BrokerError:
-        remove_user(files, user, reload=False)
-        raise
+def _check(responses: list[dict[str, Any]], *, allowed: tuple[str, ...] = ()) -> None:
+    for response in responses:
+        error = response.get("error")
+        if error and error not in allowed:
+            raise BrokerError(f"the broker refused {response.get('command')}: {error}")
 
 
-def remove_user(files: BrokerFiles, user: str, *, reload: bool = True) -> bool:
-    """Take ``user``'s broker login away and reload (which disconnects it); False if it had none."""
-    try:
-        removed = broker_files.remove_station_user(files.password_file, user)
-    except OSError as exc:
-        raise BrokerError(f"cannot remove MQTT user {user!r} from {files.password_file}: {exc}") from exc
-    if reload and removed:
-        reload_broker(files)
-    return removed
+def station_users(settings: EdgeSettings) -> list[str]:
+    """Every user the broker knows (stations, the edge, anyone an IT person added)."""
+    (answer,) = control(settings, [{"command": "listClients", "verbose": False, "count": -1}])
+    _check([answer])
+    return list(answer.get("data", {}).get("clients", []))
+
+
+def add_user(settings: EdgeSettings, user: str, password: str) -> None:
+    """Give station ``user`` a broker login with its own role; BrokerError (503) if that cannot be done."""
+    broker_config.check_password(user, password)
+    role = broker_config.station_role(user)
+    answer = control(settings, [
+        {"command": "createRole", "rolename": role, "acls": broker_config.station_role_acls(settings.centre, user)},
+        {"command": "createClient", "username": user, "password": password,
+         "roles": [{"rolename": role}, {"rolename": broker_config.STATIONS_ROLE}]},
+    ])
+    role_made, client_made = (not response.get("error") for response in answer)
+    if role_made and not client_made:  # take back the half-made user; an existing one stays as it was
+        control(settings, [{"command": "deleteRole", "rolename": role}])
+    _check(answer)
+    logger.info("MQTT user %s added", user)
+
+
+def remove_user(settings: EdgeSettings, user: str) -> bool:
+    """Take station ``user``'s broker login away, which disconnects it; False if it had none."""
+    answer = control(settings, [{"command": "deleteClient", "username": user},
+                                {"command": "deleteRole", "rolename": broker_config.station_role(user)}])
+    _check(answer, allowed=("Client not found", "Role not found"))
+    return not answer[0].get("error")
 
 
 @dataclass(frozen=True)
@@ -106,18 +160,14 @@ class CutOff:
     """What revoking a station did on the MQTT side."""
 
     notified: bool  # the ``revoked`` command reached the broker
-    removed: bool  # its user was in the password file and is gone
-    reloaded: bool  # the broker re-read the file (and dropped the station's connection)
+    removed: bool  # its user existed and is gone (the broker dropped its connection)
     problem: str = ""
 
 
 def publish_revoked_status(settings: EdgeSettings, station_id: str) -> bool:
     """A retained ``offline`` status with state ``revoked`` on the station's status topic (as the edge)."""
-    import time
-
     import paho.mqtt.publish as mqtt_publish
     from paho.mqtt import MQTTException
-    from paho.mqtt.client import MQTTv5
 
     from station import topics
 
@@ -134,9 +184,9 @@ def publish_revoked_status(settings: EdgeSettings, station_id: str) -> bool:
 
 
 def cut_off_station(settings: EdgeSettings, station_id: str) -> CutOff:
-    """After a revocation: tell the station (``revoked`` on its cmd topic), then remove its broker user
-    and reload the broker, which disconnects it and refuses it from then on; its retained status
-    becomes ``offline``/``revoked`` (the broker sends no last will for a client it drops on reload).
+    """After a revocation: tell the station (``revoked`` on its cmd topic), then delete its broker
+    user, which disconnects it and refuses it from then on; its retained status becomes
+    ``offline``/``revoked`` (the broker sends no last will for a client it drops this way).
 
     The command goes first, while the station may still read it. Failures are logged and
     returned, never raised: the revocation itself (the API token) is already in the database.
@@ -144,23 +194,11 @@ def cut_off_station(settings: EdgeSettings, station_id: str) -> CutOff:
     from edge_server.services.push import push_to_station
 
     notified = push_to_station(settings, station_id, "revoked", {"station": station_id})
-    files = broker_files_of(settings)
-    if files is None:
-        problem = "mqtt.password_file is not set: the station's MQTT login was not removed"
-        logger.error("station %s revoked, but %s", station_id, problem)
-        return CutOff(notified=notified, removed=False, reloaded=False, problem=problem)
-    removed = False
     try:
-        removed = remove_user(files, station_id, reload=False)
-        reloaded = reload_broker(files) if removed else False
+        removed = remove_user(settings, station_id)
     except BrokerError as exc:
         logger.error("station %s revoked, but its MQTT login: %s", station_id, exc.message)
-        return CutOff(notified=notified, removed=removed, reloaded=False, problem=exc.message)
-    if removed and not reloaded:
-        problem = "mqtt.pid_file is not set: the broker drops the station's connection only when it restarts"
-        return CutOff(notified=notified, removed=True, reloaded=False, problem=problem)
-    # The broker sends no last will for a client it drops this way: say it for the station.
+        return CutOff(notified=notified, removed=False, problem=exc.message)
     publish_revoked_status(settings, station_id)
-    logger.info("station %s: MQTT user %s, broker %s", station_id, "removed" if removed else "was absent",
-                "reloaded" if reloaded else "not reloaded")
-    return CutOff(notified=notified, removed=removed, reloaded=reloaded)
+    logger.info("station %s: MQTT user %s", station_id, "removed" if removed else "was absent")
+    return CutOff(notified=notified, removed=removed)

@@ -28,6 +28,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from edge_server.config import EdgeSettings
 from edge_server.errors import Conflict, EdgeError, Forbidden
 from edge_server.models import Centre, EnrolmentCode, EnrolmentTry, StaffRole, StaffUser, Station
 from edge_server.services import audit, broker
@@ -189,9 +190,9 @@ def check_requested_id(station_id: str) -> str:
 
 
 def enrol(session: Session, *, code: str, address: str, hostname: str, version: str, fingerprint: str,
-          key: bytes, now: datetime, files: broker.BrokerFiles | None, reserved_users: set[str],
+          key: bytes, now: datetime, settings: EdgeSettings, reserved_users: set[str],
           public_key: str | None = None, station_id: str | None = None) -> Enrolment:
-    """Use ``code``: a new station with a token, a broker user (broker reloaded) and its signing key.
+    """Use ``code``: a new station with a token, a broker user and its signing key.
 
     Refusals (``COUNTED``) are counted (and audited) in the session before they are raised: the
     caller commits, then answers. Anything else raised leaves nothing the caller should keep
@@ -218,10 +219,7 @@ def enrol(session: Session, *, code: str, address: str, hostname: str, version: 
         _refuse(session, address, now, "code_used", row, hostname)
     if now >= row.expires_at:
         _refuse(session, address, now, "code_expired", row, hostname)
-    if files is None:
-        raise broker.BrokerError("this edge does not manage its broker's users (mqtt.password_file is not set)",
-                                 code="broker_not_configured")
-    broker_users = set(broker_files_users(files)) | reserved_users
+    broker_users = set(broker.station_users(settings)) | reserved_users
     if station_id is not None and station_id_taken(session, station_id, broker_users):
         raise Conflict(f"station id {station_id!r} is already taken", code="station_id_taken")
 
@@ -257,14 +255,6 @@ def enrol(session: Session, *, code: str, address: str, hostname: str, version: 
                  payload={"code": row.id, "centre": row.centre_id, "address": address, "hostname": hostname,
                           "version": version, "signing_key": public_key is not None})
     password = secrets.token_urlsafe(24)
-    broker.add_user(files, station.id, password)  # last: nothing to undo in the broker if the above fails
+    broker.add_user(settings, station.id, password)  # last: nothing to undo in the broker if the above fails
     return Enrolment(station=station, token=token, mqtt_username=station.id, mqtt_password=password, code=row)
 
-
-def broker_files_users(files: broker.BrokerFiles) -> list[str]:
-    from provisioning.mqtt import password_file_users
-
-    try:
-        return password_file_users(files.password_file)
-    except OSError as exc:
-        raise broker.BrokerError(f"cannot read the broker's password file {files.password_file}: {exc}") from exc

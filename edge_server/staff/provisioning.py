@@ -74,7 +74,7 @@ def create_enrolment_code():
 
 def after_revoke(station: Station, by: str) -> None:
     """Called by the revoke action once the token is revoked: the station's MQTT login goes too
-    (``revoked`` on its cmd topic, user removed, broker reloaded, which disconnects it), audited."""
+    (``revoked`` on its cmd topic, then its broker user deleted, which disconnects it), audited."""
     cut = broker.cut_off_station(_settings(), station.id)
     audit.append(db.session, kind="station_mqtt_cut_off", station_id=station.id, attempt_id=None, source="staff",
                  payload={"by": by, **asdict(cut)})

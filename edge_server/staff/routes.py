@@ -316,7 +316,7 @@ def revoke_station(station_id: str):
     db.session.commit()
     from edge_server.staff.provisioning import after_revoke
 
-    after_revoke(station, current_user.username)  # its MQTT login goes too (removed, broker reloaded)
+    after_revoke(station, current_user.username)  # its MQTT login goes too (its broker user deleted)
     db.session.commit()
     publish_tile(station)  # open dashboards show it revoked at once
     flash(f"考位 {station.id} 已停用 · Station revoked", "info")

@@ -1,22 +1,23 @@
-"""Station users on a real Mosquitto: added and removed in the password file, the broker reloaded at
-the pid it wrote; a removed (revoked) station is disconnected at once and cannot come back."""
+"""Station users on a real Mosquitto through its dynamic-security plugin: the edge (its admin) adds
+and removes them while the broker runs; a removed (revoked) station is disconnected at once and
+cannot come back; an edge that is not the admin, or a broker without the plugin, is a clear error."""
 from __future__ import annotations
 
 import json
-import os
 import queue
-import stat
+import shutil
+import subprocess
 import uuid
 
 import pytest
 
 from edge_server.services import broker as broker_service
-from edge_server.services.broker import BrokerError, BrokerFiles, cut_off_station
-from provisioning.mqtt import conf_text, password_file_users, remove_station_user, write_broker_files
+from edge_server.services.broker import BrokerError, cut_off_station
+from provisioning.mqtt import conf_text, dynsec_config, station_role
 from station import topics
 from station.link import StatusPublisher
 from station.topics import StationStatus
-from tests.services import MqttProbe, edge_settings, wait_for
+from tests.services import MqttProbe, broker_files_dir, edge_settings, free_port, wait_for, wait_port
 
 CENTRE = "c-users"
 USERS = {"edge": "edge-secret", "st-01": "pw-one"}
@@ -24,14 +25,13 @@ USERS = {"edge": "edge-secret", "st-01": "pw-one"}
 
 @pytest.fixture
 def broker(mosquitto_factory):
-    broker = mosquitto_factory(CENTRE, USERS)
-    wait_for(broker.pid_file.exists, timeout=5, message="mosquitto wrote its pid file")
-    return broker
+    return mosquitto_factory(CENTRE, USERS)
 
 
 @pytest.fixture
-def files(broker) -> BrokerFiles:
-    return BrokerFiles(password_file=broker.password_file, pid_file=broker.pid_file)
+def settings(broker, tmp_path):
+    return edge_settings(tmp_path, centre=CENTRE, mqtt={
+        "host": "127.0.0.1", "port": broker.port, "username": "edge", "password": USERS["edge"]})
 
 
 def connack(broker, user: str, password: str):
@@ -42,67 +42,137 @@ def connack(broker, user: str, password: str):
         probe.close()
 
 
-def test_the_broker_writes_its_pid_where_the_config_says(broker, tmp_path):
-    assert int(broker.pid_file.read_text()) == broker.proc.pid
-    assert f"pid_file {broker.pid_file}" in broker.conf.read_text()
-    assert broker_service.broker_pid(broker.pid_file) == broker.proc.pid
-    if os.geteuid() == 0:  # Mosquitto writes it after dropping to its own user
-        assert broker.pid_file.parent.stat().st_uid != 0
-    assert "pid_file" not in conf_text(port=1883, bind="127.0.0.1", password_file=tmp_path / "p",
-                                       acl_file=tmp_path / "a")
-
-
-def test_password_file_edits(tmp_path):
-    write_broker_files(tmp_path / "b", port=18830, centre="c9", users={"edge": "e", "st-01": "p", "st-02": "q"})
-    passwd = tmp_path / "b" / "passwd"
-    assert password_file_users(passwd) == ["edge", "st-01", "st-02"]
-    assert remove_station_user(passwd, "st-01") is True
-    assert remove_station_user(passwd, "st-01") is False
-    assert password_file_users(passwd) == ["edge", "st-02"]
-    assert stat.S_IMODE(passwd.stat().st_mode) == 0o600
+def test_the_plugin_file_holds_hashes_and_one_role_per_station(tmp_path):
+    config = dynsec_config("c9", {"edge": "e-pass", "st-01": "p-pass"})
+    text = json.dumps(config)
+    assert "e-pass" not in text and "p-pass" not in text
+    clients = {c["username"]: {r["rolename"] for r in c["roles"]} for c in config["clients"]}
+    assert clients == {"edge": {"examkiosk-edge"}, "st-01": {station_role("st-01"), "examkiosk-stations"}}
+    own = {r["rolename"]: r["acls"] for r in config["roles"]}[station_role("st-01")]
+    assert {(a["acltype"], a["topic"]) for a in own} == {
+        ("publishClientSend", "examkiosk/c9/station/st-01/#"),
+        ("subscribePattern", "examkiosk/c9/station/st-01/cmd"),
+        ("publishClientReceive", "examkiosk/c9/station/st-01/cmd")}
+    assert not any(config["defaultACLAccess"][k] for k in ("publishClientSend", "publishClientReceive", "subscribe"))
     with pytest.raises(ValueError):
-        remove_station_user(passwd, "../edge")
+        dynsec_config("c9", {"st-01": "p"})  # no edge
+    with pytest.raises(ValueError):
+        dynsec_config("c9", {"edge": "e", "bad/user": "x"})
+    assert "persistence" not in conf_text(port=1883, bind="0.0.0.0", dynsec_file=tmp_path / "d.json",
+                                          standalone=False)
 
 
-def test_an_added_user_logs_in_and_a_removed_one_is_dropped(broker, files):
+def test_an_added_user_logs_in_with_its_own_rights_and_a_removed_one_is_dropped(broker, settings):
     assert connack(broker, "st-05", "pw-five").is_failure  # not a user yet
-    broker_service.add_user(files, "st-05", "pw-five")
-    wait_for(lambda: not connack(broker, "st-05", "pw-five").is_failure, timeout=5, message="st-05 logs in")
-
+    broker_service.add_user(settings, "st-05", "pw-five")
+    assert "st-05" in broker_service.station_users(settings)
     five = MqttProbe(broker.port, "st-05", "pw-five")
     one = MqttProbe(broker.port, "st-01", USERS["st-01"])
     dropped: queue.Queue = queue.Queue()
     try:
         assert not five.connect().is_failure and not one.connect().is_failure
+        assert not five.publish(topics.event_topic(CENTRE, "st-05"), b"{}").is_failure
+        assert five.publish(topics.event_topic(CENTRE, "st-01"), b"{}").is_failure  # not its own topic
         five.client.on_disconnect = lambda c, u, flags, rc, props: dropped.put(rc)
-        assert broker_service.remove_user(files, "st-05") is True
-        dropped.get(timeout=5)  # the reload disconnects the connected client whose user is gone
+        assert broker_service.remove_user(settings, "st-05") is True
+        dropped.get(timeout=5)  # deleting the client disconnects it
         assert connack(broker, "st-05", "pw-five").is_failure
+        assert broker_service.remove_user(settings, "st-05") is False  # already gone
         # Everyone else stays connected and may publish.
         assert one.client.is_connected()
         assert not one.publish(topics.event_topic(CENTRE, "st-01"), b"{}").is_failure
     finally:
         five.close()
         one.close()
-    assert password_file_users(broker.password_file) == ["edge", "st-01"]
+    assert set(broker_service.station_users(settings)) == {"edge", "st-01"}
+    # The broker keeps its file up to date: a restart would know the same users.
+    wait_for(lambda: set(broker.dynsec_users()) == {"edge", "st-01"}, timeout=5, message="the broker saved its users")
 
 
-def test_a_stale_or_missing_pid_file_is_refused_before_anything_changes(broker, tmp_path):
-    before = broker.password_file.read_text()
-    stale = tmp_path / "stale.pid"
-    stale.write_text(f"{os.getpid()}\n")  # a live process, but not Mosquitto
-    with pytest.raises(BrokerError, match="not mosquitto"):
-        broker_service.add_user(BrokerFiles(broker.password_file, stale), "st-06", "pw")
-    with pytest.raises(BrokerError, match="does not exist"):
-        broker_service.add_user(BrokerFiles(broker.password_file, tmp_path / "missing.pid"), "st-06", "pw")
-    assert broker.password_file.read_text() == before
+def test_an_existing_user_is_not_overwritten(broker, settings):
+    with pytest.raises(BrokerError, match="already exists"):
+        broker_service.add_user(settings, "st-01", "another password")
+    assert not connack(broker, "st-01", USERS["st-01"]).is_failure
 
 
-def test_revoking_cuts_a_real_station_client_off(broker, tmp_path):
+def test_an_edge_that_cannot_manage_users_gets_a_clear_error(broker, settings):
+    with pytest.raises(BrokerError, match="refused the edge's login"):
+        broker_service.add_user(settings.model_copy(update={"mqtt": settings.mqtt.model_copy(
+            update={"password": "wrong"})}), "st-06", "pw")
+    as_station = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(
+        update={"username": "st-01", "password": USERS["st-01"]})})
+    with pytest.raises(BrokerError, match="dynamic-security plugin"):
+        broker_service.add_user(as_station, "st-06", "pw")
+    with pytest.raises(BrokerError, match="cannot reach"):
+        broker_service.station_users(settings.model_copy(update={"mqtt": settings.mqtt.model_copy(
+            update={"port": free_port()})}))
+    assert connack(broker, "st-06", "pw").is_failure
+
+
+def test_a_broker_without_the_plugin_is_named(tmp_path):
+    port = free_port()
+    conf = tmp_path / "plain.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port("127.0.0.1", port, timeout=10, proc=proc)
+        plain = edge_settings(tmp_path, centre=CENTRE, mqtt={"host": "127.0.0.1", "port": port, "username": ""})
+        with pytest.raises(BrokerError, match="did not answer"):
+            broker_service.control(plain, [{"command": "listClients"}], timeout=1.5)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_broker_config_sets_up_a_system_mosquitto(tmp_path, settings):
+    """``flask broker-config`` as an IT person runs it on a new edge: a conf.d file beside Debian's own
+    mosquitto.conf and the plugin's file; after the broker starts, ``--check`` and enrolment work."""
+    from edge_server import create_app
+
+    port = free_port()
+    mine = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"port": port})})
+    app = create_app(mine)
+    conf_d = tmp_path / "conf.d"
+    conf_d.mkdir()
+    state, remove_state = broker_files_dir(tmp_path)  # where the broker's own user can reach it
+    dynsec = state / "examkiosk" / "dynamic-security.json"
+    main = tmp_path / "mosquitto.conf"  # as Debian's: its own logging and persistence, no include yet
+    main.write_text("persistence false\nlog_dest stdout\n")
+    runner = app.test_cli_runner()
+    args = ["broker-config", "--conf-file", str(conf_d / "examkiosk.conf"), "--dynsec-file", str(dynsec),
+            "--bind", "127.0.0.1", "--main-conf", str(main)]
+    result = runner.invoke(args=args)
+    assert result.exit_code == 0, result.output
+    assert "made with the edge as admin" in result.output and USERS["edge"] not in dynsec.read_text()
+    assert f"has no 'include_dir {conf_d}'" in result.output
+    main.write_text(f"persistence false\nlog_dest stdout\ninclude_dir {conf_d}\n")
+    proc = subprocess.Popen(["mosquitto", "-c", str(main)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port("127.0.0.1", port, timeout=10, proc=proc)
+        check = runner.invoke(args=["broker-config", "--check"])
+        assert check.exit_code == 0 and "1 user(s)" in check.output, check.output
+        broker_service.add_user(mine, "st-01", "pw-one")
+        probe = MqttProbe(port, "st-01", "pw-one")
+        try:
+            assert not probe.connect().is_failure
+        finally:
+            probe.close()
+        # Run again (say after an upgrade): the enrolled station stays.
+        again = runner.invoke(args=args)
+        assert again.exit_code == 0 and "kept" in again.output and "warning" not in again.output
+        wait_for(lambda: "st-01" in dynsec.read_text(), timeout=5, message="the broker saved the new user")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if remove_state:
+            shutil.rmtree(state, ignore_errors=True)
+    wrong = create_app(mine.model_copy(update={"mqtt": mine.mqtt.model_copy(update={"port": free_port()})}))
+    failed = wrong.test_cli_runner().invoke(args=["broker-config", "--check"])
+    assert failed.exit_code != 0 and "cannot reach the MQTT broker" in failed.output
+
+
+def test_revoking_cuts_a_real_station_client_off(broker, settings):
     """What the staff revoke action does on the MQTT side, seen by the station's own StatusPublisher."""
-    settings = edge_settings(tmp_path, centre=CENTRE, mqtt={
-        "host": "127.0.0.1", "port": broker.port, "username": "edge", "password": USERS["edge"],
-        "password_file": str(broker.password_file), "pid_file": str(broker.pid_file)})
     commands: queue.Queue = queue.Queue()
     station = StatusPublisher("127.0.0.1", broker.port, "st-01", USERS["st-01"], CENTRE, "st-01", keepalive=5,
                               version="test", on_command=commands.put)
@@ -122,7 +192,7 @@ def test_revoking_cuts_a_real_station_client_off(broker, tmp_path):
                  timeout=5, message="the station receives commands")
 
         cut = cut_off_station(settings, "st-01")
-        assert (cut.notified, cut.removed, cut.reloaded, cut.problem) == (True, True, True, "")
+        assert (cut.notified, cut.removed, cut.problem) == (True, True, "")
         assert _got(commands, "revoked", timeout=5).payload == {"station": "st-01"}
         # Dropped by the broker, and paho's reconnects are refused; its retained status says revoked.
         wait_for(lambda: not station.connected, timeout=5, message="the station is disconnected")
@@ -138,7 +208,13 @@ def test_revoking_cuts_a_real_station_client_off(broker, tmp_path):
     finally:
         station.stop(timeout=0.5)
         edge.close()
-    assert "st-01" not in password_file_users(broker.password_file)
+    assert "st-01" not in broker_service.station_users(settings)
+
+
+def test_revoking_with_the_broker_down_says_so(settings):
+    down = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"port": free_port()})})
+    cut = cut_off_station(down, "st-01")
+    assert (cut.notified, cut.removed) == (False, False) and "cannot reach" in cut.problem
 
 
 def _got(commands: queue.Queue, kind: str, timeout: float = 0.5):

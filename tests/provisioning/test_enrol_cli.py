@@ -1,7 +1,7 @@
 """``examkiosk-provision enrol`` end to end, on real parts: the edge app on a real HTTPS socket with
 its own certificate, its zeroconf announcer and a rogue announcer (another fingerprint, same centre,
 its own HTTPS server and certificate) each in a process of its own on 127.0.0.1, a real Mosquitto
-the edge reloads, and the CLI in a process too.
+whose users the edge manages, and the CLI in a process too.
 
 The tests run in file order: the second last one stops the real announcer, the last one starts a
 copycat that announces the real edge's fingerprint for the rogue's server.
@@ -25,7 +25,6 @@ from werkzeug.serving import make_server
 
 from edge_server.daemon.announce import edge_fingerprint
 from provisioning.enrol import clock_skew, render_toml
-from provisioning.mqtt import password_file_users
 from station.config import load_settings as load_station_settings
 from station.link import EdgeClient, EdgeUntrusted
 from tests.services import REPO, MqttProbe, edge_settings, migrate_database, start_mosquitto, stop_process, wait_for
@@ -71,8 +70,7 @@ def centre(tmp_path_factory):
     try:
         (tmp / "edge").mkdir()
         settings = edge_settings(tmp / "edge", centre=name, mqtt={
-            "host": "127.0.0.1", "port": broker.port, "username": "edge", "password": EDGE_PASSWORD,
-            "password_file": str(broker.password_file), "pid_file": str(broker.pid_file)})
+            "host": "127.0.0.1", "port": broker.port, "username": "edge", "password": EDGE_PASSWORD})
         migrate_database(settings)
         from edge_server import create_app
         from edge_server.extensions import db
@@ -201,7 +199,7 @@ def test_enrols_past_a_rogue_announcer_and_writes_a_working_config(centre):
     with centre["app"].app_context():
         key = StationKey.load_or_create(settings.data_dir / "station_key.pem")
         assert db.session.get(Station, "st-01").public_key == key.public_b64
-    # Its MQTT login works on the broker (reloaded by the edge).
+    # Its MQTT login works on the broker at once.
     assert (settings.mqtt.host, settings.mqtt.port, settings.mqtt.username) == (
         "127.0.0.1", centre["broker"].port, "st-01")
 
@@ -226,7 +224,7 @@ def test_an_existing_config_is_kept_unless_forced(centre):
     settings = load_station_settings(config)
     assert settings.station_id == "st-02" and config.read_bytes() != before
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
-    assert {"st-01", "st-02"} <= set(password_file_users(centre["broker"].password_file))
+    assert {"st-01", "st-02"} <= set(centre["broker"].dynsec_users())
 
 
 def test_failures_are_one_line(centre, tmp_path):

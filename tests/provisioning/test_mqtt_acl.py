@@ -1,4 +1,4 @@
-"""provisioning.mqtt against a private Mosquitto: passwords, the ACL and the last will (MQTT v5)."""
+"""provisioning.mqtt against a private Mosquitto: passwords, each station's rights and the last will (MQTT v5)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from provisioning.mqtt import acl_text, write_broker_files
+from provisioning.mqtt import DYNSEC_NAME, write_broker_files
 from station import topics
 from tests.services import MqttProbe, start_mosquitto, start_station
 
@@ -49,12 +49,14 @@ def test_files(tmp_path):
     conf = write_broker_files(tmp_path / "b", port=18830, centre="c9", users={"edge": "e", "st-01": "p"})
     text = conf.read_text()
     assert "listener 18830 127.0.0.1" in text and "allow_anonymous false" in text and "persistence false" in text
-    passwd = (tmp_path / "b" / "passwd").read_text()
-    assert passwd.startswith("edge:$") and "st-01:$" in passwd and ":p\n" not in passwd  # hashed
-    assert stat.S_IMODE((tmp_path / "b" / "passwd").stat().st_mode) == 0o600
-    assert "pattern write examkiosk/c9/station/%u/#" in acl_text("c9")
+    dynsec = tmp_path / "b" / DYNSEC_NAME
+    assert f"plugin_opt_config_file {dynsec}" in text and "mosquitto_dynamic_security.so" in text
+    users = {c["username"]: c for c in json.loads(dynsec.read_text())["clients"]}
+    assert set(users) == {"edge", "st-01"} and '"p"' not in dynsec.read_text()  # hashed
+    assert stat.S_IMODE(dynsec.stat().st_mode) == 0o600
+    assert stat.S_IMODE(dynsec.parent.stat().st_mode) == 0o700  # the broker's to rewrite
     with pytest.raises(ValueError):
-        write_broker_files(tmp_path / "c", port=18830, centre="c9", users={"bad/user": "x"})
+        write_broker_files(tmp_path / "c", port=18830, centre="c9", users={"edge": "e", "bad/user": "x"})
 
 
 def test_station_publishes_its_own_status(edge, st01):

@@ -81,6 +81,16 @@ def test_discover_finds_the_announced_edge(announced):
     assert found["name"].endswith("._examkiosk._tcp.local.")
 
 
+def test_a_broker_on_loopback_is_announced_at_the_edge_address(tmp_path):
+    from edge_server.daemon.announce import txt_record
+
+    def mqtt_of(host: str) -> str:
+        return txt_record(edge_settings(tmp_path, mqtt={"host": host, "port": 1883, "password": "x"}), "ab")["mqtt"]
+
+    assert [mqtt_of(h) for h in ("127.0.0.1", "::1", "localhost")] == [":1883"] * 3
+    assert mqtt_of("192.168.4.2") == "192.168.4.2:1883"
+
+
 def test_discover_refuses_an_edge_with_another_fingerprint(announced):
     started = time.monotonic()
     with pytest.raises(EdgeNotFound) as info:

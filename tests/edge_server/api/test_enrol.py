@@ -1,4 +1,4 @@
-"""``POST /api/v1/enrol`` over real HTTP, against a real Mosquitto the edge reloads (SQLite and PostgreSQL).
+"""``POST /api/v1/enrol`` over real HTTP, against a real Mosquitto whose users the edge manages (SQLite and PostgreSQL).
 
 A code from ``services.enrolment_codes.create_code`` (what the Stations page calls) is traded for
 a station id, an API token and MQTT credentials that work at once; the code is single use, expires,
@@ -20,12 +20,11 @@ from edge_server.models import EnrolmentCode, Event, StaffRole, Station
 from edge_server.services import enrolment_codes as codes
 from edge_server.services.staff import create_user
 from provisioning.enrolment_code import ALPHABET, parse
-from provisioning.mqtt import password_file_users
 from station import topics
 from station.chain import StationKey
 from tests.edge_server.conftest import make_settings
 from tests.edge_server.helpers import make_station
-from tests.services import MqttProbe, wait_for
+from tests.services import MqttProbe
 
 CENTRE = "c-enrol"
 EDGE_PASSWORD = "edge-secret"
@@ -39,8 +38,7 @@ def broker(mosquitto_factory):
 @pytest.fixture
 def settings(db_url, tmp_path, broker):
     return make_settings(db_url, tmp_path / "data", centre=CENTRE, mqtt={
-        "host": "127.0.0.1", "port": broker.port, "username": "edge", "password": EDGE_PASSWORD,
-        "password_file": broker.password_file, "acl_file": broker.files_dir / "acl", "pid_file": broker.pid_file})
+        "host": "127.0.0.1", "port": broker.port, "username": "edge", "password": EDGE_PASSWORD})
 
 
 @pytest.fixture
@@ -114,12 +112,10 @@ def test_a_code_gives_a_working_identity(app, admin, live_server, broker):
 
         assert verify(db.session) == []
 
-    # The broker knows the new user at once (the edge reloaded it): it may write only its own topics.
-    assert "st-01" in password_file_users(broker.password_file)
-    assert answer["mqtt"]["password"] not in broker.password_file.read_text()  # hashed
-    # (The broker handles the SIGHUP a moment after the edge sent it.)
-    wait_for(lambda: not connack(broker, "st-01", answer["mqtt"]["password"]).is_failure, timeout=5,
-             message="the new station's MQTT login works")
+    # The broker knows the new user at once (its plugin saved it): it may write only its own topics.
+    assert "st-01" in broker.dynsec_users()
+    assert answer["mqtt"]["password"] not in broker.dynsec_file.read_text()  # hashed
+    assert not connack(broker, "st-01", answer["mqtt"]["password"]).is_failure
     assert connack(broker, "st-01", "wrong password").is_failure
     station_probe = MqttProbe(broker.port, "st-01", answer["mqtt"]["password"])
     edge_probe = MqttProbe(broker.port, "edge", EDGE_PASSWORD)
@@ -221,22 +217,22 @@ def test_station_ids_next_free_or_requested(app, admin, live_server, broker):
         assert (r.status_code, r.json()["code"]) == (409, "station_id_taken"), taken
     r = requests.post(url, json=body(plain, station_id="front-desk"))  # the code was not used up by the 409s
     assert r.status_code == 201 and r.json()["station_id"] == "front-desk" == r.json()["mqtt"]["username"]
-    assert {"edge", "st-08", "front-desk"} == set(password_file_users(broker.password_file))
+    assert {"edge", "st-08", "front-desk"} == set(broker.dynsec_users())
 
 
-def test_a_broker_that_cannot_be_reloaded_keeps_the_code_unused(app, admin, live_server, broker, tmp_path):
-    before = broker.password_file.read_text()
+def test_a_broker_that_refuses_the_edge_keeps_the_code_unused(app, admin, live_server, broker):
+    before = broker.dynsec_file.read_text()
     plain = new_code(app, admin)
     settings = app.extensions["examkiosk.settings"]
-    broken = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"pid_file": tmp_path / "none.pid"})})
+    broken = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"password": "not-the-password"})})
     app.extensions["examkiosk.settings"] = broken
     try:
         r = requests.post(f"{live_server}/api/v1/enrol", json=body(plain))
     finally:
         app.extensions["examkiosk.settings"] = settings
     assert (r.status_code, r.json()["code"]) == (503, "broker_unavailable")
-    assert "pid file" in r.json()["error"]
-    assert broker.password_file.read_text() == before
+    assert "refused the edge's login" in r.json()["error"]
+    assert broker.dynsec_file.read_text() == before
     with app.app_context():
         assert db.session.scalars(select(Station)).all() == []
         assert db.session.scalars(select(EnrolmentCode)).one().used_at is None

@@ -17,7 +17,6 @@ from edge_server.extensions import db
 from edge_server.models import EnrolmentCode, Event, StaffRole
 from edge_server.services.staff import create_user
 from provisioning.enrolment_code import ALPHABET
-from provisioning.mqtt import password_file_users
 from station.link import StatusPublisher
 from station.topics import StationStatus
 from tests.edge_server.conftest import make_settings
@@ -38,8 +37,7 @@ def broker(mosquitto_factory):
 @pytest.fixture
 def settings(db_url, tmp_path, broker):
     return make_settings(db_url, tmp_path / "data", centre=CENTRE, mqtt={
-        "host": "127.0.0.1", "port": broker.port, "username": "edge", "password": EDGE_PASSWORD,
-        "password_file": broker.password_file, "pid_file": broker.pid_file})
+        "host": "127.0.0.1", "port": broker.port, "username": "edge", "password": EDGE_PASSWORD})
 
 
 @pytest.fixture
@@ -157,7 +155,7 @@ def test_revoke_cuts_the_enrolled_station_off(app, staffed, broker, chromium):
             assert probe.connect().is_failure
         finally:
             probe.close()
-        assert station_id not in password_file_users(broker.password_file)
+        assert station_id not in broker.dynsec_users()
         r = requests.get(f"{base}/api/v1/time", headers=api)
         assert (r.status_code, r.json()["code"]) == (403, "station_revoked")
 
@@ -169,4 +167,4 @@ def test_revoke_cuts_the_enrolled_station_off(app, staffed, broker, chromium):
     with app.app_context():
         cut = db.session.scalars(select(Event).where(Event.kind == "station_mqtt_cut_off")).one()
         assert cut.station_id == station_id
-        assert cut.payload == {"by": "admin", "notified": True, "removed": True, "reloaded": True, "problem": ""}
+        assert cut.payload == {"by": "admin", "notified": True, "removed": True, "problem": ""}
