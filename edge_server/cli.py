@@ -92,11 +92,17 @@ def register(app: Flask) -> None:
             raise click.ClickException("mqtt.username and mqtt.password must be set in the edge's configuration")
         try:
             made = install_broker_config(conf_file=conf_file, dynsec_file=dynsec_file, port=mqtt.port, bind=bind,
-                                         centre=settings.centre, edge_user=mqtt.username, edge_password=mqtt.password)
+                                         centre=settings.centre, edge_user=mqtt.username, edge_password=mqtt.password,
+                                         tls_port=mqtt.tls_port, tls_pem=settings.tls_path)
         except (MqttProvisioningError, OSError, ValueError) as exc:
             raise click.ClickException(str(exc)) from exc
-        click.echo(f"wrote {conf_file} (listener {bind}:{mqtt.port}); {dynsec_file} "
+        listeners = (f"stations on TLS {bind}:{mqtt.tls_port}, the edge on 127.0.0.1:{mqtt.port}" if mqtt.tls_port
+                     else f"listener {bind}:{mqtt.port}")
+        click.echo(f"wrote {conf_file} ({listeners}); {dynsec_file} "
                    f"{'made with the edge as admin' if made else 'kept'}")
+        if not mqtt.tls_port:
+            click.echo("warning: mqtt.tls_port is not set: stations' MQTT logins and commands cross the LAN in "
+                       "clear (set it, e.g. 8883, and run this again)", err=True)
         problem = included_by(main_conf, conf_file)
         if problem:
             click.echo(f"warning: {problem}", err=True)

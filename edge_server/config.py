@@ -30,6 +30,10 @@ class MqttSection(Section):
     port: int = Field(1883, ge=1, le=65535)
     username: str = "edge"
     password: str = ""
+    # The broker's TLS listener for stations (the edge's own certificate, pinned by them), announced
+    # instead of ``port``; the edge itself keeps to ``host:port``, best a loopback listener.
+    # 0: stations use ``port`` too, in clear (their MQTT logins and commands readable on the LAN).
+    tls_port: int = Field(0, ge=0, le=65535)
     # The edge's login is also the admin of the broker's dynamic-security plugin: it adds and
     # removes the stations' users (enrolment, revocation); ``broker-config`` sets the broker up.
 

@@ -1,8 +1,9 @@
 """`python -m provisioning.demo`: a whole demo centre on this machine, on real parts.
 
-Starts a private Mosquitto (users and rights in its dynamic-security plugin), a private Redis, the edge web app under gunicorn,
-the edge daemon (MQTT bridge, zeroconf, scheduler), an RQ worker and one station agent whose
-camera is a video file and whose microphone is a WAV file. Ctrl-C stops everything it started.
+Starts a private Mosquitto (users and rights in its dynamic-security plugin; stations over TLS),
+a private Redis, the edge web app under gunicorn, the edge daemon (MQTT bridge, zeroconf,
+scheduler), an RQ worker and one station agent whose camera is a video file and whose
+microphone is a WAV file. Ctrl-C stops everything it started.
 The end-to-end tests start the same centre with short timers.
 """
 from __future__ import annotations
@@ -34,8 +35,9 @@ logger = logging.getLogger(__name__)
 class Ports:
     web: int = 8000
     kiosk: int = 8700  # station N serves its kiosk on kiosk + N - 1
-    mqtt: int = 18830
+    mqtt: int = 18830  # the edge's own, plain
     redis: int = 16379
+    mqtt_tls: int = 18883  # the stations', TLS with the edge's certificate
 
 
 def free_port() -> int:
@@ -212,7 +214,8 @@ class DemoCentre:
             "data_dir": str(self.edge_data), "redis_url": f"redis://127.0.0.1:{self.ports.redis}/0",
             "public_url": self.web_url,
             # The edge's login is the broker's user admin: it adds and removes stations' users.
-            "mqtt": {"host": "127.0.0.1", "port": self.ports.mqtt, "username": "edge", "password": sec["edge_mqtt"]},
+            "mqtt": {"host": "127.0.0.1", "port": self.ports.mqtt, "tls_port": self.ports.mqtt_tls,
+                     "username": "edge", "password": sec["edge_mqtt"]},
             "storage": {"backend": "directory", "directory": str(self.central_dir)},
             "discovery": {"enabled": True, "interfaces": list(self.interfaces),
                           "instance_name": f"examkiosk-{self.centre}"},
@@ -220,7 +223,8 @@ class DemoCentre:
         from edge_server.config import load_settings
         from edge_server.daemon.announce import edge_fingerprint
 
-        fingerprint = edge_fingerprint(load_settings(self.edge_config))
+        edge_settings = load_settings(self.edge_config)
+        fingerprint = edge_fingerprint(edge_settings)
         tokens = {sid: self.station_secret(sec, sid, "token") for sid in self.station_ids}
         mqtt_users = {"edge": sec["edge_mqtt"]}
         for index, sid in enumerate(self.station_ids):
@@ -241,7 +245,8 @@ class DemoCentre:
             if sid in self.second_camera:
                 config["second_camera"] = dict(config["camera"])
             write_toml(self.station_config(sid), config)
-        write_broker_files(self.broker_dir, port=self.ports.mqtt, centre=self.centre, users=mqtt_users)
+        write_broker_files(self.broker_dir, port=self.ports.mqtt, centre=self.centre, users=mqtt_users,
+                           tls_port=self.ports.mqtt_tls, tls_pem=edge_settings.tls_path)
         self.flask("db", "upgrade")
         self.flask("demo-seed", "--start-in", str(self.start_in), "--question-seconds", str(self.question_seconds),
                    *[f"--station={sid}:{token}" for sid, token in tokens.items()], "--assets", str(media),
@@ -278,6 +283,7 @@ class DemoCentre:
         try:
             self.spawn("mosquitto", ["mosquitto", "-c", str(self.broker_dir / "mosquitto.conf")])
             wait_port(self.ports.mqtt, 10)
+            wait_port(self.ports.mqtt_tls, 10)
             self.start_redis()
             self.start_web()
             self.spawn("edge-daemon",

@@ -89,7 +89,7 @@ def station_config(*, answer: dict[str, Any], service: Any, data_dir: Path, inte
         "centre": answer["centre"],
         "data_dir": str(data_dir),
         "edge": edge,
-        "mqtt": {"host": host, "port": int(mqtt.get("port") or service.mqtt_port),
+        "mqtt": {"host": host, "port": int(mqtt.get("port") or service.mqtt_port), "tls": bool(mqtt.get("tls")),
                  "username": mqtt["username"], "password": mqtt["password"]},
         # Defaults of this build; edit them for this machine's camera and microphone.
         "camera": CameraSection().model_dump(),

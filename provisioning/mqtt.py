@@ -1,4 +1,8 @@
-"""Mosquitto configuration of a centre: a listener and the dynamic-security plugin.
+"""Mosquitto configuration of a centre: listeners and the dynamic-security plugin.
+
+Stations reach the broker on its TLS listener, which presents the edge's own certificate (the
+one they pin for the API, see station/pinning.py); the edge's own clients use a plain listener,
+on loopback in a real centre.
 
 The broker's users and their rights live in the plugin's JSON file, which the broker owns and
 rewrites itself; the edge changes them while the broker runs by sending commands on
@@ -39,6 +43,7 @@ logger = logging.getLogger(__name__)
 BROKER_USER = "mosquitto"
 CONF_NAME = "mosquitto.conf"
 DYNSEC_NAME = "dynamic-security.json"
+TLS_NAME = "edge_tls.pem"
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 EDGE_ROLE = "examkiosk-edge"
 STATIONS_ROLE = "examkiosk-stations"
@@ -120,20 +125,28 @@ def dynsec_config(centre: str, users: dict[str, str], edge_user: str = "edge") -
             "clients": clients, "groups": [], "roles": roles}
 
 
-def conf_text(*, port: int, bind: str, dynsec_file: Path, plugin: Path | None = None,
-              standalone: bool = True) -> str:
-    """The listener and the plugin; ``standalone`` adds what a private broker's own file needs
-    (the system's mosquitto.conf already says where to log and whether to persist)."""
-    if not 1 <= port <= 65535:
-        raise ValueError(f"port {port} out of range")
+def conf_text(*, port: int, bind: str, dynsec_file: Path, plugin: Path | None = None, tls_port: int = 0,
+              tls_bind: str = "0.0.0.0", tls_file: Path | None = None, standalone: bool = True) -> str:
+    """The listeners and the plugin. With ``tls_port`` a second listener serves TLS with ``tls_file``
+    (the edge's key and certificate in one PEM). ``standalone`` adds what a private broker's own
+    file needs (the system's mosquitto.conf already says where to log and whether to persist)."""
+    for number in (port, *([tls_port] if tls_port else [])):
+        if not 1 <= number <= 65535:
+            raise ValueError(f"port {number} out of range")
+    if tls_port and tls_file is None:
+        raise ValueError("a TLS listener needs the edge's certificate file")
     text = (
         "# examkiosk broker: written by provisioning.mqtt\n"
         "per_listener_settings false\n"
-        f"listener {port} {bind}\n"
         "allow_anonymous false\n"
         f"plugin {plugin or plugin_path()}\n"
         f"plugin_opt_config_file {dynsec_file}\n"
+        f"listener {port} {bind}\n"
     )
+    if tls_port:
+        text += (f"listener {tls_port} {tls_bind}\n"
+                 f"certfile {tls_file}\n"
+                 f"keyfile {tls_file}\n")
     if standalone:
         text += ("persistence false\n"
                  "log_dest stdout\n"
@@ -158,35 +171,53 @@ def write_dynsec_file(path: Path, centre: str, users: dict[str, str], edge_user:
     return path
 
 
+def copy_certificate(tls_pem: Path, dir: Path) -> Path:
+    """The edge's key and certificate, copied for the broker: it reads them as its own user."""
+    copy = Path(dir) / TLS_NAME
+    write_private(copy, Path(tls_pem).read_bytes(), replace=True, owner=BROKER_USER)
+    return copy
+
+
 def write_broker_files(dir: Path, *, port: int, centre: str, users: dict[str, str], edge_user: str = "edge",
-                       bind: str = "127.0.0.1") -> Path:
+                       bind: str = "127.0.0.1", tls_port: int = 0, tls_pem: Path | None = None) -> Path:
     """A private broker's ``mosquitto.conf`` and plugin file in ``dir`` (replacing both); returns the conf.
 
-    ``users`` must hold ``edge_user``; every other user is a station of ``centre``."""
+    ``users`` must hold ``edge_user``; every other user is a station of ``centre``. With ``tls_port``
+    the broker also serves TLS on ``bind`` with the edge's certificate ``tls_pem``."""
     dir = Path(dir).resolve()
     dynsec_file = dir / DYNSEC_NAME
     write_dynsec_file(dynsec_file, centre, users, edge_user)
+    tls_file = copy_certificate(tls_pem, dir) if tls_port and tls_pem is not None else None
     conf = dir / CONF_NAME
-    write_private(conf, conf_text(port=port, bind=bind, dynsec_file=dynsec_file), replace=True, mode=0o644)
-    logger.info("broker files for centre %s in %s (%d users, listener %s:%d)", centre, dir, len(users), bind, port)
+    write_private(conf, conf_text(port=port, bind=bind, dynsec_file=dynsec_file, tls_port=tls_port, tls_bind=bind,
+                                  tls_file=tls_file), replace=True, mode=0o644)
+    logger.info("broker files for centre %s in %s (%d users, listener %s:%d%s)", centre, dir, len(users), bind, port,
+                f", TLS {tls_port}" if tls_port else "")
     return conf
 
 
 def install_broker_config(*, conf_file: Path, dynsec_file: Path, port: int, bind: str, centre: str,
-                          edge_user: str, edge_password: str) -> bool:
-    """Add the centre's listener and plugin to a system Mosquitto (``conf_file`` in its conf.d).
+                          edge_user: str, edge_password: str, tls_port: int = 0, tls_pem: Path | None = None) -> bool:
+    """Add the centre's listeners and plugin to a system Mosquitto (``conf_file`` in its conf.d).
 
-    The plugin's file is made only if it does not exist: it holds the enrolled stations, which the
-    broker keeps up to date. Returns whether it was made. Restart Mosquitto afterwards."""
+    With ``tls_port`` the stations' listener is TLS on ``bind`` and the plain one, for the edge
+    alone, listens on loopback; without, the plain one listens on ``bind``. The plugin's file is
+    made only if it does not exist: it holds the enrolled stations, which the broker keeps up to
+    date. Returns whether it was made. Restart Mosquitto afterwards."""
     dynsec_file, conf_file = Path(dynsec_file).resolve(), Path(conf_file)
+    if tls_port and (tls_pem is None or not Path(tls_pem).exists()):  # checked before anything is written
+        raise MqttProvisioningError(f"the edge's certificate {tls_pem} does not exist yet: start "
+                                    "examkiosk-edge-web once (it makes it), then run this again")
     made = False
     if not dynsec_file.exists():
         write_dynsec_file(dynsec_file, centre, {edge_user: edge_password}, edge_user, replace=False)
         made = True
     else:
         logger.info("%s exists: its users are kept", dynsec_file)
-    write_private(conf_file, conf_text(port=port, bind=bind, dynsec_file=dynsec_file, standalone=False),
-                  replace=True, mode=0o644)
+    tls_file = copy_certificate(tls_pem, dynsec_file.parent) if tls_port else None
+    text = conf_text(port=port, bind="127.0.0.1" if tls_port else bind, dynsec_file=dynsec_file, tls_port=tls_port,
+                     tls_bind=bind, tls_file=tls_file, standalone=False)
+    write_private(conf_file, text, replace=True, mode=0o644)
     return made
 
 

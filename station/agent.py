@@ -443,7 +443,7 @@ class Agent:
         mqtt = self.settings.mqtt
         while not self._stop.is_set():
             try:
-                api, mqtt_host, mqtt_port = edge.api, mqtt.host, mqtt.port
+                api, mqtt_host, mqtt_port, mqtt_tls = edge.api, mqtt.host, mqtt.port, mqtt.tls
                 if not api or not mqtt_host:
                     service = discover_edge(centre=self.settings.centre, fp=edge.fingerprint or None,
                                             timeout=edge.discovery_timeout,
@@ -451,7 +451,8 @@ class Agent:
                     logger.info("found edge %s at %s (mqtt %s:%s)", service.name, service.api, service.mqtt_host,
                                 service.mqtt_port)
                     api = api or service.api
-                    mqtt_host, mqtt_port = mqtt_host or service.mqtt_host, mqtt_port or service.mqtt_port
+                    if not mqtt_host:
+                        mqtt_host, mqtt_port, mqtt_tls = service.mqtt_host, service.mqtt_port, service.mqtt_tls
                 if api.startswith("http://") and not self._warned_plain_http:
                     self._warned_plain_http = True
                     logger.warning("the edge at %s is plain HTTP: its identity is not checked (enrolled "
@@ -465,7 +466,8 @@ class Agent:
                 if mqtt.username:
                     self.publisher = StatusPublisher(mqtt_host, mqtt_port, mqtt.username, mqtt.password,
                                                      self.settings.centre, self.settings.station_id, clock=self.clock,
-                                                     on_command=self._command)
+                                                     on_command=self._command, tls=mqtt_tls,
+                                                     fingerprint=edge.fingerprint or None)
                     self.publisher.start()
                 self.uploader.wake()
                 break

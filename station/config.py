@@ -39,9 +39,11 @@ class EdgeSection(Section):
 
 
 class MqttSection(Section):
-    # Empty host: take it from the edge's zeroconf announcement.
+    # Empty host: take host, port and TLS from the edge's zeroconf announcement.
     host: str = ""
     port: int = Field(0, ge=0, le=65535)
+    # With a host: ``port`` is the broker's TLS listener, pinned to ``edge.fingerprint``.
+    tls: bool = False
     username: str = ""
     password: str = ""
 

@@ -84,6 +84,7 @@ class EdgeService:
     mqtt_port: int
     fp: str
     version: str
+    mqtt_tls: bool = False  # the broker port is its TLS listener (same certificate as the API)
 
 
 def _txt(properties: dict[bytes, bytes | None], key: str) -> str:
@@ -108,7 +109,8 @@ def service_from_info(info: Any) -> EdgeService:
             raise ValueError("TXT mqtt has no host and the service no address")
         host = addresses[0]
     return EdgeService(name=info.name, centre=centre, api=api.rstrip("/"), mqtt_host=host,
-                       mqtt_port=int(port_text), fp=fp.lower(), version=_txt(props, "v"))
+                       mqtt_port=int(port_text), fp=fp.lower(), version=_txt(props, "v"),
+                       mqtt_tls=_txt(props, "mqtt_tls") == "1")
 
 
 def discover_edge(*, centre: str | None = None, fp: str | None = None, timeout: float = 10,
@@ -372,7 +374,8 @@ class StatusPublisher:
 
     def __init__(self, host: str, port: int, username: str, password: str, centre: str, station_id: str, *,
                  clock: Clock | None = None, keepalive: int = 15, version: str | None = None,
-                 on_command: Callable[[topics.StationCommand], None] | None = None):
+                 on_command: Callable[[topics.StationCommand], None] | None = None, tls: bool = False,
+                 fingerprint: str | None = None):
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -395,6 +398,17 @@ class StatusPublisher:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"station-{centre}-{station_id}",
                              protocol=mqtt.MQTTv5)
         client.username_pw_set(username, password)
+        if tls:  # the broker's TLS listener, pinned like the API: nothing is sent to another certificate
+            from station.pinning import pinned_tls_context
+
+            client.tls_set_context(pinned_tls_context(fingerprint))
+            client.tls_insecure_set(True)  # no host name check: the pin replaces it
+            if not fingerprint:
+                logger.warning("MQTT over TLS to %s:%d without a pinned fingerprint: the broker's identity "
+                               "is not checked", host, port)
+        elif fingerprint:
+            logger.warning("MQTT to %s:%d is not encrypted: the station's login and commands cross the LAN "
+                           "in clear", host, port)
         client.will_set(self.status_topic, StationStatus.offline(station_id, version=self.version).to_json(),
                         qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)

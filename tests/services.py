@@ -87,6 +87,7 @@ class MosquittoProc:
     files_dir: Path
     remove_files_dir: bool = False
     host: str = HOST
+    tls_port: int = 0  # the TLS listener (the edge's certificate), when started with one
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -125,24 +126,28 @@ def broker_files_dir(tmp_path: Path) -> tuple[Path, bool]:
 
 
 def start_mosquitto(tmp_path: Path, centre: str, users: dict[str, str], *, edge_user: str = "edge",
-                    attempts: int = 3) -> MosquittoProc:
-    """A private broker configured by ``provisioning.mqtt.write_broker_files`` on a free port."""
+                    tls_pem: Path | None = None, attempts: int = 3) -> MosquittoProc:
+    """A private broker configured by ``provisioning.mqtt.write_broker_files`` on a free port, and
+    with ``tls_pem`` (an edge's key and certificate) a TLS listener on another."""
     from provisioning.mqtt import write_broker_files
 
     tmp_path.mkdir(parents=True, exist_ok=True)
     last_error: Exception | None = None
     for _ in range(attempts):
         files_dir, remove = broker_files_dir(tmp_path)
-        port = free_port()
-        conf = write_broker_files(files_dir, port=port, centre=centre, users=users, edge_user=edge_user)
+        port, tls_port = free_port(), free_port() if tls_pem is not None else 0
+        conf = write_broker_files(files_dir, port=port, centre=centre, users=users, edge_user=edge_user,
+                                  tls_port=tls_port, tls_pem=tls_pem)
         log_path = tmp_path / f"mosquitto-{port}.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL)
         broker = MosquittoProc(proc=proc, port=port, centre=centre, users=dict(users), conf=conf, log_path=log_path,
-                               files_dir=files_dir, remove_files_dir=remove)
+                               files_dir=files_dir, remove_files_dir=remove, tls_port=tls_port)
         try:
             wait_port(HOST, port, timeout=10, proc=proc)
+            if tls_port:
+                wait_port(HOST, tls_port, timeout=10, proc=proc)
             return broker
         except (RuntimeError, TimeoutError) as exc:  # e.g. the port was taken meanwhile
             last_error = RuntimeError(f"{exc}\n--- mosquitto log ---\n{broker.log()}")

@@ -9,7 +9,10 @@ rate-limited per client address (services/enrolment_codes.py). Body::
 201 answer::
 
     {"station_id", "token", "centre", "fingerprint", "server_time",
-     "mqtt": {"host", "port", "username", "password"}}
+     "mqtt": {"host", "port", "tls", "username", "password"}}
+
+``mqtt.host`` is empty when the edge reaches its broker on loopback (the station uses the edge's
+address); with ``tls`` the port is the broker's TLS listener, pinned to ``fingerprint``.
 
 403 ``code_invalid`` / ``code_expired`` / ``code_used`` / ``code_wrong_edge``; 400 for a bad
 body (``bad_json``, ``missing_field``, ``bad_field``, ``bad_code_format``, ``bad_public_key``);
@@ -53,7 +56,7 @@ def enrol():
     if station_id is not None:
         codes.check_requested_id(station_id)
     edge = settings()
-    from edge_server.daemon.announce import edge_fingerprint
+    from edge_server.daemon.announce import edge_fingerprint, station_mqtt
 
     fingerprint = edge_fingerprint(edge)
     address = request.remote_addr or "unknown"
@@ -86,6 +89,5 @@ def enrol():
         centre=result.station.centre_id,
         fingerprint=fingerprint,
         server_time=server_time(),
-        mqtt={"host": edge.mqtt.host, "port": edge.mqtt.port, "username": result.mqtt_username,
-              "password": result.mqtt_password},
+        mqtt={**station_mqtt(edge), "username": result.mqtt_username, "password": result.mqtt_password},
     ), 201

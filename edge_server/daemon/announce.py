@@ -59,14 +59,24 @@ def announced_mqtt_host(host: str) -> str:
     return "" if loopback else host
 
 
+def station_mqtt(settings: EdgeSettings) -> dict[str, object]:
+    """Where stations reach the broker: its TLS listener when there is one (same as in the announcement)."""
+    mqtt = settings.mqtt
+    return {"host": announced_mqtt_host(mqtt.host), "port": mqtt.tls_port or mqtt.port, "tls": bool(mqtt.tls_port)}
+
+
 def txt_record(settings: EdgeSettings, fp: str) -> dict[str, str]:
-    return {
+    mqtt = station_mqtt(settings)
+    record = {
         "centre": settings.centre,
         "api": settings.public_url.rstrip("/"),
-        "mqtt": f"{announced_mqtt_host(settings.mqtt.host)}:{settings.mqtt.port}",
+        "mqtt": f"{mqtt['host']}:{mqtt['port']}",
         "fp": fp,
         "v": package_version(),
     }
+    if mqtt["tls"]:
+        record["mqtt_tls"] = "1"
+    return record
 
 
 def _ip(value: str | None) -> str | None:

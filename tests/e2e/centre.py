@@ -33,7 +33,7 @@ def running_centre(root: Path, prefix: str, *, stations: int = 1, **options: Any
     demo = DemoCentre(
         root,
         ports=Ports(web=free_port(), kiosk=free_port_pair() if stations > 1 else free_port(), mqtt=free_port(),
-                    redis=free_port()),
+                    mqtt_tls=free_port(), redis=free_port()),
         centre=f"{prefix}{uuid.uuid4().hex[:6]}", stations=stations, **options,
     )
     login = demo.prepare()

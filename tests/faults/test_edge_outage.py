@@ -27,7 +27,8 @@ QUESTION_SECONDS = int(OUTAGE / 2 + 12)
 
 def test_edge_down_mid_exam_then_redis_loses_queued_jobs(tmp_path_factory):
     demo = DemoCentre(tmp_path_factory.mktemp("outage"),
-                      ports=Ports(web=free_port(), kiosk=free_port(), mqtt=free_port(), redis=free_port()),
+                      ports=Ports(web=free_port(), kiosk=free_port(), mqtt=free_port(), mqtt_tls=free_port(),
+                                  redis=free_port()),
                       centre=f"o{uuid.uuid4().hex[:6]}", start_in=45, question_seconds=QUESTION_SECONDS,
                       segment_seconds=2.0)
     demo.prepare()

@@ -61,7 +61,8 @@ def consecutive_free_ports(count: int) -> int:
 def test_kill_9_at_points_across_the_exam(points: list[KillPoint], tmp_path_factory):
     demo = DemoCentre(
         tmp_path_factory.mktemp("faults"),
-        ports=Ports(web=free_port(), kiosk=consecutive_free_ports(STATIONS), mqtt=free_port(), redis=free_port()),
+        ports=Ports(web=free_port(), kiosk=consecutive_free_ports(STATIONS), mqtt=free_port(), mqtt_tls=free_port(),
+                    redis=free_port()),
         centre=f"f{uuid.uuid4().hex[:6]}", start_in=80, question_seconds=QUESTION_SECONDS, segment_seconds=2.0,
         stations=STATIONS, extra_candidates=STATIONS,
     )

@@ -54,7 +54,8 @@ def sha256(path: Path) -> str:
 
 def test_central_storage_unwritable_then_back(tmp_path_factory):
     demo = DemoCentre(tmp_path_factory.mktemp("storage"),
-                      ports=Ports(web=free_port(), kiosk=free_port(), mqtt=free_port(), redis=free_port()),
+                      ports=Ports(web=free_port(), kiosk=free_port(), mqtt=free_port(), mqtt_tls=free_port(),
+                                  redis=free_port()),
                       centre=f"s{uuid.uuid4().hex[:6]}", start_in=3, question_seconds=60, segment_seconds=1.0,
                       timing_mode="whole_session", daemon_interval=1.0)
     demo.prepare()

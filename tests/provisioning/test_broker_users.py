@@ -126,11 +126,13 @@ def test_a_broker_without_the_plugin_is_named(tmp_path):
 
 def test_broker_config_sets_up_a_system_mosquitto(tmp_path, settings):
     """``flask broker-config`` as an IT person runs it on a new edge: a conf.d file beside Debian's own
-    mosquitto.conf and the plugin's file; after the broker starts, ``--check`` and enrolment work."""
+    mosquitto.conf and the plugin's file; after the broker starts, ``--check`` works, the edge has a
+    loopback listener and stations a TLS one with the edge's certificate."""
     from edge_server import create_app
+    from edge_server.daemon.announce import edge_fingerprint
 
-    port = free_port()
-    mine = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"port": port})})
+    port, tls_port = free_port(), free_port()
+    mine = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"port": port, "tls_port": tls_port})})
     app = create_app(mine)
     conf_d = tmp_path / "conf.d"
     conf_d.mkdir()
@@ -141,22 +143,29 @@ def test_broker_config_sets_up_a_system_mosquitto(tmp_path, settings):
     runner = app.test_cli_runner()
     args = ["broker-config", "--conf-file", str(conf_d / "examkiosk.conf"), "--dynsec-file", str(dynsec),
             "--bind", "127.0.0.1", "--main-conf", str(main)]
+    early = runner.invoke(args=args)  # before the web unit made the edge's certificate
+    assert early.exit_code != 0 and "does not exist yet" in early.output
+    assert not dynsec.exists() and not (conf_d / "examkiosk.conf").exists()  # nothing half-done
+    fp = edge_fingerprint(mine)
     result = runner.invoke(args=args)
     assert result.exit_code == 0, result.output
     assert "made with the edge as admin" in result.output and USERS["edge"] not in dynsec.read_text()
     assert f"has no 'include_dir {conf_d}'" in result.output
+    assert f"listener {port} 127.0.0.1\nlistener {tls_port} 127.0.0.1\n" in (conf_d / "examkiosk.conf").read_text()
     main.write_text(f"persistence false\nlog_dest stdout\ninclude_dir {conf_d}\n")
     proc = subprocess.Popen(["mosquitto", "-c", str(main)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port("127.0.0.1", port, timeout=10, proc=proc)
+        wait_port("127.0.0.1", tls_port, timeout=10, proc=proc)
         check = runner.invoke(args=["broker-config", "--check"])
         assert check.exit_code == 0 and "1 user(s)" in check.output, check.output
         broker_service.add_user(mine, "st-01", "pw-one")
-        probe = MqttProbe(port, "st-01", "pw-one")
+        station = StatusPublisher("127.0.0.1", tls_port, "st-01", "pw-one", CENTRE, "st-01", tls=True, fingerprint=fp)
         try:
-            assert not probe.connect().is_failure
+            station.start()
+            assert station.wait_connected(10)
         finally:
-            probe.close()
+            station.stop(timeout=0.5)
         # Run again (say after an upgrade): the enrolled station stays.
         again = runner.invoke(args=args)
         assert again.exit_code == 0 and "kept" in again.output and "warning" not in again.output
@@ -169,6 +178,11 @@ def test_broker_config_sets_up_a_system_mosquitto(tmp_path, settings):
     wrong = create_app(mine.model_copy(update={"mqtt": mine.mqtt.model_copy(update={"port": free_port()})}))
     failed = wrong.test_cli_runner().invoke(args=["broker-config", "--check"])
     assert failed.exit_code != 0 and "cannot reach the MQTT broker" in failed.output
+    plain = create_app(settings).test_cli_runner().invoke(args=[
+        "broker-config", "--conf-file", str(tmp_path / "plain.conf"), "--dynsec-file", str(tmp_path / "p" / "d.json"),
+        "--main-conf", str(main)])
+    assert plain.exit_code == 0 and "cross the LAN in clear" in plain.output
+    assert f"listener {settings.mqtt.port} 0.0.0.0\n" in (tmp_path / "plain.conf").read_text()
 
 
 def test_revoking_cuts_a_real_station_client_off(broker, settings):

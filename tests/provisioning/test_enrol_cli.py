@@ -26,8 +26,8 @@ from werkzeug.serving import make_server
 from edge_server.daemon.announce import edge_fingerprint
 from provisioning.enrol import clock_skew, render_toml
 from station.config import load_settings as load_station_settings
-from station.link import EdgeClient, EdgeUntrusted
-from tests.services import REPO, MqttProbe, edge_settings, migrate_database, start_mosquitto, stop_process, wait_for
+from station.link import EdgeClient, EdgeUntrusted, StatusPublisher
+from tests.services import REPO, edge_settings, migrate_database, start_mosquitto, stop_process
 
 EDGE_PASSWORD = "edge-secret"
 
@@ -64,13 +64,16 @@ def centre(tmp_path_factory):
     """The edge (app + broker + announcer) and a rogue (HTTP server + announcer), all running."""
     tmp = tmp_path_factory.mktemp("enrol-cli")
     name = f"c-{uuid.uuid4().hex[:6]}"
-    broker = start_mosquitto(tmp / "broker", name, {"edge": EDGE_PASSWORD})
+    (tmp / "edge").mkdir()
+    certificate = edge_settings(tmp / "edge", centre=name)
+    edge_fingerprint(certificate)  # made first: the broker's TLS listener serves it too
+    broker = start_mosquitto(tmp / "broker", name, {"edge": EDGE_PASSWORD}, tls_pem=certificate.tls_path)
     procs: list[subprocess.Popen] = []
     servers = []
     try:
-        (tmp / "edge").mkdir()
         settings = edge_settings(tmp / "edge", centre=name, mqtt={
-            "host": "127.0.0.1", "port": broker.port, "username": "edge", "password": EDGE_PASSWORD})
+            "host": "127.0.0.1", "port": broker.port, "tls_port": broker.tls_port, "username": "edge",
+            "password": EDGE_PASSWORD})
         migrate_database(settings)
         from edge_server import create_app
         from edge_server.extensions import db
@@ -199,14 +202,16 @@ def test_enrols_past_a_rogue_announcer_and_writes_a_working_config(centre):
     with centre["app"].app_context():
         key = StationKey.load_or_create(settings.data_dir / "station_key.pem")
         assert db.session.get(Station, "st-01").public_key == key.public_b64
-    # Its MQTT login works on the broker at once.
-    assert (settings.mqtt.host, settings.mqtt.port, settings.mqtt.username) == (
-        "127.0.0.1", centre["broker"].port, "st-01")
-
-    def logs_in() -> bool:
-        with MqttProbe(settings.mqtt.port, settings.mqtt.username, settings.mqtt.password) as probe:
-            return not probe.connect().is_failure
-    wait_for(logs_in, timeout=5, message="the station's MQTT login works")
+    # Its MQTT login works at once, on the broker's TLS listener pinned to the edge's certificate.
+    assert (settings.mqtt.host, settings.mqtt.port, settings.mqtt.tls, settings.mqtt.username) == (
+        "127.0.0.1", centre["broker"].tls_port, True, "st-01")
+    publisher = StatusPublisher(settings.mqtt.host, settings.mqtt.port, settings.mqtt.username, settings.mqtt.password,
+                                settings.centre, settings.station_id, tls=True, fingerprint=settings.edge.fingerprint)
+    try:
+        publisher.start()
+        assert publisher.wait_connected(10), centre["broker"].log()
+    finally:
+        publisher.stop(timeout=0.5)
     assert code_used(centre, plain)
 
 
