@@ -77,9 +77,11 @@ class RetentionSection(Section):
 class DashboardSection(Section):
     # Each open live stream (GET /staff/api/stream) holds one gunicorn thread; it ends after this
     # many seconds and the browser reconnects (EventSource), so threads are handed back regularly.
-    # With the unit's 2 workers x 4 threads, keep the number of open dashboards below ~6 or raise
-    # --threads (each thread mostly sleeps in Redis' select).
     stream_seconds: float = Field(300.0, ge=2, le=3600)
+    # Open streams one web worker serves at once; more dashboards get 503 ``live_busy`` and poll
+    # every 2 s instead, so stations' API calls and uploads always find a free thread. With the
+    # unit's 2 workers x 8 threads: 8 live dashboards, 8 threads kept for the stations.
+    max_streams: int = Field(4, ge=0, le=1000)
     # A comment line on an idle stream this often, so proxies and the browser see it is alive.
     heartbeat_seconds: float = Field(15.0, ge=1, le=120)
     # A station whose last status is older than this is shown offline even without its last will.

@@ -4,15 +4,17 @@ The stream subscribes to the centre's Redis channel (``services.live``) before i
 stations, so no change falls between the first full set of tiles and the updates. It holds no
 database session while it runs, ends after ``dashboard.stream_seconds`` (the browser reconnects)
 and answers 503 when Redis is away: the page then polls ``/staff/api/stations`` until the stream
-is back.
+is back. Each web worker serves at most ``dashboard.max_streams`` streams at once: one more is
+answered 503 ``live_busy`` and that page polls too (trying the stream again every 30 s).
 """
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from datetime import datetime, timezone
 
-from flask import Response, abort, jsonify, send_file
+from flask import Response, abort, current_app, jsonify, send_file
 from flask_login import login_required
 from sqlalchemy import select
 
@@ -25,6 +27,29 @@ from edge_server.staff.routes import _centre, _settings, station_tile
 logger = logging.getLogger(__name__)
 
 
+class StreamSlots:
+    """How many live streams this worker process serves now, at most ``limit``."""
+
+    def __init__(self, limit: int):
+        self.limit, self.open = limit, 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.open >= self.limit:
+                return False
+            self.open += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self.open = max(0, self.open - 1)
+
+
+def _stream_slots(limit: int) -> StreamSlots:
+    return current_app.extensions.setdefault("examkiosk.stream_slots", StreamSlots(limit))
+
+
 @bp.get("/api/stream")
 @login_required
 def live_stream():
@@ -33,6 +58,12 @@ def live_stream():
 
     settings = _settings()
     centre = _centre()
+    slots = _stream_slots(settings.dashboard.max_streams)
+    if not slots.take():
+        logger.warning("live stream refused: %d streams open in this worker (dashboard.max_streams); the page polls",
+                       slots.open)
+        return jsonify(error="实时推送连接已满，本页每 2 秒刷新 · Too many live dashboards open: this page refreshes "
+                             "every 2 s", code="live_busy"), 503
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=settings.dashboard.heartbeat_seconds + 5)
     pubsub = redis.pubsub(ignore_subscribe_messages=True)
     try:
@@ -40,11 +71,18 @@ def live_stream():
     except RedisError as exc:
         pubsub.close()
         redis.close()
+        slots.give_back()
         logger.warning("live stream unavailable (Redis: %s); the dashboard polls", exc)
         return jsonify(error="实时推送暂不可用 · Live updates unavailable", code="live_unavailable"), 503
-    now = datetime.now(timezone.utc)
-    stations = db.session.scalars(select(Station).where(Station.centre_id == centre).order_by(Station.id)).all()
-    tiles = {s.id: station_tile(s, now) for s in stations}
+    try:
+        now = datetime.now(timezone.utc)
+        stations = db.session.scalars(select(Station).where(Station.centre_id == centre).order_by(Station.id)).all()
+        tiles = {s.id: station_tile(s, now) for s in stations}
+    except BaseException:
+        pubsub.close()
+        redis.close()
+        slots.give_back()
+        raise
     db.session.remove()  # the stream runs for minutes: no connection held
 
     def get_message(timeout: float):
@@ -68,8 +106,10 @@ def live_stream():
             pubsub.close()
             redis.close()
 
-    return Response(events(), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    response = Response(events(), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    response.call_on_close(slots.give_back)  # when the server closes it: stream ended or browser gone
+    return response
 
 
 @bp.get("/stations/<station_id>/snapshot.jpg")

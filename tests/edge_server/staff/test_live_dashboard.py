@@ -24,7 +24,7 @@ from station.topics import StationStatus, snapshot_topic, status_topic
 from tests.edge_server.conftest import make_settings
 from tests.edge_server.helpers import make_attempt, make_candidate, make_sitting, make_station
 from tests.edge_server.staff.test_staff_pages import ARTIFACTS, PASSWORD, csrf_session, sign_in
-from tests.services import MqttProbe, start_station
+from tests.services import MqttProbe, start_station, wait_for
 
 CENTRE = "c1"
 USERS = {"edge": "edge-secret", "st-01": "pw-one", "st-02": "pw-two"}
@@ -187,3 +187,29 @@ def test_stream_speaks_server_sent_events(room, settings):
     tiles = [d for k, d in rest if k == "tile"]
     assert [t["id"] for t in tiles] == ["st-01"] and tiles[0]["state"] == "waiting", "only this centre's changes"
     assert "heartbeat" in kinds and kinds[-1] == "bye"
+
+
+def test_a_worker_serves_only_so_many_streams_and_the_page_polls_beyond(room, app, settings, chromium):
+    """``dashboard.max_streams`` per worker: one dashboard more gets 503 ``live_busy`` and the page
+    polls instead (tiles still shown); the slot is free again once the open stream is closed."""
+    app.extensions["examkiosk.settings"] = settings.model_copy(
+        update={"dashboard": settings.dashboard.model_copy(update={"max_streams": 1, "stream_seconds": 60})})
+    base, stream = room, f"{room}/staff/api/stream"
+    session, _ = csrf_session(base, "admin")
+    with session.get(stream, stream=True, timeout=10) as first:
+        assert first.status_code == 200
+        lines = first.iter_lines(chunk_size=1, decode_unicode=True)
+        read_events(lines, until="stations")
+        busy = session.get(stream, timeout=5)
+        assert (busy.status_code, busy.json()["code"]) == (503, "live_busy")
+        page = chromium.new_page()
+        sign_in(page, base, "admin", PASSWORD)
+        page.wait_for_selector("#live[data-link=polling]")
+        page.wait_for_selector(f"{tile(page, 'st-02')}[data-alerts~=face]")  # the room, from polling
+        page.close()
+        assert read_events(lines, until="heartbeat")[-1][0] == "heartbeat"  # the first stream runs on
+
+    def stream_opens() -> bool:  # the server notices the closed stream at its next heartbeat (1 s)
+        with session.get(stream, stream=True, timeout=5) as again:
+            return again.status_code == 200
+    wait_for(stream_opens, timeout=10, message="a stream opens once the first one is closed")
