@@ -7,7 +7,9 @@ Every ``interval`` seconds:
   ``paper_key`` StationCommand) to every station with an open attempt in it, audited once; a push
   that did not get through (broker down, login or publish refused) is tried again every round until
   it does (audited once more, ``paper_key_pushed``) or the sitting's entry closes; stations that
-  miss it ask ``GET /api/v1/sittings/<id>/paper/key`` meanwhile (services/papers.py);
+  miss it ask ``GET /api/v1/sittings/<id>/paper/key`` meanwhile (services/papers.py). One push
+  waits at most ``KEY_PUSH_TIMEOUT``, and after one fails no other is tried that round, so a
+  broker that is down or hangs delays the other chores by seconds, not by a timeout per sitting;
 - ``assign_missing_lots``: after a sitting's lot deadline every attempt without a lot gets one;
 - an attempt whose upload is complete but whose sync is ``none`` (Redis was down when the last
   segment arrived) or ``failed`` is queued again, unless its RQ job is still queued, running or
@@ -35,6 +37,7 @@ from edge_server.services import attempts as attempt_service
 logger = logging.getLogger(__name__)
 
 BUSY_JOB_STATES = {"queued", "started", "scheduled", "deferred"}
+KEY_PUSH_TIMEOUT = 5.0  # connect, CONNACK and every PUBACK of one key push (on the edge's own broker)
 
 
 class Scheduler:
@@ -96,15 +99,19 @@ class Scheduler:
         with self.app.app_context():
             try:
                 releases = papers.due_releases(db.session, self.settings.data_dir, self.settings.centre, now)
+                broker_failed = False
                 for release in releases:
-                    pushed = push_to_stations(self.settings, list(release.stations), "paper_key",
-                                              papers.key_command_payload(release.sitting, release.key))
+                    pushed = not broker_failed and push_to_stations(
+                        self.settings, list(release.stations), "paper_key",
+                        papers.key_command_payload(release.sitting, release.key), timeout=KEY_PUSH_TIMEOUT)
+                    broker_failed = not pushed
                     papers.mark_released(db.session, release, pushed=pushed, now=now)
                     db.session.commit()
                     logger.info("sitting %s started: paper key %s to %d station(s)", release.sitting,
                                 "pushed" if pushed else "not pushed (broker down; stations ask the API; retrying)",
                                 len(release.stations))
-                self._retry_key_pushes(db.session, now, skip={r.sitting for r in releases})
+                if not broker_failed:
+                    self._retry_key_pushes(db.session, now, skip={r.sitting for r in releases})
                 return len(releases)
             except Exception:
                 db.session.rollback()
@@ -113,7 +120,8 @@ class Scheduler:
                 db.session.remove()
 
     def _retry_key_pushes(self, session, now: datetime, skip: set[str]) -> int:
-        """Push again every released key whose push failed, while its sitting's entry is open."""
+        """Push again every released key whose push failed, while its sitting's entry is open; the
+        first failure ends the round (the broker is still away)."""
         from edge_server.services import papers
         from edge_server.services.push import push_to_stations
 
@@ -121,13 +129,14 @@ class Scheduler:
         for release in papers.unpushed_releases(session, self.settings.data_dir, self.settings.centre, now):
             if release.sitting in skip:  # just tried this round
                 continue
-            if push_to_stations(self.settings, list(release.stations), "paper_key",
-                                papers.key_command_payload(release.sitting, release.key)):
-                papers.mark_pushed(session, release, tried_at=now)
-                session.commit()
-                pushed += 1
-                logger.info("sitting %s: paper key pushed to %d station(s) on a retry", release.sitting,
-                            len(release.stations))
+            if not push_to_stations(self.settings, list(release.stations), "paper_key",
+                                    papers.key_command_payload(release.sitting, release.key), timeout=KEY_PUSH_TIMEOUT):
+                break
+            papers.mark_pushed(session, release, tried_at=now)
+            session.commit()
+            pushed += 1
+            logger.info("sitting %s: paper key pushed to %d station(s) on a retry", release.sitting,
+                        len(release.stations))
         return pushed
 
     def requeue_syncs(self) -> int:

@@ -106,14 +106,14 @@ def push_to_station(settings: EdgeSettings, station_id: str, kind: str, payload:
 
 
 def push_to_stations(settings: EdgeSettings, station_ids: list[str], kind: str, payload: dict[str, Any], *,
-                     attempt: str | None = None) -> bool:
+                     attempt: str | None = None, timeout: float = PUSH_TIMEOUT) -> bool:
     """The same command to several stations over one broker connection (a broadcast); False if the
-    broker could not be reached or refused the login or a publish."""
+    broker could not be reached, refused the login or a publish, or did not answer within ``timeout``."""
     if not station_ids:
         return True
     command = topics.StationCommand(kind=kind, payload=payload, attempt=attempt, ts=time.time()).to_json()
     try:
-        _publish(settings, [(topics.cmd_topic(settings.centre, sid), command) for sid in station_ids])
+        _publish(settings, [(topics.cmd_topic(settings.centre, sid), command) for sid in station_ids], timeout)
     except PushFailed as exc:
         logger.warning("could not push %s to %d stations over MQTT (%s); they will ask the API", kind,
                        len(station_ids), exc)

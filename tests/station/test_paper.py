@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import queue
 import shutil
+import socket
+import threading
 import time
 from datetime import timedelta
 
@@ -199,3 +201,47 @@ def test_no_key_push_is_retried_after_the_entry_cutoff(app, settings):
         sitting = db.session.get(Sitting, "c1-sit")
         assert len(papers.unpushed_releases(db.session, settings.data_dir, CENTRE, utcnow())) == 1
         assert papers.unpushed_releases(db.session, settings.data_dir, CENTRE, sitting.entry_closes_at) == []
+
+
+def test_a_broker_that_never_answers_costs_one_push_per_round(app, settings):
+    """A broker that takes the connection and never answers (no CONNACK): the round's first key push
+    waits out its timeout and the round's other pushes are not tried, so the daemon's other chores
+    are not held up once per sitting. Every sitting is still released (audited as not pushed)."""
+    seed(app, starts_in=-5)
+    with app.app_context():
+        station, _ = make_station(db.session, CENTRE, "st-02")
+        other = make_sitting(db.session, CENTRE, "c1-sit2", starts_in=-5)
+        make_attempt(db.session, make_candidate(db.session, other), station)
+        db.session.commit()
+    accepted: list[socket.socket] = []
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def take_and_ignore() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=take_and_ignore, daemon=True)
+    thread.start()
+    silent = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"port": server.getsockname()[1]})})
+    scheduler = Scheduler(silent, app, enqueue=lambda *a: None, job_state=lambda attempt: None)
+    try:
+        assert scheduler.run_once(utcnow())["papers"] == 2
+        assert len(accepted) == 1, "after one push got no answer, the round tried no other"
+        with app.app_context():
+            audit = [e.payload for e in db.session.scalars(
+                select(Event).where(Event.kind.in_(papers.PUSH_AUDIT_KINDS)).order_by(Event.id))]
+            assert sorted((p["sitting"], p["pushed"]) for p in audit) == [("c1-sit", False), ("c1-sit2", False)]
+            assert len(papers.unpushed_releases(db.session, settings.data_dir, CENTRE, utcnow())) == 2
+        assert scheduler.run_once(utcnow())["papers"] == 0
+        assert len(accepted) == 2, "the retry round, too, stops at its first failure"
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+        for conn in accepted:
+            conn.close()
