@@ -397,8 +397,9 @@ def _face_result(state: FlowState, event: Event, now: float) -> Result:
 
 
 def _after_face(state: FlowState) -> Screen:
-    """Where a passed face login leads: the reading, or straight back to the exam after a move."""
-    return Screen.RESUME if state.resume_cause == "moved" else Screen.READ_FLOW
+    """Where a passed face login leads: the reading, or after a move the spare station's device check
+    (then straight back to the exam)."""
+    return Screen.DEVICE_CHECK if state.resume_cause == "moved" else Screen.READ_FLOW
 
 
 def _fallback_code(state: FlowState, event: Event, now: float) -> Result:
@@ -453,6 +454,8 @@ def _devices_ok(state: FlowState, event: Event, now: float) -> Result:
         return replace(state, notice="camera_dead"), ()
     if not event.payload.get("mic_ok"):
         return replace(state, notice="mic_silent"), ()
+    if state.resume_cause == "moved":  # read and confirmed at the first station
+        return replace(state, screen=Screen.RESUME, notice=None), ()
     return replace(state, screen=Screen.INFO_CONFIRM, notice=None), ()
 
 
@@ -637,7 +640,7 @@ def _tick(state: FlowState, now: float) -> Result:
         first = 1
         return (replace(state, screen=Screen.ANSWERING, question=first),
                 (CutSegment(first), FetchPaper(), _question_started(first), Speak("exam_start")))
-    if state.screen == Screen.RESUME and state.resume_cause == "moved":
+    if state.screen in (Screen.DEVICE_CHECK, Screen.RESUME) and state.resume_cause == "moved":
         if now >= sch.ends_at:
             return _resume_after_move(state, now)
         return state, ()

@@ -77,11 +77,15 @@ def test_move_to_a_spare_station_mid_question(centre, chromium):
     shot(kiosk_old, "move_old_station")
     old.wait(lambda s: s["screen"] == "identify" and s["candidate"] is None, 60, "st-01 handed over")
 
-    # st-02: ticket, face login again, then "continue" on the same question with the server's time.
+    # st-02: ticket, face login again, its camera and microphone checked, then "continue" on the
+    # same question with the server's time.
     new.wait(lambda s: s["server_ok"], 30, "edge found")
     new.send("identify", ticket_no=TICKET)
     new.wait_screen("face_login")
     new.send("face_capture")
+    new.wait_screen("device_check", 30)
+    new.wait(lambda s: s["camera_ok"] and s["mic_ok"], 20, "st-02's devices working")
+    new.send("devices_ok")
     resume = new.wait_screen("resume", 30)
     kiosk_new = chromium.new_page(viewport={"width": 1280, "height": 800})
     kiosk_new.goto(demo.kiosk_url("st-02"))

@@ -54,7 +54,11 @@ def test_new_station_asks_for_the_face_again_then_continues_the_same_question_on
     assert run.state.screen == Screen.FACE_LOGIN, "entry cutoff (T0+180) does not shut out a moved candidate"
     run("face_capture", T0 + 360)
     run("face_result", T0 + 362, matched=True, distance=0.3)
-    assert run.state.screen == Screen.RESUME
+    assert run.state.screen == Screen.DEVICE_CHECK, "the spare station's camera and microphone are checked"
+    run("devices_ok", T0 + 363, camera_ok=True, mic_ok=False)
+    assert run.state.screen == Screen.DEVICE_CHECK and run.state.notice == "mic_silent"
+    run("devices_ok", T0 + 364, camera_ok=True, mic_ok=True)
+    assert run.state.screen == Screen.RESUME, "no second reading, pledge or confirmation"
     run_q1 = Run(replace(run.state, question=1))  # moved during question 1, back during question 2
     assert time_left(run_q1.state, T0 + 362) == 238, "the countdown shows the question server time says"
     assert run("tick", T0 + 590) == (), "the walk over is no second interruption: no gap limit"
@@ -73,6 +77,7 @@ def test_whole_session_move_keeps_the_candidates_question():
     run.event(opened("whole_session", face_verified="face", resume=resume(question=2, answered=[1])), T0 + 350)
     run("face_capture", T0 + 360)
     run("face_result", T0 + 362, matched=True, distance=0.3)
+    run("devices_ok", T0 + 365, camera_ok=True, mic_ok=True)
     run("resume", T0 + 380)
     assert run.state.question == 2 and run.state.answered == (1,)
     assert time_left(run.state, T0 + 380) == 900 - 380
@@ -87,7 +92,9 @@ def test_failed_face_then_review_also_leads_back_to_the_exam():
         run("face_result", T0 + 351 + i, matched=False, distance=0.9)
     assert run.state.screen == Screen.MANUAL_REVIEW
     run("review_result", T0 + 370, status="approved")
-    assert run.state.screen == Screen.RESUME and run.state.resume_cause == "moved"
+    assert run.state.screen == Screen.DEVICE_CHECK and run.state.resume_cause == "moved"
+    run("devices_ok", T0 + 372, camera_ok=True, mic_ok=True)
+    assert run.state.screen == Screen.RESUME
 
 
 def test_moved_candidate_who_arrives_after_the_end_finishes_without_recording():
@@ -96,7 +103,8 @@ def test_moved_candidate_who_arrives_after_the_end_finishes_without_recording():
     run.event(opened(face_verified="face", resume=resume()), T0 + 590)
     run("face_capture", T0 + 595)
     run("face_result", T0 + 596, matched=True, distance=0.3)
-    cmds = run("tick", T0 + 600)
+    assert run("tick", T0 + 598) == () and run.state.screen == Screen.DEVICE_CHECK
+    cmds = run("tick", T0 + 600)  # still at the device check when the exam ends
     assert run.state.screen == Screen.UPLOADING and run.state.end_reason == "time_up"
     assert flow.FinishAttempt("time_up") in cmds and StopRecording() not in cmds
 
