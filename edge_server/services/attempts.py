@@ -224,11 +224,12 @@ def upload_status(session: Session, attempt: Attempt) -> dict[str, Any]:
     verified = {s.name for s in segments if s.status == SegmentStatus.VERIFIED}
     expected = set(attempt.expected_segments or [])
     station = session.get(Station, attempt.station_id) if attempt.station_id else None
-    from edge_server.services.moves import seq_restarts
+    from edge_server.services.moves import awaited_handovers, seq_restarts
 
     problems = chain_problems([s for s in segments if s.status == SegmentStatus.VERIFIED],
                               signed=station is not None and station.public_key is not None,
                               restarts=seq_restarts(session, attempt))
+    awaited = awaited_handovers(session, attempt)
     return {
         "attempt": attempt.id,
         "finished": attempt.finished_at is not None,
@@ -239,8 +240,9 @@ def upload_status(session: Session, attempt: Attempt) -> dict[str, Any]:
         "bytes_received": sum(s.offset for s in segments),
         "chain_ok": not problems,
         "chain_problems": problems,
+        "awaiting_handover": awaited,  # stations moved away from that have not declared their segments
         "complete": (attempt.finished_at is not None and bool(expected) and expected <= verified
-                     and not problems),
+                     and not problems and not awaited),
         "sync": str(attempt.sync_status),
     }
 

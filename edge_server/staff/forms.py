@@ -25,6 +25,11 @@ class FallbackCodeForm(FlaskForm):
     submit = SubmitField("签发备用码 Issue fallback code")
 
 
+class WaiveHandoverForm(FlaskForm):
+    station = StringField(validators=[DataRequired(), Length(max=64)])
+    reason = StringField("原因 Reason", validators=[DataRequired("请写明原因 · A reason is required"), Length(max=500)])
+
+
 class CentreSettingsForm(FlaskForm):
     face_threshold = FloatField(
         "人脸比对阈值 Face match threshold",

@@ -20,7 +20,8 @@ from edge_server.services import frames
 from edge_server.services.push import push_to_station
 from edge_server.services import staff as staff_service
 from edge_server.staff import bp
-from edge_server.staff.forms import CentreSettingsForm, FallbackCodeForm, LoginForm, LogoutForm, ReviewForm
+from edge_server.staff.forms import (CentreSettingsForm, FallbackCodeForm, LoginForm, LogoutForm, ReviewForm,
+                                     WaiveHandoverForm)
 
 
 @login_manager.user_loader
@@ -145,7 +146,8 @@ def attempts_json():
         status = attempt_service.upload_status(db.session, a)
         rows.append({"id": a.id, "lot": a.lot, "ticket_no": a.candidate.ticket_no, "station": a.station_id,
                      "verified": status["verified"], "expected": status["expected"],
-                     "complete": status["complete"], "sync": status["sync"]})
+                     "complete": status["complete"], "sync": status["sync"],
+                     "awaiting_handover": status["awaiting_handover"]})
     return jsonify(attempts=rows)
 
 
@@ -196,7 +198,10 @@ def face_try_frame(try_id: int):
     return _jpeg(frames.face_try_frame_path(_settings().data_dir, attempt.id, face_try.frame_sha256))
 
 
-def _render_attempt(attempt: Attempt, *, issued: tuple | None = None, error: str | None = None, status: int = 200):
+def _render_attempt(attempt: Attempt, *, issued: tuple | None = None, error: str | None = None, status: int = 200,
+                    waive_form: WaiveHandoverForm | None = None):
+    from edge_server.services.moves import awaited_handovers
+
     now = datetime.now(timezone.utc)
     review = attempt_service.latest_review(db.session, attempt)
     codes = [(c, fallback_service.code_state(c, now), db.session.get(StaffUser, c.issued_by) if c.issued_by else None)
@@ -208,7 +213,8 @@ def _render_attempt(attempt: Attempt, *, issued: tuple | None = None, error: str
         can_issue=current_user.role in fallback_service.ISSUER_ROLES,
         issue_problem=fallback_service.issue_problem(attempt), issued=issued, error=error,
         review_form=ReviewForm(), code_form=FallbackCodeForm(), logout_form=LogoutForm(),
-        display_code=fallback_service.display,
+        display_code=fallback_service.display, awaited=awaited_handovers(db.session, attempt),
+        can_waive=current_user.role == StaffRole.CENTRE_ADMIN, waive_form=waive_form or WaiveHandoverForm(),
     )
     return response, status, {"Cache-Control": "no-store"}
 
@@ -235,6 +241,30 @@ def issue_fallback_code(attempt_id: str):
         return _render_attempt(attempt, error=exc.message, status=exc.status)
     db.session.commit()
     return _render_attempt(attempt, issued=(code, plain), status=201)
+
+
+@bp.post("/attempts/<attempt_id>/waive-handover")
+@roles_required(StaffRole.CENTRE_ADMIN)
+def waive_handover(attempt_id: str):
+    """Stop waiting for the recording of a station the candidate was moved away from (it is lost);
+    the attempt then completes with what arrived, and the audit log says why."""
+    from edge_server.api.uploads import enqueue_sync_if_complete
+    from edge_server.services.moves import waive_handover as waive
+
+    attempt = _attempt_of_centre(attempt_id)
+    form = WaiveHandoverForm()
+    if not form.validate_on_submit():
+        problems = [e for errors in form.errors.values() for e in errors]
+        return _render_attempt(attempt, error="; ".join(problems), status=400, waive_form=form)
+    try:
+        waive(db.session, attempt, form.station.data, reason=form.reason.data, by=current_user.username)
+    except EdgeError as exc:
+        db.session.rollback()
+        return _render_attempt(attempt, error=exc.message, status=exc.status, waive_form=form)
+    enqueue_sync_if_complete(attempt)
+    db.session.commit()
+    flash(f"不再等待考位 {form.station.data} 的录像 · No longer waiting for station {form.station.data}", "info")
+    return redirect(url_for("staff.attempt_review", attempt_id=attempt.id), code=303)
 
 
 @bp.route("/centre", methods=["GET", "POST"])
