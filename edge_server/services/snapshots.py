@@ -43,3 +43,12 @@ def taken_at(snapshots_dir: Path, station_id: str) -> float | None:
         return snapshot_path(snapshots_dir, station_id).stat().st_mtime
     except (FileNotFoundError, ValueError):
         return None
+
+
+def discard(snapshots_dir: Path, station_id: str) -> bool:
+    """Delete the station's snapshot (a revoked station's last picture of a candidate); False if none."""
+    try:
+        snapshot_path(snapshots_dir, station_id).unlink()
+    except FileNotFoundError:
+        return False
+    return True

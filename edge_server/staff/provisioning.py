@@ -12,7 +12,7 @@ from wtforms import SubmitField
 
 from edge_server.extensions import db
 from edge_server.models import StaffRole, StaffUser, Station
-from edge_server.services import audit, broker
+from edge_server.services import audit, broker, snapshots
 from edge_server.services import enrolment_codes as codes
 from edge_server.staff import bp
 from edge_server.staff.routes import LogoutForm, _centre, _settings, roles_required
@@ -74,8 +74,10 @@ def create_enrolment_code():
 
 def after_revoke(station: Station, by: str) -> None:
     """Called by the revoke action once the token is revoked: the station's MQTT login goes too
-    (``revoked`` on its cmd topic, then its broker user deleted, which disconnects it), audited."""
+    (``revoked`` on its cmd topic, then its broker user deleted, which disconnects it), audited; its
+    camera snapshot is deleted."""
     cut = broker.cut_off_station(_settings(), station.id)
+    snapshots.discard(_settings().snapshots_dir, station.id)  # its last picture of a candidate goes too
     audit.append(db.session, kind="station_mqtt_cut_off", station_id=station.id, attempt_id=None, source="staff",
                  payload={"by": by, **asdict(cut)})
     db.session.commit()

@@ -8,6 +8,7 @@ import queue
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 from sqlalchemy import select
@@ -15,9 +16,11 @@ from sqlalchemy import select
 from edge_server.daemon.announce import edge_fingerprint
 from edge_server.extensions import db
 from edge_server.models import EnrolmentCode, Event, StaffRole
+from edge_server.services import snapshots
 from edge_server.services.staff import create_user
 from provisioning.enrolment_code import ALPHABET
 from station.link import StatusPublisher
+from station.snapshot import snapshot_jpeg
 from station.topics import StationStatus
 from tests.edge_server.conftest import make_settings
 from tests.edge_server.staff.test_staff_pages import PASSWORD, csrf_session, sign_in
@@ -138,6 +141,9 @@ def test_revoke_cuts_the_enrolled_station_off(app, staffed, broker, chromium):
         station.start()
         assert station.wait_connected(10)
         station.publish_status(StationStatus(station=station_id, online=True, version="test")).wait_for_publish(5)
+        snapshots_dir = app.extensions["examkiosk.settings"].snapshots_dir
+        snapshots.store(snapshots_dir, station_id, snapshot_jpeg(np.zeros((120, 160, 3), np.uint8)))
+        assert admin.get(f"{base}/staff/stations/{station_id}/snapshot.jpg").status_code == 200
 
         page.on("dialog", lambda dialog: dialog.accept())
         sign_in(page, base, "admin", PASSWORD)
@@ -158,6 +164,9 @@ def test_revoke_cuts_the_enrolled_station_off(app, staffed, broker, chromium):
         assert station_id not in broker.dynsec_users()
         r = requests.get(f"{base}/api/v1/time", headers=api)
         assert (r.status_code, r.json()["code"]) == (403, "station_revoked")
+        # Its last camera picture of a candidate is gone with it.
+        assert snapshots.taken_at(snapshots_dir, station_id) is None
+        assert admin.get(f"{base}/staff/stations/{station_id}/snapshot.jpg").status_code == 404
 
         page.goto(f"{base}/staff/stations")
         assert "已吊销 revoked" in page.inner_text(f"[data-list=stations] tr[data-station={station_id}]")
