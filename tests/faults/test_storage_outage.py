@@ -110,8 +110,9 @@ def test_central_storage_unwritable_then_back(tmp_path_factory):
             assert sha256(prefix / "questions" / question["key"].rsplit("/", 1)[1]) == question["sha256"]
 
         # Only now, confirmed by central storage, the edge lets its copies go.
-        wait_for(lambda: not recordings.exists(), 15, message="the edge's retention")
-        assert not (demo.edge_data / "joined" / attempt).exists()
+        joined = demo.edge_data / "joined" / attempt
+        # One sweep deletes the segments, then the per-question files, each read back first.
+        wait_for(lambda: not recordings.exists() and not joined.exists(), 15, message="the edge's retention")
         assert edge_segments(demo, attempt) == {name: ("verified", sha) for name, sha in recorded.items()}
     finally:
         demo.stop()
