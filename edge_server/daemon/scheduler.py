@@ -8,7 +8,7 @@ Every ``interval`` seconds:
   that did not get through (broker down, login or publish refused) is tried again every round until
   it does (audited once more, ``paper_key_pushed``) or the sitting's entry closes; stations that
   miss it ask ``GET /api/v1/sittings/<id>/paper/key`` meanwhile (services/papers.py). One push
-  waits at most ``KEY_PUSH_TIMEOUT``, and after one fails no other is tried that round, so a
+  waits at most ``KEY_PUSH_TIMEOUT`` (5 s), and after one fails no other is tried that round, so a
   broker that is down or hangs delays the other chores by seconds, not by a timeout per sitting;
 - ``assign_missing_lots``: after a sitting's lot deadline every attempt without a lot gets one;
 - an attempt whose upload is complete but whose sync is ``none`` (Redis was down when the last
@@ -42,6 +42,7 @@ KEY_PUSH_TIMEOUT = 5.0  # connect, CONNACK and every PUBACK of one key push (on 
 
 class Scheduler:
     def __init__(self, settings: EdgeSettings, app: Flask, *, interval: float = 5.0, requeue_after: float = 60.0,
+                 key_push_timeout: float = KEY_PUSH_TIMEOUT,
                  enqueue: Callable[[EdgeSettings, str], object] | None = None,
                  job_state: Callable[[str], str | None] | None = None):
         if enqueue is None:
@@ -50,6 +51,7 @@ class Scheduler:
         self.app = app
         self.interval = interval
         self.requeue_after = requeue_after
+        self.key_push_timeout = key_push_timeout
         self._enqueue = enqueue
         self._job_state = job_state or self._rq_job_state
         self._last_queued: dict[str, float] = {}
@@ -103,7 +105,7 @@ class Scheduler:
                 for release in releases:
                     pushed = not broker_failed and push_to_stations(
                         self.settings, list(release.stations), "paper_key",
-                        papers.key_command_payload(release.sitting, release.key), timeout=KEY_PUSH_TIMEOUT)
+                        papers.key_command_payload(release.sitting, release.key), timeout=self.key_push_timeout)
                     broker_failed = not pushed
                     papers.mark_released(db.session, release, pushed=pushed, now=now)
                     db.session.commit()
@@ -129,8 +131,9 @@ class Scheduler:
         for release in papers.unpushed_releases(session, self.settings.data_dir, self.settings.centre, now):
             if release.sitting in skip:  # just tried this round
                 continue
-            if not push_to_stations(self.settings, list(release.stations), "paper_key",
-                                    papers.key_command_payload(release.sitting, release.key), timeout=KEY_PUSH_TIMEOUT):
+            command = papers.key_command_payload(release.sitting, release.key)
+            if not push_to_stations(self.settings, list(release.stations), "paper_key", command,
+                                    timeout=self.key_push_timeout):
                 break
             papers.mark_pushed(session, release, tried_at=now)
             session.commit()

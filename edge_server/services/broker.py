@@ -26,7 +26,7 @@ from provisioning import mqtt as broker_config
 logger = logging.getLogger(__name__)
 
 RESPONSE_TOPIC = f"{broker_config.CONTROL_TOPIC}/response"
-CONTROL_TIMEOUT = 10.0
+CONTROL_TIMEOUT = 5.0  # the plugin answers in milliseconds; a broker without it never does
 
 
 class BrokerError(EdgeError):

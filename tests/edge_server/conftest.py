@@ -53,6 +53,8 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> EdgeSe
         "storage": {"directory": data_dir / "central"},
         # Nothing listens here: jobs that try to reach Redis fail fast (a local redis may be on 6379).
         "redis_url": f"redis://127.0.0.1:{free_port()}/0",
+        # Nor here: pushes and broker-user requests fail at once (a local Mosquitto may be on 1883).
+        "mqtt": {"host": "127.0.0.1", "port": free_port(), "password": "no-broker"},
         "discovery": {"enabled": False},
         "testing": True,
         "max_chunk_bytes": MAX_CHUNK_BYTES,

@@ -86,7 +86,7 @@ def test_a_station_refuses_a_broker_with_another_certificate(edge, rogue):
     station = publisher(rogue.tls_port, edge["fp"])
     try:
         station.start()
-        assert not station.wait_connected(4)
+        assert not station.wait_connected(2)
     finally:
         station.stop(timeout=0.5)
     rogue.stop()  # its log is complete once it has stopped

@@ -228,7 +228,7 @@ def test_a_broker_that_never_answers_costs_one_push_per_round(app, settings):
     thread = threading.Thread(target=take_and_ignore, daemon=True)
     thread.start()
     silent = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"port": server.getsockname()[1]})})
-    scheduler = Scheduler(silent, app, enqueue=lambda *a: None, job_state=lambda attempt: None)
+    scheduler = Scheduler(silent, app, enqueue=lambda *a: None, job_state=lambda attempt: None, key_push_timeout=1.0)
     try:
         assert scheduler.run_once(utcnow())["papers"] == 2
         assert len(accepted) == 1, "after one push got no answer, the round tried no other"
