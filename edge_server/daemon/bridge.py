@@ -52,8 +52,7 @@ class MqttBridge:
 
     def __init__(self, settings: EdgeSettings, app: Flask | None = None, *, keepalive: int = 30,
                  recent_events: int = 500):
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+        from edge_server.services.push import edge_client
 
         if app is None:
             from edge_server import create_app
@@ -71,10 +70,7 @@ class MqttBridge:
         self._subscribed = threading.Event()
         self.live = live.LivePublisher(settings.redis_url, self.centre)
 
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"examkiosk-edge-{self.centre}",
-                             protocol=mqtt.MQTTv5)
-        if settings.mqtt.username:
-            client.username_pw_set(settings.mqtt.username, settings.mqtt.password)
+        client = edge_client(settings, client_id=f"examkiosk-edge-{self.centre}")
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

@@ -16,11 +16,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from paho.mqtt import client as mqtt_client
 from paho.mqtt.client import MQTTv5
 
 from edge_server.config import EdgeSettings
 from edge_server.errors import EdgeError
+from edge_server.services.push import edge_client, push_to_station
 from provisioning import mqtt as broker_config
 
 logger = logging.getLogger(__name__)
@@ -51,9 +51,7 @@ def control(settings: EdgeSettings, commands: list[dict[str, Any]], *,
     mqtt = settings.mqtt
     correlation = secrets.token_hex(8)
     commands = [dict(c, correlationData=f"{correlation}:{i}") for i, c in enumerate(commands)]
-    client = mqtt_client.Client(mqtt_client.CallbackAPIVersion.VERSION2, protocol=MQTTv5)
-    if mqtt.username:
-        client.username_pw_set(mqtt.username, mqtt.password)
+    client = edge_client(settings)
     done = threading.Event()
     outcome: dict[str, Any] = {"connack": None, "suback": None, "puback": None, "answer": None, "closed": None}
 
@@ -191,8 +189,6 @@ def cut_off_station(settings: EdgeSettings, station_id: str) -> CutOff:
     The command goes first, while the station may still read it. Failures are logged and
     returned, never raised: the revocation itself (the API token) is already in the database.
     """
-    from edge_server.services.push import push_to_station
-
     notified = push_to_station(settings, station_id, "revoked", {"station": station_id})
     try:
         removed = remove_user(settings, station_id)

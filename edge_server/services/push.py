@@ -27,6 +27,14 @@ class PushFailed(Exception):
     """The broker could not be reached, refused the login, or refused a publish."""
 
 
+def edge_client(settings: EdgeSettings, client_id: str = "") -> mqtt_client.Client:
+    """A paho MQTT v5 client logged in as the edge (``[mqtt] username``/``password``), not yet connected."""
+    client = mqtt_client.Client(mqtt_client.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTv5)
+    if settings.mqtt.username:
+        client.username_pw_set(settings.mqtt.username, settings.mqtt.password)
+    return client
+
+
 def _publish(settings: EdgeSettings, messages: list[tuple[str, str]], timeout: float = PUSH_TIMEOUT) -> None:
     """Publish ``(topic, payload)`` pairs at QoS 1 over one connection and wait for every PUBACK.
 
@@ -35,9 +43,7 @@ def _publish(settings: EdgeSettings, messages: list[tuple[str, str]], timeout: f
     as is no answer within ``timeout``; paho's ``publish.multiple`` would not report a denied
     publish and retries a dropped connection forever."""
     mqtt = settings.mqtt
-    client = mqtt_client.Client(mqtt_client.CallbackAPIVersion.VERSION2, protocol=MQTTv5)
-    if mqtt.username:
-        client.username_pw_set(mqtt.username, mqtt.password)
+    client = edge_client(settings)
     connected = threading.Event()
     lock = threading.Lock()
     outcome: dict[str, Any] = {"connack": None, "acks": {}, "closed": None}

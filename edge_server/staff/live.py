@@ -66,12 +66,16 @@ def live_stream():
                              "every 2 s", code="live_busy"), 503
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=settings.dashboard.heartbeat_seconds + 5)
     pubsub = redis.pubsub(ignore_subscribe_messages=True)
-    try:
-        pubsub.subscribe(live.channel(centre))
-    except RedisError as exc:
+
+    def release() -> None:  # no stream after all
         pubsub.close()
         redis.close()
         slots.give_back()
+
+    try:
+        pubsub.subscribe(live.channel(centre))
+    except RedisError as exc:
+        release()
         logger.warning("live stream unavailable (Redis: %s); the dashboard polls", exc)
         return jsonify(error="实时推送暂不可用 · Live updates unavailable", code="live_unavailable"), 503
     try:
@@ -79,9 +83,7 @@ def live_stream():
         stations = db.session.scalars(select(Station).where(Station.centre_id == centre).order_by(Station.id)).all()
         tiles = {s.id: station_tile(s, now) for s in stations}
     except BaseException:
-        pubsub.close()
-        redis.close()
-        slots.give_back()
+        release()
         raise
     db.session.remove()  # the stream runs for minutes: no connection held
 
