@@ -335,11 +335,15 @@ class DemoCentre:
             time.sleep(0.2)
         raise TimeoutError(f"{url} did not answer in {timeout:.0f} s; see {self.logs}")
 
+    def log_tail(self, name: str, chars: int = 3000) -> str:
+        """The end of a process's log (``edge-web``, ``station-st-01``, ...), for an error message."""
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else f"(no log {path})"
+
     def check_alive(self) -> None:
         for name, proc in self.processes.items():
             if proc.poll() is not None:
-                tail = (self.logs / f"{name}.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"{name} exited with code {proc.returncode}:\n{tail}")
+                raise RuntimeError(f"{name} exited with code {proc.returncode}:\n{self.log_tail(name)}")
 
     def stop_process(self, name: str, timeout: float = 10) -> None:
         self._stop_together([name], timeout)

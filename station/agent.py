@@ -633,8 +633,10 @@ class Agent:
             try:
                 result = work()
             except EdgeRejected as exc:
+                logger.info("%s: the edge refused: %s (%s)", failure, exc.message, exc.code)
                 result = Event(failure, {"code": exc.code, "message": exc.message})
             except EdgeUnavailable as exc:
+                logger.warning("%s: %s", failure, exc)
                 self.link_ok = False
                 result = Event(failure, {"code": "edge_unreachable", "message": str(exc)})
             except Exception as exc:
@@ -943,6 +945,7 @@ def main(argv: list[str] | None = None) -> int:
         print("configuration OK")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per kiosk poll (ten a second)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     agent = Agent(settings)
     from station.kiosk import serve_kiosk

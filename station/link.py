@@ -181,6 +181,11 @@ def discover_edge(*, centre: str | None = None, fp: str | None = None, timeout: 
 class EdgeClient:
     """The station API of one edge server. Every call carries the station's bearer token."""
 
+    # Pauses before each repeat of a call that is safe to repeat (``idempotent=True``), when the edge
+    # did not answer or failed: a candidate at the kiosk should not see a passing stall of the edge
+    # or a kept-alive connection the edge closed just as the request went out.
+    RETRY_PAUSES = (0.5, 1.5)
+
     def __init__(self, base_url: str, token: str, timeout: float = 5.0, *, fingerprint: str | None = None):
         """``fingerprint``: the edge certificate's SHA-256 the station pins for https:// (``station.pinning``)."""
         base = base_url.rstrip("/")
@@ -207,7 +212,21 @@ class EdgeClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def request(self, method: str, path: str, *, json: Any = None) -> Any:
+    def request(self, method: str, path: str, *, json: Any = None, idempotent: bool = False) -> Any:
+        """One API call; ``idempotent`` ones are repeated (``RETRY_PAUSES``) while the edge is unavailable."""
+        pauses = list(self.RETRY_PAUSES) if idempotent else []
+        while True:
+            try:
+                return self._request_once(method, path, json=json)
+            except EdgeUntrusted:
+                raise
+            except EdgeUnavailable as exc:
+                if not pauses:
+                    raise
+                logger.info("%s; trying again", exc)
+                time.sleep(pauses.pop(0))
+
+    def _request_once(self, method: str, path: str, *, json: Any = None) -> Any:
         url = f"{self.api_url}/{path.lstrip('/')}"
         try:
             resp = self.session.request(method, url, json=json, timeout=self.timeout)
@@ -237,8 +256,8 @@ class EdgeClient:
     def get(self, path: str) -> Any:
         return self.request("GET", path)
 
-    def post(self, path: str, json: Any = None) -> Any:
-        return self.request("POST", path, json=json)
+    def post(self, path: str, json: Any = None, *, idempotent: bool = False) -> Any:
+        return self.request("POST", path, json=json, idempotent=idempotent)
 
     # The station API (edge_server/api/routes.py).
     def time(self) -> float:
@@ -251,7 +270,8 @@ class EdgeClient:
         return self.get(f"/candidates/{quote(ticket_no, safe='')}")
 
     def open_attempt(self, ticket_no: str) -> dict[str, Any]:
-        return self.post("/attempts", {"ticket_no": ticket_no})
+        """The candidate's attempt; the edge returns the same one when asked again."""
+        return self.post("/attempts", {"ticket_no": ticket_no}, idempotent=True)
 
     def attempt(self, attempt_id: str) -> dict[str, Any]:
         return self.get(f"/attempts/{quote(attempt_id, safe='')}")
@@ -284,7 +304,8 @@ class EdgeClient:
         return self.get(f"/attempts/{quote(attempt_id, safe='')}/review")
 
     def draw_lot(self, attempt_id: str) -> dict[str, Any]:
-        return self.post(f"/attempts/{quote(attempt_id, safe='')}/lot")
+        """The attempt's lot number; once drawn, the edge answers the same one."""
+        return self.post(f"/attempts/{quote(attempt_id, safe='')}/lot", idempotent=True)
 
     def event(self, kind: str, payload: dict[str, Any] | None = None, *, attempt: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"kind": kind, "payload": payload or {}}

@@ -135,6 +135,21 @@ def fake_edge() -> Flask:
         body = request.get_json()
         return jsonify(ok=True, echo=body), 201
 
+    # The first call for a ticket finds the edge failing; the next ones are answered (same attempt).
+    calls = app.config["calls"] = {"attempts": 0, "face_tries": 0}
+
+    @app.post("/api/v1/attempts")
+    def open_attempt():
+        calls["attempts"] += 1
+        if calls["attempts"] == 1:
+            return "busy", 503
+        return jsonify(id="a-" + request.get_json()["ticket_no"]), 201
+
+    @app.post("/api/v1/attempts/<attempt_id>/face-tries")
+    def face_try(attempt_id):
+        calls["face_tries"] += 1
+        return "busy", 503
+
     @app.get("/api/v1/broken")
     def broken():
         return "oops", 503
@@ -147,8 +162,13 @@ def fake_edge() -> Flask:
 
 
 @pytest.fixture(scope="module")
-def fake_server():
-    server = make_server("127.0.0.1", 0, fake_edge(), threaded=True)
+def fake_app() -> Flask:
+    return fake_edge()
+
+
+@pytest.fixture(scope="module")
+def fake_server(fake_app):
+    server = make_server("127.0.0.1", 0, fake_app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -188,12 +208,24 @@ def test_client_answers_and_errors(fake_server):
         assert (info.value.status, info.value.code) == (401, "token_invalid")
 
 
+def test_calls_safe_to_repeat_are_tried_again_and_others_are_not(fake_server, fake_app):
+    calls = fake_app.config["calls"]
+    with EdgeClient(fake_server, TOKEN) as client:
+        assert client.open_attempt("20240001") == {"id": "a-20240001"}  # the edge failed once, then answered
+        assert calls["attempts"] == 2
+        with pytest.raises(EdgeUnavailable, match="503"):  # a face try counts: never sent twice
+            client.face_try("a-20240001", matched=True, distance=0.3)
+        assert calls["face_tries"] == 1
+
+
 def test_closed_port_is_unavailable():
     with EdgeClient(f"http://127.0.0.1:{free_port()}", TOKEN, timeout=1) as client:
         with pytest.raises(EdgeUnavailable):
             client.time()
         with pytest.raises(EdgeUnavailable):
             Clock().sync(client, samples=2)
+        with pytest.raises(EdgeUnavailable, match="ConnectionError"):  # tried again, then given up
+            client.open_attempt("20240001")
 
 
 # --- against the real edge app ------------------------------------------------------------------
