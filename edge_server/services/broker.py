@@ -16,11 +16,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from paho.mqtt.client import MQTTv5
-
 from edge_server.config import EdgeSettings
 from edge_server.errors import EdgeError
-from edge_server.services.push import edge_client, push_to_station
+from edge_server.services.push import PushFailed, edge_client, publish, push_to_station
 from provisioning import mqtt as broker_config
 
 logger = logging.getLogger(__name__)
@@ -163,19 +161,14 @@ class CutOff:
 
 
 def publish_revoked_status(settings: EdgeSettings, station_id: str) -> bool:
-    """A retained ``offline`` status with state ``revoked`` on the station's status topic (as the edge)."""
-    import paho.mqtt.publish as mqtt_publish
-    from paho.mqtt import MQTTException
-
+    """A retained ``offline`` status with state ``revoked`` on the station's status topic (as the edge);
+    False if the broker could not be reached or refused the login or the publish."""
     from station import topics
 
     status = topics.StationStatus(station=station_id, online=False, state="revoked", ts=time.time())
-    mqtt = settings.mqtt
-    auth = {"username": mqtt.username, "password": mqtt.password} if mqtt.username else None
     try:
-        mqtt_publish.single(topics.status_topic(settings.centre, station_id), status.to_json(), qos=1, retain=True,
-                            hostname=mqtt.host, port=mqtt.port, auth=auth, protocol=MQTTv5, keepalive=10)
-    except (OSError, MQTTException) as exc:
+        publish(settings, [(topics.status_topic(settings.centre, station_id), status.to_json())], retain=True)
+    except PushFailed as exc:
         logger.warning("could not mark revoked station %s offline over MQTT: %s", station_id, exc)
         return False
     return True

@@ -35,8 +35,10 @@ def edge_client(settings: EdgeSettings, client_id: str = "") -> mqtt_client.Clie
     return client
 
 
-def _publish(settings: EdgeSettings, messages: list[tuple[str, str]], timeout: float = PUSH_TIMEOUT) -> None:
-    """Publish ``(topic, payload)`` pairs at QoS 1 over one connection and wait for every PUBACK.
+def publish(settings: EdgeSettings, messages: list[tuple[str, str]], timeout: float = PUSH_TIMEOUT, *,
+            retain: bool = False) -> None:
+    """Publish ``(topic, payload)`` pairs at QoS 1 (``retain``ed or not) over one connection, as the
+    edge, and wait for every PUBACK.
 
     Under MQTT v5 the broker says why it refuses: a CONNACK reason code (a wrong password, an
     unknown user) or a PUBACK reason code (a topic the ACL denies). Either is a :class:`PushFailed`,
@@ -81,7 +83,7 @@ def _publish(settings: EdgeSettings, messages: list[tuple[str, str]], timeout: f
             raise PushFailed(f"the broker refused the login: {connack}")
         with lock:
             for topic, payload in messages:
-                expected.add(client.publish(topic, payload, qos=1).mid)
+                expected.add(client.publish(topic, payload, qos=1, retain=retain).mid)
             if expected <= set(outcome["acks"]):
                 all_acked.set()
         if not all_acked.wait(timeout):
@@ -104,7 +106,7 @@ def push_to_station(settings: EdgeSettings, station_id: str, kind: str, payload:
     refused the login or the publish."""
     command = topics.StationCommand(kind=kind, payload=payload, attempt=attempt, ts=time.time())
     try:
-        _publish(settings, [(topics.cmd_topic(settings.centre, station_id), command.to_json())])
+        publish(settings, [(topics.cmd_topic(settings.centre, station_id), command.to_json())])
     except PushFailed as exc:
         logger.warning("could not push %s to station %s over MQTT (%s); it will ask the API", kind, station_id, exc)
         return False
@@ -119,7 +121,7 @@ def push_to_stations(settings: EdgeSettings, station_ids: list[str], kind: str, 
         return True
     command = topics.StationCommand(kind=kind, payload=payload, attempt=attempt, ts=time.time()).to_json()
     try:
-        _publish(settings, [(topics.cmd_topic(settings.centre, sid), command) for sid in station_ids], timeout)
+        publish(settings, [(topics.cmd_topic(settings.centre, sid), command) for sid in station_ids], timeout)
     except PushFailed as exc:
         logger.warning("could not push %s to %d stations over MQTT (%s); they will ask the API", kind,
                        len(station_ids), exc)
