@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 import logging
+import sys
 
-from flask import Flask, jsonify
+from flask import Flask, abort, jsonify, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from edge_server.config import EdgeSettings, load_settings
 from edge_server.errors import EdgeError
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 
 def create_app(settings: EdgeSettings | None = None) -> Flask:
     """Wire the app: extensions, blueprints, error handlers. No I/O beyond that."""
     settings = settings or load_settings()
+    _log_to_stdout()
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -37,6 +40,7 @@ def create_app(settings: EdgeSettings | None = None) -> Flask:
     login_manager.init_app(app)
     login_manager.login_view = "staff.login"
 
+    from edge_server import auth
     from edge_server.api import bp as api_bp
     from edge_server.region import bp as region_bp
     from edge_server.staff import bp as staff_bp
@@ -50,6 +54,45 @@ def create_app(settings: EdgeSettings | None = None) -> Flask:
 
     cli.register(app)
 
+    _error_handlers(app)
+    _refuse_nul_characters(app)
+    auth.refuse_undeclared(app)
+
+    @app.get("/")
+    @auth.public
+    def index():
+        from flask import redirect, url_for
+
+        return redirect(url_for("staff.dashboard"))
+
+    @app.get("/healthz")
+    @auth.public
+    def healthz():
+        return jsonify(ok=True)
+
+    if settings.serve != "all":  # one instance per audience (edge_server/audience.py)
+        from edge_server.audience import AudienceGate
+
+        app.wsgi_app = AudienceGate(app.wsgi_app, settings.serve)
+    return app
+
+
+def _refuse_nul_characters(app: Flask) -> None:
+    """A NUL in the path, the query or a form field is refused before any view sees it (no database
+    stores it: PostgreSQL refuses it outright). JSON bodies are checked by their parser."""
+    @app.before_request
+    def _no_nul():
+        values = [request.path, *request.args.keys(), *request.args.values()]
+        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            values += [*request.form.keys(), *request.form.values()]
+        if any("\x00" in value for value in values):
+            if request.path.startswith("/api/"):
+                raise EdgeError("the request holds a NUL character", code="bad_characters")
+            abort(400, "the request holds a NUL character")
+
+
+def _error_handlers(app: Flask) -> None:
+    """Domain errors and refusals as ``{"error", "code"}`` JSON on the API; every 500 logged with its traceback."""
     @app.errorhandler(EdgeError)
     def _edge_error(exc: EdgeError):
         return jsonify(error=exc.message, code=exc.code), exc.status
@@ -58,17 +101,18 @@ def create_app(settings: EdgeSettings | None = None) -> Flask:
     def _too_large(exc):
         return jsonify(error="request body too large", code="too_large"), 413
 
-    @app.get("/")
-    def index():
-        from flask import redirect, url_for
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        if not request.path.startswith("/api/"):
+            return exc
+        return jsonify(error=exc.description or exc.name, code=exc.name.lower().replace(" ", "_")), exc.code
 
-        return redirect(url_for("staff.dashboard"))
-
-    @app.get("/healthz")
-    def healthz():
-        return jsonify(ok=True)
-
-    return app
+    @app.errorhandler(InternalServerError)
+    def _internal_error(exc: InternalServerError):
+        # Flask has logged the traceback (app.logger) before it calls this handler.
+        if not request.path.startswith("/api/"):
+            return exc
+        return jsonify(error="internal server error", code="internal_error"), 500
 
 
 def settings_of(app: Flask) -> EdgeSettings:
@@ -100,4 +144,13 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
         cur.close()
 
 
-logging.getLogger(__name__).addHandler(logging.NullHandler())
+def _log_to_stdout() -> None:
+    """The app's records (a 500's traceback among them) go to stdout for journald, unless the
+    program (a CLI, gunicorn with a log config, pytest) has configured logging already."""
+    app_logger = logging.getLogger(__name__)
+    if app_logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    app_logger.addHandler(handler)
+    app_logger.setLevel(logging.INFO)

@@ -26,33 +26,30 @@ import logging
 from flask import jsonify, request
 
 from edge_server.api import bp
-from edge_server.api.helpers import json_body, now, server_time, settings
+from edge_server.api.helpers import now, server_time
+from edge_server.auth import public, settings
 from edge_server.errors import EdgeError
 from edge_server.extensions import db
 from edge_server.services import broker
 from edge_server.services import enrolment_codes as codes
+from examkiosk_wire import api
 
 logger = logging.getLogger(__name__)
 
-_LIMITS = {"code": 64, "hostname": 255, "version": 64}
 
 
-def _string(body: dict, key: str, *, required: bool = True) -> str | None:
-    value = body.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip() or len(value) > _LIMITS.get(key, 64):
-        raise EdgeError(f"{key} must be a non-empty string of at most {_LIMITS.get(key, 64)} characters",
-                        code="bad_field")
+def _string(value: str, key: str) -> str:
+    """A required field, trimmed (its length is bounded by the body model)."""
+    if not value.strip():
+        raise EdgeError(f"{key} must not be blank", code="bad_field")
     return value.strip()
 
 
 @bp.post("/enrol")
-def enrol():
-    body = json_body("code", "hostname", "version")
-    code, hostname, version = (_string(body, k) for k in ("code", "hostname", "version"))
-    public_key = body.get("public_key")
-    station_id = body.get("station_id")
+@public(body=api.Enrol)
+def enrol(body: api.Enrol):
+    code, hostname, version = (_string(getattr(body, k), k) for k in ("code", "hostname", "version"))
+    public_key, station_id = body.public_key, body.station_id
     if station_id is not None:
         codes.check_requested_id(station_id)
     edge = settings()

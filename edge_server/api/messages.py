@@ -17,19 +17,19 @@ from __future__ import annotations
 from flask import g, jsonify, request
 
 from edge_server.api import bp
-from edge_server.api.helpers import json_body, station_required
+from edge_server.auth import station
 from edge_server.errors import EdgeError
 from edge_server.extensions import db
 from edge_server.models import HelpThread
 from edge_server.services import messages as message_service
+from examkiosk_wire import api
 
 
 @bp.post("/help")
-@station_required
-def ask_for_help():
-    body = json_body("reason")
-    message = message_service.ask_for_help(db.session, g.station, attempt_id=body.get("attempt_id"),
-                                           reason=body["reason"], text=body.get("text", ""))
+@station(body=api.HelpRequest)
+def ask_for_help(body: api.HelpRequest):
+    message = message_service.ask_for_help(db.session, g.station, attempt_id=body.attempt_id,
+                                           reason=body.reason, text=body.text)
     thread = db.session.get(HelpThread, message.thread_id)
     db.session.commit()
     return jsonify(message=message_service.station_json(message),
@@ -37,10 +37,10 @@ def ask_for_help():
 
 
 @bp.get("/messages")
-@station_required
+@station
 def station_messages():
     raw = request.args.get("after", "0")
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise EdgeError("after must be a message id (a non-negative integer)", code="bad_field")
     found, more = message_service.messages_for_station(db.session, g.station, int(raw))
     acked = message_service.acked_by(db.session, g.station.id, [m.id for m in found])
@@ -49,9 +49,8 @@ def station_messages():
 
 
 @bp.post("/messages/<int:message_id>/ack")
-@station_required
-def acknowledge(message_id: int):
-    body = json_body()
-    ack, new = message_service.acknowledge(db.session, g.station, message_id, attempt_id=body.get("attempt_id"))
+@station(body=api.Acknowledge)
+def acknowledge(message_id: int, body: api.Acknowledge):
+    ack, new = message_service.acknowledge(db.session, g.station, message_id, attempt_id=body.attempt_id)
     db.session.commit()
     return jsonify(message=message_id, acknowledged_at=ack.at.timestamp(), new=new)

@@ -13,7 +13,8 @@ from __future__ import annotations
 from flask import g, jsonify
 
 from edge_server.api import bp
-from edge_server.api.helpers import now, settings, station_required
+from edge_server.api.helpers import now
+from edge_server.auth import settings, station
 from edge_server.extensions import db
 from edge_server.services import audit
 from edge_server.services import papers
@@ -24,13 +25,13 @@ def _sitting(sitting_id: str):
 
 
 @bp.get("/sittings/<sitting_id>/paper/sealed")
-@station_required
+@station
 def sealed_paper(sitting_id: str):
     return jsonify(papers.sealed_blob(_sitting(sitting_id)))
 
 
 @bp.get("/sittings/<sitting_id>/paper/key")
-@station_required
+@station
 def paper_key(sitting_id: str):
     sitting = _sitting(sitting_id)
     key = papers.paper_key(settings().data_dir, sitting, now())
@@ -41,7 +42,7 @@ def paper_key(sitting_id: str):
 
 
 @bp.get("/sittings/<sitting_id>/paper")
-@station_required
+@station
 def paper(sitting_id: str):
     sitting = _sitting(sitting_id)
     opened = papers.open_sitting_paper(settings().data_dir, sitting, now())

@@ -5,7 +5,8 @@ from flask import g, jsonify
 from sqlalchemy import select
 
 from edge_server.api import bp
-from edge_server.api.helpers import epoch, json_body, now, server_time, settings, station_required
+from edge_server.api.helpers import epoch, now, server_time
+from edge_server.auth import settings, station
 from edge_server.errors import EdgeError
 from edge_server.extensions import db
 from edge_server.models import Attempt, Sitting, Station
@@ -14,10 +15,11 @@ from edge_server.services import centres as centre_service
 from edge_server.services import fallback as fallback_service
 from edge_server.services import frames
 from edge_server.services.masking import mask_id_number
+from examkiosk_wire import api
 
 
 @bp.get("/time")
-@station_required
+@station
 def time_now():
     return jsonify(server_time=server_time())
 
@@ -46,7 +48,7 @@ def sitting_json(sitting: Sitting) -> dict:
 
 
 @bp.get("/schedule")
-@station_required
+@station
 def schedule():
     sittings = db.session.scalars(
         select(Sitting).where(Sitting.centre_id == g.station.centre_id).order_by(Sitting.starts_at)
@@ -56,7 +58,7 @@ def schedule():
 
 
 @bp.get("/candidates/<ticket_no>")
-@station_required
+@station
 def candidate(ticket_no: str):
     cand = attempt_service.find_candidate(db.session, g.station.centre_id, ticket_no)
     return jsonify(candidate_json(cand))
@@ -99,51 +101,42 @@ def attempt_json(attempt: Attempt) -> dict:
 
 
 @bp.post("/attempts")
-@station_required
-def open_attempt():
-    body = json_body("ticket_no")
-    attempt = attempt_service.open_attempt(db.session, g.station, str(body["ticket_no"]), now())
+@station(body=api.OpenAttempt)
+def open_attempt(body: api.OpenAttempt):
+    attempt = attempt_service.open_attempt(db.session, g.station, body.ticket_no, now())
     attempt_service.log_event(db.session, kind="identified", station_id=g.station.id, attempt_id=attempt.id)
     db.session.commit()
     return jsonify(attempt_json(attempt)), 201
 
 
 @bp.get("/attempts/<attempt_id>")
-@station_required
+@station(attempt="handover")
 def get_attempt(attempt_id: str):
-    return jsonify(attempt_json(attempt_service.get_attempt(db.session, g.station, attempt_id)))
+    return jsonify(attempt_json(g.attempt))
 
 
 @bp.post("/attempts/<attempt_id>/face-tries")
-@station_required
-def face_try(attempt_id: str):
-    body = json_body("matched")
-    attempt = attempt_service.get_attempt(db.session, g.station, attempt_id)
-    distance = body.get("distance")
-    if distance is not None and not isinstance(distance, (int, float)):
-        raise EdgeError("distance must be a number", code="bad_field")
-    liveness = body.get("liveness")  # the head-turn challenge's outcome, when one ran ("ok", "rigid", ...)
-    if liveness is not None and not (isinstance(liveness, str) and 0 < len(liveness) <= 32):
-        raise EdgeError("liveness must be a short string", code="bad_field")
-    frame = frames.decode_jpeg_b64(body.get("frame_jpeg"))
+@station(attempt="current", body=api.FaceTry)
+def face_try(attempt_id: str, body: api.FaceTry):
+    attempt = g.attempt
+    frame = frames.decode_jpeg_b64(body.frame_jpeg)
     frame_sha256 = (frames.store_face_try_frame(settings().data_dir, attempt.id, frame)
                     if frame is not None else None)
-    tries = attempt_service.record_face_try(db.session, attempt, distance=distance, matched=bool(body["matched"]),
+    tries = attempt_service.record_face_try(db.session, attempt, distance=body.distance, matched=body.matched,
                                             frame_sha256=frame_sha256)
     attempt_service.log_event(db.session, kind="face_try", station_id=g.station.id, attempt_id=attempt.id,
-                              payload={"distance": distance, "matched": bool(body["matched"]), "try": tries,
-                                       "liveness": liveness, "frame_sha256": frame_sha256})
+                              payload={"distance": body.distance, "matched": body.matched, "try": tries,
+                                       "liveness": body.liveness, "frame_sha256": frame_sha256})
     db.session.commit()
     return jsonify(tries=tries, face_verified=attempt.face_verified)
 
 
 @bp.post("/attempts/<attempt_id>/review")
-@station_required
-def request_review(attempt_id: str):
-    body = json_body()
-    attempt = attempt_service.get_attempt(db.session, g.station, attempt_id)
-    frame = frames.decode_jpeg_b64(body.get("frame_jpeg"))
-    review = attempt_service.request_review(db.session, attempt, body.get("best_distance"))
+@station(attempt="current", body=api.ReviewRequest)
+def request_review(attempt_id: str, body: api.ReviewRequest):
+    attempt = g.attempt
+    frame = frames.decode_jpeg_b64(body.frame_jpeg)
+    review = attempt_service.request_review(db.session, attempt, body.best_distance)
     if frame is not None:
         path = frames.review_frame_path(settings().data_dir, review.id)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,25 +147,21 @@ def request_review(attempt_id: str):
 
 
 @bp.get("/attempts/<attempt_id>/review")
-@station_required
+@station(attempt="current")
 def review_result(attempt_id: str):
-    attempt = attempt_service.get_attempt(db.session, g.station, attempt_id)
-    review = attempt_service.latest_review(db.session, attempt)
+    review = attempt_service.latest_review(db.session, g.attempt)
     if review is None:
         raise EdgeError("no review was requested for this attempt", code="no_review", status=404)
     return jsonify(id=review.id, status=str(review.status), reason=review.reason)
 
 
 @bp.post("/attempts/<attempt_id>/fallback-code")
-@station_required
-def fallback_code(attempt_id: str):
+@station(attempt="current", body=api.FallbackCode)
+def fallback_code(attempt_id: str, body: api.FallbackCode):
     """A staff member's one-time code instead of face login: approves the face review once."""
-    body = json_body("code")
-    if not isinstance(body["code"], str) or len(body["code"]) > 32:
-        raise EdgeError("code must be a short string", code="bad_field")
-    attempt = attempt_service.get_attempt(db.session, g.station, attempt_id)
+    attempt = g.attempt
     try:
-        review = fallback_service.redeem(db.session, g.station, attempt, body["code"],
+        review = fallback_service.redeem(db.session, g.station, attempt, body.code,
                                          key=settings().secret_key.encode(), now=now())
     except (fallback_service.CodeRefused, fallback_service.TooManyTries):
         db.session.commit()  # the refusal is audited and a wrong try counted
@@ -182,9 +171,9 @@ def fallback_code(attempt_id: str):
 
 
 @bp.post("/attempts/<attempt_id>/lot")
-@station_required
-def draw_lot(attempt_id: str):
-    attempt = attempt_service.get_attempt(db.session, g.station, attempt_id)
+@station(attempt="current", body=api.NoFields)
+def draw_lot(attempt_id: str, body: api.NoFields):
+    attempt = g.attempt
     lot = attempt_service.draw_lot(db.session, attempt, auto=now() >= attempt.sitting.lot_deadline_at)
     attempt_service.log_event(db.session, kind="lot_drawn", station_id=g.station.id, attempt_id=attempt.id,
                               payload={"lot": lot, "auto": attempt.lot_auto})
@@ -193,48 +182,34 @@ def draw_lot(attempt_id: str):
 
 
 @bp.post("/events")
-@station_required
-def post_event():
-    body = json_body("kind")
-    kind = body["kind"]
-    if not isinstance(kind, str) or not kind or len(kind) > 64:
-        raise EdgeError("kind must be a short string", code="bad_field")
-    payload = body.get("payload") or {}
-    if not isinstance(payload, dict):
-        raise EdgeError("payload must be an object", code="bad_field")
-    attempt_id = body.get("attempt")
-    if attempt_id is not None:
-        attempt_service.get_attempt(db.session, g.station, str(attempt_id))
-    attempt_service.log_event(db.session, kind=kind, station_id=g.station.id, attempt_id=attempt_id, payload=payload)
+@station(body=api.StationEvent)
+def post_event(body: api.StationEvent):
+    if body.attempt is not None:  # a station the candidate left still reports the attempt's events
+        attempt_service.get_attempt(db.session, g.station, body.attempt, handover=True)
+    attempt_service.log_event(db.session, kind=body.kind, station_id=g.station.id, attempt_id=body.attempt,
+                              payload=body.payload)
     db.session.commit()
     return jsonify(ok=True), 201
 
 
 @bp.post("/station-key")
-@station_required
-def station_key():
-    body = json_body("public_key")
+@station(body=api.StationKey)
+def station_key(body: api.StationKey):
     from edge_server.services.stations import register_key
 
-    register_key(db.session, g.station, body["public_key"])
+    register_key(db.session, g.station, body.public_key)
     db.session.commit()
     return jsonify(station=g.station.id, public_key=g.station.public_key)
 
 
 @bp.post("/attempts/<attempt_id>/finish")
-@station_required
-def finish(attempt_id: str):
-    body = json_body("segments")
-    if not isinstance(body["segments"], list):
-        raise EdgeError("segments must be a list of names", code="bad_field")
-    attempt = attempt_service.get_attempt(db.session, g.station, attempt_id)
-    reason = body.get("reason", "")
-    if not isinstance(reason, str):
-        raise EdgeError("reason must be a string", code="bad_field")
-    attempt_service.finish_attempt(db.session, attempt, body["segments"], reason)
-    attempt_service.log_event(db.session, kind="segments_handed_over" if reason == attempt_service.HANDED_OVER
+@station(attempt="handover", body=api.Finish)
+def finish(attempt_id: str, body: api.Finish):
+    attempt = g.attempt
+    attempt_service.finish_attempt(db.session, g.station, attempt, list(body.segments), body.reason)
+    attempt_service.log_event(db.session, kind="segments_handed_over" if body.reason == attempt_service.HANDED_OVER
                               else "attempt_finished", station_id=g.station.id, attempt_id=attempt.id,
-                              payload={"segments": len(body["segments"]), "reason": body.get("reason", "")})
+                              payload={"segments": len(body.segments), "reason": body.reason})
     from edge_server.api.uploads import enqueue_sync_if_complete
 
     enqueue_sync_if_complete(attempt)
@@ -243,7 +218,6 @@ def finish(attempt_id: str):
 
 
 @bp.get("/attempts/<attempt_id>/uploads")
-@station_required
+@station(attempt="handover")
 def uploads_status(attempt_id: str):
-    attempt = attempt_service.get_attempt(db.session, g.station, attempt_id)
-    return jsonify(attempt_service.upload_status(db.session, attempt))
+    return jsonify(attempt_service.upload_status(db.session, g.attempt))

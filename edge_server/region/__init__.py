@@ -5,16 +5,11 @@ from datetime import datetime, timedelta, timezone
 from flask import Blueprint, Response, jsonify, render_template, request
 from flask_login import current_user
 
+from edge_server.auth import staff
 from edge_server.extensions import db
 from edge_server.models import StaffRole
 
 bp = Blueprint("region", __name__, url_prefix="/region", template_folder="../templates")
-
-
-def _regional(view):
-    from edge_server.staff.routes import roles_required
-
-    return roles_required(StaffRole.REGIONAL_ADMIN)(view)
 
 
 def _centre_arg() -> str | None:
@@ -22,7 +17,7 @@ def _centre_arg() -> str | None:
 
 
 @bp.get("/")
-@_regional
+@staff(StaffRole.REGIONAL_ADMIN)
 def overview():
     from edge_server import settings_of
     from flask import current_app
@@ -43,7 +38,7 @@ def overview():
 
 
 @bp.get("/attempts.csv")
-@_regional
+@staff(StaffRole.REGIONAL_ADMIN)
 def attempts_csv():
     from edge_server.region import summary as ov
     from edge_server.services.attempts import log_event
@@ -59,7 +54,7 @@ def attempts_csv():
 
 
 @bp.get("/api/attempts")
-@_regional
+@staff(StaffRole.REGIONAL_ADMIN)
 def attempts():
     from edge_server.region import summary as ov
 

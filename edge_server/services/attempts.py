@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from edge_server.errors import Closed, Conflict, NotFound
 from edge_server.models import (Attempt, Candidate, Event, FaceTry, Review, ReviewStatus, Segment,
                                 SegmentStatus, Sitting, SittingKind, Station, utcnow)
+from edge_server.services.moves import awaited_handovers, moved_from, seq_restarts
 
 MAX_FACE_TRIES = 3
 
@@ -25,11 +26,23 @@ def find_candidate(session: Session, centre_id: str, ticket_no: str) -> Candidat
     return candidate
 
 
-def get_attempt(session: Session, station: Station, attempt_id: str) -> Attempt:
+def get_attempt(session: Session, station: Station, attempt_id: str, *, handover: bool = False) -> Attempt:
+    """The attempt, if ``station`` may act on it: the candidate's station (``at_station``), or (with
+    ``handover``: reading it, reporting its events, uploading and declaring its segments) a station
+    the seat map moved the candidate away from. Any other station, of this centre or another, is
+    told the attempt does not exist."""
     attempt = session.get(Attempt, attempt_id)
     if attempt is None or attempt.sitting.centre_id != station.centre_id:
         raise NotFound("no such attempt", code="attempt_unknown")
+    if not at_station(attempt, station) and not (handover and station.id in moved_from(session, attempt)):
+        raise NotFound("no such attempt", code="attempt_unknown")
     return attempt
+
+
+def at_station(attempt: Attempt, station: Station) -> bool:
+    """Whether the candidate sits at ``station``: the attempt was opened there last, or the seat map
+    put the candidate there (before the candidate has identified at it)."""
+    return station.id in (attempt.station_id, attempt.candidate.station_id)
 
 
 def open_attempt(session: Session, station: Station, ticket_no: str, now: datetime) -> Attempt:
@@ -185,14 +198,19 @@ def assign_missing_lots(session: Session, now: datetime) -> list[Attempt]:
 HANDED_OVER = "moved"
 
 
-def finish_attempt(session: Session, attempt: Attempt, segment_names: list[str], reason: str = "") -> None:
-    """A station declares its segments of the attempt; every station's declared segments are expected.
+def finish_attempt(session: Session, station: Station, attempt: Attempt, segment_names: list[str],
+                   reason: str = "") -> None:
+    """``station`` declares its segments of the attempt; every station's declared segments are expected.
 
     With ``reason == HANDED_OVER`` (the candidate was moved to another station) the attempt is not
-    finished: the new station finishes it later and the edge expects both stations' segments.
+    finished: the new station finishes it later and the edge expects both stations' segments. Only
+    the station the candidate sits at now may finish the attempt.
     """
     if not all(isinstance(n, str) and n for n in segment_names):
         raise Conflict("segments must be a list of names", code="bad_segments")
+    if reason != HANDED_OVER and not at_station(attempt, station):
+        raise Conflict("the candidate continues at another station; this one can only hand its segments over",
+                       code="attempt_elsewhere")
     attempt.expected_segments = sorted(set(segment_names) | set(attempt.expected_segments or []))
     if reason == HANDED_OVER:
         return
@@ -224,7 +242,6 @@ def upload_status(session: Session, attempt: Attempt) -> dict[str, Any]:
     verified = {s.name for s in segments if s.status == SegmentStatus.VERIFIED}
     expected = set(attempt.expected_segments or [])
     station = session.get(Station, attempt.station_id) if attempt.station_id else None
-    from edge_server.services.moves import awaited_handovers, seq_restarts
 
     problems = chain_problems([s for s in segments if s.status == SegmentStatus.VERIFIED],
                               signed=station is not None and station.public_key is not None,

@@ -24,7 +24,7 @@ def decode_jpeg_b64(value: object) -> bytes | None:
         raise EdgeError("frame_jpeg must be a base64 JPEG of at most 2 MiB", code="bad_frame")
     try:
         data = base64.b64decode(value, validate=True)
-    except binascii.Error as exc:
+    except (binascii.Error, ValueError) as exc:  # ValueError: a non-ASCII character
         raise EdgeError("frame_jpeg is not base64", code="bad_frame") from exc
     if not data.startswith(b"\xff\xd8"):
         raise EdgeError("frame_jpeg is not a JPEG image", code="bad_frame")

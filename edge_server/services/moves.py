@@ -43,15 +43,20 @@ def seq_restarts(session: Session, attempt: Attempt) -> frozenset[int]:
     return frozenset(move_seq_base(k) for k in range(1, move_count(session, attempt) + 1))
 
 
+def moved_from(session: Session, attempt: Attempt) -> set[str]:
+    """The stations the seat map moved the attempt's candidate away from."""
+    return {e.payload.get("from") for e in _events(session, attempt, (MOVED,))} - {None}
+
+
 def awaited_handovers(session: Session, attempt: Attempt) -> list[str]:
     """Stations the attempt moved away from whose segments are still to be declared."""
-    moved_from = {e.payload.get("from") for e in _events(session, attempt, (MOVED,))} - {None}
-    if not moved_from:
+    moved_from_ = moved_from(session, attempt)
+    if not moved_from_:
         return []
     used = set(session.scalars(select(Event.station_id).where(
-        Event.attempt_id == attempt.id, Event.source.in_(STATION_SOURCES), Event.station_id.in_(moved_from))))
+        Event.attempt_id == attempt.id, Event.source.in_(STATION_SOURCES), Event.station_id.in_(moved_from_))))
     used |= set(session.scalars(select(Segment.station_id).where(
-        Segment.attempt_id == attempt.id, Segment.station_id.in_(moved_from))))
+        Segment.attempt_id == attempt.id, Segment.station_id.in_(moved_from_))))
     handed = {e.station_id for e in _events(session, attempt, (HANDED_OVER,))}
     waived = {e.payload.get("station") for e in _events(session, attempt, (WAIVED,))}
     return sorted(used - handed - waived)

@@ -12,6 +12,7 @@ import csv
 import io
 import re
 import stat
+import unicodedata
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -36,6 +37,7 @@ MESSAGES = {
     "ticket_exists": "准考证号已登记 · Ticket number already enrolled at this centre",
     "bad_id_number": "身份证号无效 · Bad ID number: {detail}",
     "name_too_long": f"姓名过长 · Name longer than {MAX_NAME} characters",
+    "bad_name": "姓名含控制字符 · The name holds control characters (a NUL, a line break, ...)",
     "missing_photo": "ZIP 中没有照片 · No photo in the ZIP",
     "two_photos": "ZIP 中有多张照片 · More than one photo for this ticket number",
     "no_face": "照片中未检测到人脸 · No face found in the photo",
@@ -156,6 +158,8 @@ def check_rows(records: list[tuple[int, dict[str, str]]], photos: dict[str, list
                 row.problems.append(problem("ticket_exists"))
         if len(row.name) > MAX_NAME:
             row.problems.append(problem("name_too_long"))
+        if any(unicodedata.category(ch) == "Cc" for ch in row.name):
+            row.problems.append(problem("bad_name"))
         if row.id_number:
             why = id_number_problem(row.id_number)
             if why:

@@ -22,8 +22,10 @@ from edge_server.models import CandidateImport, ImportStatus, StaffRole
 from edge_server.services import candidate_import as import_service
 from edge_server.services import roster
 from edge_server.services import sittings as sitting_service
+from edge_server import auth
+from edge_server.auth import current_centre, staff
 from edge_server.staff import bp
-from edge_server.staff.routes import LogoutForm, _centre, _settings, roles_required
+from edge_server.staff.forms import LogoutForm
 
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 
@@ -40,14 +42,14 @@ class ConfirmForm(FlaskForm):
 
 def _sitting(sitting_id: str):
     try:
-        return sitting_service.get_sitting(db.session, _centre(), sitting_id)
+        return sitting_service.get_sitting(db.session, current_centre(), sitting_id)
     except NotFound:
         abort(404)
 
 
 def _import(import_id: str) -> CandidateImport:
     try:
-        return import_service.get_import(db.session, _centre(), import_id)
+        return import_service.get_import(db.session, current_centre(), import_id)
     except NotFound:
         abort(404)
 
@@ -60,21 +62,21 @@ def _render_upload(sitting, form: ImportForm, *, error: str | None = None, statu
 
 
 @bp.get("/sittings/<sitting_id>/import")
-@roles_required(StaffRole.CENTRE_ADMIN)
+@staff(StaffRole.CENTRE_ADMIN)
 def new_import(sitting_id: str):
     return _render_upload(_sitting(sitting_id), ImportForm())
 
 
 @bp.post("/sittings/<sitting_id>/import")
 @csrf.exempt  # the form checks its own token, after the larger size limit below is in place
-@roles_required(StaffRole.CENTRE_ADMIN)
+@staff(StaffRole.CENTRE_ADMIN)
 def upload_import(sitting_id: str):
     request.max_content_length = MAX_UPLOAD_BYTES
     sitting = _sitting(sitting_id)
     form = ImportForm()
     if not form.validate_on_submit():
         return _render_upload(sitting, form, status=400)
-    settings = _settings()
+    settings = auth.settings()
     try:
         imp = import_service.start(db.session, settings.data_dir, sitting, form.csv_file.data.read(),
                                    form.zip_file.data.stream, current_user)
@@ -95,7 +97,7 @@ def upload_import(sitting_id: str):
 
 
 @bp.get("/imports/<import_id>")
-@roles_required(StaffRole.CENTRE_ADMIN)
+@staff(StaffRole.CENTRE_ADMIN)
 def import_preview(import_id: str):
     imp = _import(import_id)
     sitting = _sitting(imp.sitting_id)
@@ -104,18 +106,18 @@ def import_preview(import_id: str):
 
 
 @bp.get("/imports/<import_id>/progress")
-@roles_required(StaffRole.CENTRE_ADMIN)
+@staff(StaffRole.CENTRE_ADMIN)
 def import_progress(import_id: str):
     return jsonify(import_service.summary(_import(import_id)))
 
 
 @bp.post("/imports/<import_id>/confirm")
-@roles_required(StaffRole.CENTRE_ADMIN)
+@staff(StaffRole.CENTRE_ADMIN)
 def confirm_import(import_id: str):
     if not ConfirmForm().validate_on_submit():
         abort(400)
     imp = _import(import_id)
-    settings = _settings()
+    settings = auth.settings()
     try:
         copied = import_service.confirm(db.session, imp, settings.data_dir, current_user, datetime.now(timezone.utc))
     except EdgeError as exc:

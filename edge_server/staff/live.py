@@ -15,14 +15,15 @@ import threading
 from datetime import datetime, timezone
 
 from flask import Response, abort, current_app, jsonify, send_file
-from flask_login import login_required
 from sqlalchemy import select
 
 from edge_server.extensions import db
 from edge_server.models import Station
 from edge_server.services import live, snapshots
+from edge_server import auth
+from edge_server.auth import ALL_STAFF, current_centre, staff
 from edge_server.staff import bp
-from edge_server.staff.routes import _centre, _settings, station_tile
+from edge_server.staff.routes import station_tile
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +52,13 @@ def _stream_slots(limit: int) -> StreamSlots:
 
 
 @bp.get("/api/stream")
-@login_required
+@staff(*ALL_STAFF)
 def live_stream():
     from redis import Redis
     from redis.exceptions import RedisError
 
-    settings = _settings()
-    centre = _centre()
+    settings = auth.settings()
+    centre = current_centre()
     slots = _stream_slots(settings.dashboard.max_streams)
     if not slots.take():
         logger.warning("live stream refused: %d streams open in this worker (dashboard.max_streams); the page polls",
@@ -115,13 +116,13 @@ def live_stream():
 
 
 @bp.get("/stations/<station_id>/snapshot.jpg")
-@login_required
+@staff(*ALL_STAFF)
 def station_snapshot(station_id: str):
     """The station's latest camera snapshot (the URL carries ``?v=<time>``, so it may be cached)."""
     station = db.session.get(Station, station_id)
-    if station is None or station.centre_id != _centre():
+    if station is None or station.centre_id != current_centre():
         abort(404)
-    path = snapshots.snapshot_path(_settings().snapshots_dir, station.id)
+    path = snapshots.snapshot_path(auth.settings().snapshots_dir, station.id)
     if not path.is_file():
         abort(404)
     response = send_file(path, mimetype="image/jpeg", max_age=0)

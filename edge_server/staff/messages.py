@@ -9,7 +9,7 @@ redirects to the dashboard with a flash message.
 from __future__ import annotations
 
 from flask import flash, jsonify, redirect, request, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
@@ -18,8 +18,9 @@ from edge_server.errors import EdgeError
 from edge_server.extensions import db
 from edge_server.services import messages as message_service
 from edge_server.services.push import push_to_station, push_to_stations
+from edge_server import auth
+from edge_server.auth import ALL_STAFF, current_centre, staff
 from edge_server.staff import bp
-from edge_server.staff.routes import _centre, _settings, roles_required
 
 LENGTH = Length(max=message_service.MAX_TEXT,
                 message=f"最多 {message_service.MAX_TEXT} 字 · At most {message_service.MAX_TEXT} characters")
@@ -61,38 +62,38 @@ def _edge_error(exc: EdgeError):
 
 
 @bp.get("/api/messages")
-@login_required
+@staff(*ALL_STAFF)
 def messages_json():
-    data = message_service.dashboard(db.session, _centre())
+    data = message_service.dashboard(db.session, current_centre())
     data["can_chat"] = current_user.role in message_service.CHAT_ROLES
     return jsonify(data)
 
 
 @bp.post("/help/<int:thread_id>/reply")
-@roles_required(*message_service.CHAT_ROLES)
+@staff(*message_service.CHAT_ROLES)
 def reply(thread_id: int):
     form = ReplyForm()
     if not form.validate_on_submit():
         return _form_error(form)
     try:
-        thread = message_service.get_thread(db.session, _centre(), thread_id)
+        thread = message_service.get_thread(db.session, current_centre(), thread_id)
         message = message_service.reply(db.session, thread, staff=current_user, text=form.text.data)
     except EdgeError as exc:
         return _edge_error(exc)
     db.session.commit()
-    pushed = push_to_station(_settings(), thread.station_id, "message", message_service.station_json(message),
+    pushed = push_to_station(auth.settings(), thread.station_id, "message", message_service.station_json(message),
                              attempt=thread.attempt_id)
     return _answer({"id": message.id, "thread": thread.id, "pushed": pushed}, 201,
                    f"已回复考位 {thread.station_id} · Reply sent")
 
 
 @bp.post("/help/<int:thread_id>/resolve")
-@roles_required(*message_service.CHAT_ROLES)
+@staff(*message_service.CHAT_ROLES)
 def resolve(thread_id: int):
     if not ResolveForm().validate_on_submit():
         return _answer({"error": "CSRF token missing or invalid", "code": "bad_form"}, 400, "表单无效 · Invalid form")
     try:
-        thread = message_service.get_thread(db.session, _centre(), thread_id)
+        thread = message_service.get_thread(db.session, current_centre(), thread_id)
         message_service.resolve(db.session, thread, staff=current_user)
     except EdgeError as exc:
         return _edge_error(exc)
@@ -102,18 +103,18 @@ def resolve(thread_id: int):
 
 
 @bp.post("/broadcasts")
-@roles_required(*message_service.CHAT_ROLES)
+@staff(*message_service.CHAT_ROLES)
 def send_broadcast():
     form = BroadcastForm()
     if not form.validate_on_submit():
         return _form_error(form)
     try:
-        sitting = message_service.get_sitting(db.session, _centre(), form.sitting.data)
+        sitting = message_service.get_sitting(db.session, current_centre(), form.sitting.data)
         message = message_service.broadcast(db.session, sitting, staff=current_user, text=form.text.data)
     except EdgeError as exc:
         return _edge_error(exc)
     db.session.commit()
     stations = list(message.recipients or [])
-    pushed = push_to_stations(_settings(), stations, "message", message_service.station_json(message))
+    pushed = push_to_stations(auth.settings(), stations, "message", message_service.station_json(message))
     return _answer({"id": message.id, "sitting": sitting.id, "stations": stations, "pushed": pushed}, 201,
                    f"通知已发送到 {len(stations)} 个考位 · Broadcast sent to {len(stations)} stations")

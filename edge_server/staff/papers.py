@@ -20,8 +20,10 @@ from edge_server.extensions import db
 from edge_server.models import Sitting, StaffRole
 from edge_server.services import audit, papers
 from edge_server.services.paper_format import PaperFormatError
+from edge_server import auth
+from edge_server.auth import current_centre, staff
 from edge_server.staff import bp
-from edge_server.staff.routes import LogoutForm, _centre, _settings, roles_required
+from edge_server.staff.forms import LogoutForm
 
 
 class PaperImportForm(FlaskForm):
@@ -32,7 +34,7 @@ class PaperImportForm(FlaskForm):
 
 
 def _sittings() -> list[Sitting]:
-    return list(db.session.scalars(select(Sitting).where(Sitting.centre_id == _centre()).order_by(Sitting.starts_at)))
+    return list(db.session.scalars(select(Sitting).where(Sitting.centre_id == current_centre()).order_by(Sitting.starts_at)))
 
 
 def _render(form: PaperImportForm, *, problems: list[str] | None = None, imported: dict | None = None,
@@ -53,13 +55,13 @@ def _form(sittings: list[Sitting]) -> PaperImportForm:
 
 
 @bp.get("/papers")
-@roles_required(StaffRole.CENTRE_ADMIN)
+@staff(StaffRole.CENTRE_ADMIN)
 def papers_page():
     return _render(_form(_sittings()))
 
 
 @bp.post("/papers")
-@roles_required(StaffRole.CENTRE_ADMIN)
+@staff(StaffRole.CENTRE_ADMIN)
 def import_paper():
     form = _form(_sittings())
     if not form.validate_on_submit():  # (a missing CSRF token is refused before, by CSRFProtect)
@@ -69,8 +71,8 @@ def import_paper():
     data = upload.read()
     now = datetime.now(timezone.utc)
     try:
-        sitting = papers.sitting_of_centre(db.session, _centre(), form.sitting.data)
-        paper = papers.import_paper(db.session, _settings().data_dir, sitting, filename, data,
+        sitting = papers.sitting_of_centre(db.session, current_centre(), form.sitting.data)
+        paper = papers.import_paper(db.session, auth.settings().data_dir, sitting, filename, data,
                                     by=current_user.username, now=now)
     except PaperFormatError as exc:
         db.session.rollback()

@@ -14,8 +14,10 @@ from edge_server.extensions import db
 from edge_server.models import StaffRole, StaffUser, Station
 from edge_server.services import audit, broker, snapshots
 from edge_server.services import enrolment_codes as codes
+from edge_server import auth
+from edge_server.auth import current_centre, staff
 from edge_server.staff import bp
-from edge_server.staff.routes import LogoutForm, _centre, _settings, roles_required
+from edge_server.staff.forms import LogoutForm
 
 
 class EnrolmentCodeForm(FlaskForm):
@@ -31,7 +33,7 @@ def _qr_data_uri(text: str) -> str:
 
 def _render(*, issued: tuple | None = None, details_error: tuple | None = None, status: int = 200):
     now = datetime.now(timezone.utc)
-    centre = _centre()
+    centre = current_centre()
     stations = db.session.scalars(select(Station).where(Station.centre_id == centre).order_by(Station.id)).all()
     enrolled = codes.enrolled_with(db.session, [s.id for s in stations])
     recent = codes.list_codes(db.session, centre)
@@ -49,21 +51,21 @@ def _render(*, issued: tuple | None = None, details_error: tuple | None = None, 
 
 
 @bp.get("/stations")
-@roles_required(StaffRole.CENTRE_ADMIN)
+@staff(StaffRole.CENTRE_ADMIN)
 def stations_page():
     return _render()
 
 
 @bp.post("/stations/enrolment-codes")
-@roles_required(StaffRole.CENTRE_ADMIN)
+@staff(StaffRole.CENTRE_ADMIN)
 def create_enrolment_code():
     """Make a code; the page shows it this once, as text and as a QR (only its HMAC is stored)."""
     if not EnrolmentCodeForm().validate_on_submit():
         abort(400)
-    settings = _settings()
+    settings = auth.settings()
     from edge_server.daemon.announce import edge_fingerprint
 
-    centre = _centre()
+    centre = current_centre()
     codes.ensure_centre(db.session, centre, settings.centre_name if centre == settings.centre else centre)
     code, plain = codes.create_code(db.session, centre_id=centre, staff=current_user,
                                     fingerprint=edge_fingerprint(settings), key=settings.secret_key.encode(),
@@ -76,8 +78,8 @@ def after_revoke(station: Station, by: str) -> None:
     """Called by the revoke action once the token is revoked: the station's MQTT login goes too
     (``revoked`` on its cmd topic, then its broker user deleted, which disconnects it), audited; its
     camera snapshot is deleted."""
-    cut = broker.cut_off_station(_settings(), station.id)
-    snapshots.discard(_settings().snapshots_dir, station.id)  # its last picture of a candidate goes too
+    cut = broker.cut_off_station(auth.settings(), station.id)
+    snapshots.discard(auth.settings().snapshots_dir, station.id)  # its last picture of a candidate goes too
     audit.append(db.session, kind="station_mqtt_cut_off", station_id=station.id, attempt_id=None, source="staff",
                  payload={"by": by, **asdict(cut)})
     db.session.commit()

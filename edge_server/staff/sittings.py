@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from flask import flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
-from flask_login import current_user, login_required
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateTimeLocalField, IntegerField, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
@@ -21,8 +21,10 @@ from edge_server.extensions import db
 from edge_server.models import SittingKind, StaffRole, TimingMode
 from edge_server.services import sittings as sitting_service
 from edge_server.services.push import push_to_station
+from edge_server import auth
+from edge_server.auth import ALL_STAFF, current_centre, staff
 from edge_server.staff import bp
-from edge_server.staff.routes import LogoutForm, _centre, _settings, roles_required
+from edge_server.staff.forms import LogoutForm
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M"
 KIND_CHOICES = [(SittingKind.FORMAL.value, "正式 Formal"), (SittingKind.MOCK.value, "模拟 Mock")]
@@ -136,16 +138,16 @@ def _spec_or_errors(form: SittingForm) -> sitting_service.SittingSpec | None:
 
 
 @bp.get("/sittings")
-@login_required
+@staff(*ALL_STAFF)
 def sittings_page():
     now = datetime.now(timezone.utc)
-    rows = [(s, sitting_service.is_locked(s, now)) for s in sitting_service.list_sittings(db.session, _centre())]
+    rows = [(s, sitting_service.is_locked(s, now)) for s in sitting_service.list_sittings(db.session, current_centre())]
     return render_template("staff/sittings.html", sittings=rows, logout_form=LogoutForm(), local=local,
                            can_edit=current_user.role == StaffRole.CENTRE_ADMIN)
 
 
 @bp.route("/sittings/new", methods=["GET", "POST"])
-@roles_required(StaffRole.CENTRE_ADMIN)
+@staff(StaffRole.CENTRE_ADMIN)
 def new_sitting():
     form = _form()
     if not form.validate_on_submit():
@@ -154,7 +156,7 @@ def new_sitting():
     if spec is None:
         return _render_form(form, status=400)
     try:
-        sitting = sitting_service.create(db.session, _centre(), spec, by=current_user.username)
+        sitting = sitting_service.create(db.session, current_centre(), spec, by=current_user.username)
     except EdgeError as exc:
         db.session.rollback()
         return _render_form(form, status=exc.status, error=exc.message)
@@ -165,7 +167,7 @@ def new_sitting():
 
 def _sitting_or_404(sitting_id: str):
     try:
-        return sitting_service.get_sitting(db.session, _centre(), sitting_id)
+        return sitting_service.get_sitting(db.session, current_centre(), sitting_id)
     except NotFound:
         from flask import abort
 
@@ -173,14 +175,14 @@ def _sitting_or_404(sitting_id: str):
 
 
 @bp.get("/sittings/<sitting_id>")
-@login_required
+@staff(*ALL_STAFF)
 def edit_sitting(sitting_id: str):
     sitting = _sitting_or_404(sitting_id)
     return _render_form(_form(sitting), sitting)
 
 
 @bp.post("/sittings/<sitting_id>")
-@roles_required(StaffRole.CENTRE_ADMIN)
+@staff(StaffRole.CENTRE_ADMIN)
 def save_sitting(sitting_id: str):
     sitting = _sitting_or_404(sitting_id)
     form = _form()
@@ -233,13 +235,13 @@ def _render_seats(sitting, *, error: str | None = None, status: int = 200):
 
 
 @bp.get("/sittings/<sitting_id>/seats")
-@login_required
+@staff(*ALL_STAFF)
 def seat_map(sitting_id: str):
     return _render_seats(_sitting_or_404(sitting_id))
 
 
 @bp.post("/sittings/<sitting_id>/seats")
-@roles_required(StaffRole.CENTRE_ADMIN, StaffRole.PROCTOR)
+@staff(StaffRole.CENTRE_ADMIN, StaffRole.PROCTOR)
 def move_seat(sitting_id: str):
     """Assign a candidate to a station, or move one to a spare station (mid-exam: an interruption)."""
     from edge_server.services import seats as seat_service
@@ -257,7 +259,7 @@ def move_seat(sitting_id: str):
     db.session.commit()
     if move.before is not None and move.attempt is not None:
         # The old station stops and hands its recording over (it also learns it from the API's attempt answer).
-        push_to_station(_settings(), move.before, "moved", {"to": move.candidate.seat, "station": move.after},
+        push_to_station(auth.settings(), move.before, "moved", {"to": move.candidate.seat, "station": move.after},
                         attempt=move.attempt)
     text = f"{move.candidate.name}（{move.candidate.ticket_no}）→ {move.candidate.seat}"
     if move.interruption is not None:

@@ -13,8 +13,9 @@ from edge_server.errors import EdgeError
 from edge_server.extensions import db
 from edge_server.models import StaffRole, Station
 from edge_server.services import stations as station_service
+from edge_server.auth import current_centre, staff
 from edge_server.staff import bp
-from edge_server.staff.routes import _centre, publish_tile, roles_required
+from edge_server.staff.routes import publish_tile
 
 
 class StationDetailsForm(FlaskForm):
@@ -23,12 +24,12 @@ class StationDetailsForm(FlaskForm):
 
 
 @bp.post("/stations/<station_id>/details")
-@roles_required(StaffRole.CENTRE_ADMIN)
+@staff(StaffRole.CENTRE_ADMIN)
 def station_details(station_id: str):
     from edge_server.staff.provisioning import _render
 
     station = db.session.get(Station, station_id)
-    if station is None or station.centre_id != _centre():
+    if station is None or station.centre_id != current_centre():
         abort(404)
     form = StationDetailsForm()
     if not form.validate_on_submit():

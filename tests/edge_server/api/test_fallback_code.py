@@ -85,11 +85,13 @@ def test_the_printed_form_with_a_space_is_accepted(app, client, world):
 def test_wrong_code_another_station_and_another_attempt_are_refused(app, client, world):
     first, second = world.attempts
     plain = issue_code(app, world, first)
-    for attempt_id, code, headers in [(first, wrong(plain), world.headers),  # wrong code
-                                      (first, plain, world.headers2),  # right code, another station
-                                      (second, plain, world.headers)]:  # another candidate's attempt
+    for attempt_id, code, headers, refusal in [
+            (first, wrong(plain), world.headers, (403, "code_invalid")),  # wrong code
+            # Right code, another station: that station may not act on the attempt at all.
+            (first, plain, world.headers2, (404, "attempt_unknown")),
+            (second, plain, world.headers, (403, "code_invalid"))]:  # another candidate's attempt
         resp = use(client, attempt_id, code, headers)
-        assert resp.status_code == 403 and resp.get_json()["code"] == "code_invalid", (attempt_id, headers)
+        assert (resp.status_code, resp.get_json()["code"]) == refusal, (attempt_id, headers)
         assert resp.get_json()["error"]
     for attempt_id in (first, second):
         assert client.get(f"/api/v1/attempts/{attempt_id}", headers=world.headers).get_json()["face_verified"] is None
@@ -134,7 +136,8 @@ def test_issue_and_every_use_are_audited_and_the_chain_verifies(app, client, wor
     attempt = world.attempts[0]
     plain = issue_code(app, world, attempt)
     use(client, attempt, wrong(plain), world.headers)
-    use(client, attempt, plain, world.headers2)
+    # Another station may not act on the attempt at all: refused by the route's policy, before any code is tried.
+    assert use(client, attempt, plain, world.headers2).status_code == 404
     use(client, attempt, plain, world.headers)
     with app.app_context():
         events = db.session.scalars(select(Event).where(Event.attempt_id == attempt, Event.kind.like("fallback_%"))
@@ -142,7 +145,6 @@ def test_issue_and_every_use_are_audited_and_the_chain_verifies(app, client, wor
         assert [(e.kind, e.station_id, e.source, e.payload.get("reason")) for e in events] == [
             ("fallback_code_issued", "st-01", "staff", None),
             ("fallback_code_refused", "st-01", "api", "code_invalid"),
-            ("fallback_code_refused", "st-02", "api", "code_invalid"),
             ("fallback_code_used", "st-01", "api", None),
         ]
         assert verify(db.session) == []

@@ -96,3 +96,12 @@ def test_rows_report_every_problem():
     }
     assert rows[0].photo == "a/20240001.jpg"
     assert "also on line 7" in rows[3].problems[0]["text"] and "checksum" in rows[1].problems[0]["text"]
+
+
+def test_a_name_with_a_nul_or_a_control_character_is_a_problem():
+    """A NUL (PostgreSQL cannot store it) or another control character is never imported as a name."""
+    records = roster.parse_csv("ticket_no,name,id_number\n20240001,张\x00明,510902198909082879\n"
+                               "20240002,李\x1b华,510902198909082879\n20240003,王芳,510902198909082879\n".encode())
+    rows = roster.check_rows(records, roster.photo_entries(zip_of("20240001.jpg", "20240002.jpg", "20240003.jpg")),
+                             enrolled=set())
+    assert [[p["code"] for p in row.problems] for row in rows] == [["bad_name"], ["bad_name"], []]
