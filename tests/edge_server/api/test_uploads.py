@@ -303,3 +303,182 @@ def test_segment_uploader_and_finish(app, settings, world, tmp_path: Path, caplo
         state = attempt_service.upload_status(db.session, attempt)
         assert state["complete"] is True and state["expected"] == 3 and state["corrupt"] == []
         assert attempt.finished_at is not None and attempt.upload_complete_at is not None
+
+
+# --- strict headers and metadata (issue 11, findings 5 and 6) -------------------------------------
+# Values an HTTP server would never hand on (" 12", Arabic-Indic digits) go through the test client,
+# which gives the app the header exactly as written; the others go over the socket like the rest.
+
+def raw_metadata(**values: str | bytes) -> str:
+    """``Upload-Metadata`` of arbitrary bytes (``str`` values are UTF-8)."""
+    return ",".join(f"{k} {base64.b64encode(v if isinstance(v, bytes) else v.encode()).decode()}"
+                    for k, v in values.items())
+
+
+def no_upload_left(app, settings) -> None:
+    with app.app_context():
+        assert db.session.scalars(select(Segment.name)).all() == []
+    assert not settings.uploads_dir.exists() or list(settings.uploads_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("length", ["1_000", " 1000", "1000 ", "+1000", "١٠٠٠", "1e3", "0x10", "-1", "",
+                                    "99999999999999999999999"])
+def test_upload_length_must_be_ascii_digits(app, settings, world, length):
+    resp = app.test_client().post("/api/v1/uploads/", headers=tus(world.token, Upload_Length=length, Upload_Metadata=
+                                  metadata(attempt=world.attempt, name="seg_00000.mkv", sha256=world.sha256)))
+    assert resp.status_code == 400 and resp.json["code"] == "bad_length", resp.data
+    no_upload_left(app, settings)
+
+
+def test_upload_length_beyond_the_database_column_is_413(app, settings, world):
+    """``segment.length`` is an INTEGER (32-bit on PostgreSQL); the default limit is 2 GiB, one byte more."""
+    assert settings.max_upload_bytes >= 2**31
+    resp = requests.post(world.uploads, headers=tus(world.token, Upload_Length=str(2**31), Upload_Metadata=metadata(
+        attempt=world.attempt, name="seg_00000.mkv", sha256=world.sha256)))
+    assert resp.status_code == 413 and error_code(resp) == "too_large", resp.text
+    no_upload_left(app, settings)
+    assert int(requests.options(world.uploads).headers["Tus-Max-Size"]) == 2**31 - 1
+
+
+@pytest.mark.parametrize("offset", [" 12", "12 ", "+12", "1_2", "١٢", "0x0c", "12.0", ""])
+def test_upload_offset_must_be_ascii_digits(app, world, offset):
+    url = create(world)
+    assert patch(world, url, world.data[:12], 0).status_code == 204
+    chunk = world.data[12:CHUNK]
+    resp = app.test_client().patch(url, data=chunk, headers=tus(
+        world.token, Upload_Offset=offset, Content_Type="application/offset+octet-stream",
+        Upload_Checksum="sha256 " + base64.b64encode(hashlib.sha256(chunk).digest()).decode()))
+    assert resp.status_code == 400 and resp.json["code"] == "bad_offset", resp.data
+    assert head(world, url).headers["Upload-Offset"] == "12"
+
+
+@pytest.mark.parametrize("checksum", [
+    "sha1 é",  # not ASCII: a ValueError out of b64decode, a 500, before
+    "sha1 " + base64.b64encode(b"\x00" * 19).decode(),  # one byte short of a SHA-1
+    "sha256 " + base64.b64encode(hashlib.sha1(b"").digest()).decode(),  # a SHA-1 called a SHA-256
+    "sha1  " + base64.b64encode(b"\x00" * 20).decode(),
+    "crc32 AAAAAA==",
+], ids=["non-ascii", "short-digest", "wrong-algorithm-length", "two-spaces", "unknown-algorithm"])
+def test_a_malformed_upload_checksum_is_400(world, checksum):
+    url = create(world)
+    resp = patch(world, url, world.data[:CHUNK], 0, checksum=checksum)
+    assert resp.status_code == 400 and error_code(resp) == "bad_checksum_header", resp.text
+    assert head(world, url).headers["Upload-Offset"] == "0"
+
+
+@pytest.mark.parametrize("values, code", [
+    ({"seq": str(2**63)}, "bad_metadata"),  # an integer overflow, a 500, before
+    ({"seq": str(2**31)}, "bad_metadata"),  # beyond PostgreSQL's INTEGER
+    ({"question": str(2**63)}, "bad_metadata"),
+    ({"seq": "1_0"}, "bad_metadata"),
+    ({"seq": "+1"}, "bad_metadata"),
+    ({"seq": "-1"}, "bad_metadata"),
+    ({"seq": "١"}, "bad_metadata"),
+    ({"question": " 2"}, "bad_metadata"),
+    ({"started_at": "nan"}, "bad_metadata"),
+    ({"started_at": "inf"}, "bad_metadata"),
+    ({"ended_at": "1e999"}, "bad_metadata"),
+    ({"ended_at": "1_000.5"}, "bad_metadata"),
+    ({"attempt": "a\x00b"}, "bad_metadata"),
+    ({"note": "a\x00b"}, "bad_metadata"),
+    ({"note": b"\xff\xfe"}, "bad_metadata"),  # not UTF-8
+    ({"note": b"\xed\xa0\x80"}, "bad_metadata"),  # a lone surrogate, UTF-8 encoded
+    ({"sha256": "a" * 64 + "\n"}, "bad_metadata"),
+    ({"prev": "x" * 200}, "bad_metadata"),
+    ({"camera": "../x"}, "bad_name"),
+    ({"camera": "cam/1"}, "bad_name"),
+    ({"camera": "c" * 33}, "bad_name"),
+    ({"camera": "cam\x00"}, "bad_name"),
+    ({"name": "seg_00000.mkv\n"}, "bad_name"),
+], ids=lambda v: repr(v) if isinstance(v, dict) else v)
+def test_metadata_out_of_range_or_not_text_is_400(app, settings, world, values, code):
+    fields: dict[str, str | bytes] = {"attempt": world.attempt, "name": "seg_00000.mkv", "sha256": world.sha256,
+                                      "camera": "main", "seq": "0", **values}
+    resp = requests.post(world.uploads, headers=tus(world.token, Upload_Length=str(SIZE),
+                                                    Upload_Metadata=raw_metadata(**fields)))
+    assert resp.status_code == 400 and error_code(resp) == code, resp.text
+    no_upload_left(app, settings)
+
+
+@pytest.mark.parametrize("header", [
+    f"attempt {base64.b64encode(b'x').decode()},name é",  # not ASCII: a ValueError, a 500, before
+    "attempt YQ==,attempt Yg==",  # twice
+    "attempt YQ==,,name Yg==",
+    "attempt YQ",  # bad padding
+], ids=["non-ascii-base64", "duplicate-key", "empty-pair", "bad-padding"])
+def test_malformed_upload_metadata_is_400(app, settings, world, header):
+    resp = requests.post(world.uploads, headers=tus(world.token, Upload_Length=str(SIZE), Upload_Metadata=header))
+    assert resp.status_code == 400 and error_code(resp) == "bad_metadata", resp.text
+    no_upload_left(app, settings)
+
+
+def test_largest_seq_and_question_the_columns_hold_are_accepted(app, world):
+    resp = requests.post(world.uploads, headers=tus(world.token, Upload_Length=str(SIZE), Upload_Metadata=metadata(
+        attempt=world.attempt, name="seg_00000.mkv", sha256=world.sha256, seq=str(2**31 - 1),
+        question=str(2**31 - 1), started_at="1733000000.125", ended_at="-1.5e3")))
+    assert resp.status_code == 201, resp.text
+    seg = segment_row(app)
+    assert (seg.seq, seg.question, seg.started_at, seg.ended_at) == (2**31 - 1, 2**31 - 1, 1733000000.125, -1500.0)
+
+
+@pytest.mark.parametrize("upload_id", ["abc%00def", "ABCDEF0123456789ABCDEF0123456789", "..lock", "x" * 300])
+def test_an_upload_id_that_cannot_be_ours_is_refused(settings, world, upload_id):
+    """Never a database error (a NUL reached PostgreSQL: a 500), nor a file named after it."""
+    url = f"{world.uploads}{upload_id}"
+    # A NUL may be refused before the route (400), as in every request; any other id is unknown (404).
+    allowed = {400, 404} if "%00" in upload_id else {404}
+    for resp in (patch(world, url, b"abc", 0), requests.delete(url, headers=tus(world.token))):
+        assert resp.status_code in allowed, resp.text
+        assert error_code(resp) == "upload_unknown" if resp.status_code == 404 else error_code(resp), resp.text
+    assert head(world, url).status_code in allowed
+    assert not settings.uploads_dir.exists() or list(settings.uploads_dir.iterdir()) == []
+
+
+def test_another_station_cannot_upload_into_the_attempt(app, settings, world):
+    resp = requests.post(world.uploads, headers=tus(world.other_token, Upload_Length=str(SIZE),
+                                                    Upload_Metadata=metadata(attempt=world.attempt,
+                                                                             name="seg_00000.mkv",
+                                                                             sha256=world.sha256)))
+    assert resp.status_code == 404 and error_code(resp) == "attempt_unknown", resp.text
+    no_upload_left(app, settings)
+
+
+# --- the upload's state machine, one request after another --------------------------------------
+
+def test_a_verified_upload_refuses_every_patch_and_keeps_its_file(app, settings, world):
+    uploader = tus_uploader(world)
+    uploader.upload()
+    stored = settings.recordings_dir / world.attempt / "seg_00000.mkv"
+    before, inode = segment_row(app), stored.stat().st_ino
+    other = os.urandom(CHUNK)
+    for offset, chunk in ((0, other), (0, world.data[:CHUNK]), (CHUNK, world.data[CHUNK:2 * CHUNK]), (SIZE, b"x"),
+                          (SIZE - CHUNK, world.data[-CHUNK:]), (7, b"")):
+        resp = patch(world, uploader.url, chunk, offset)
+        assert resp.status_code == 409 and error_code(resp) == "upload_complete", (offset, resp.text)
+    after = segment_row(app)
+    assert (after.status, after.verified_at, after.sha256_actual) == (SegmentStatus.VERIFIED, before.verified_at,
+                                                                      world.sha256)
+    assert stored.read_bytes() == world.data and stored.stat().st_ino == inode
+    assert list(settings.uploads_dir.iterdir()) == []
+
+
+def test_no_part_or_lock_file_is_left_after_verification_or_termination(app, settings, world):
+    url = create(world, name="gone.mkv")
+    assert patch(world, url, world.data[:CHUNK], 0).status_code == 204
+    assert head(world, url).headers["Upload-Offset"] == str(CHUNK)
+    assert sorted(p.suffix for p in settings.uploads_dir.iterdir()) == [".part"]  # no lock between requests
+    assert requests.delete(url, headers=tus(world.token)).status_code == 204
+    tus_uploader(world).upload()
+    assert segment_row(app).status == SegmentStatus.VERIFIED
+    assert list(settings.uploads_dir.iterdir()) == []
+
+
+def test_creating_an_unfinished_upload_again_starts_it_over(app, settings, world):
+    first = create(world)
+    assert patch(world, first, world.data[:CHUNK], 0).status_code == 204
+    again = create(world)
+    assert again != first
+    assert head(world, first).status_code == 404
+    assert [p.name for p in settings.uploads_dir.iterdir()] == [f"{again.rsplit('/', 1)[1]}.part"]
+    resp = patch(world, first, world.data[CHUNK:2 * CHUNK], CHUNK)
+    assert resp.status_code == 404 and error_code(resp) == "upload_unknown"
