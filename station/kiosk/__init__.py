@@ -9,35 +9,106 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import cv2
 from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.serving import make_server
 
+from examkiosk_wire.bodies import Body, BodyError, parse_body, parse_model
 from station import flow
 from station.devices import list_cameras, list_microphones
 from station.face_quality import GUIDANCE_EN, GUIDANCE_ZH
+from station.flow import Screen
+from station.kiosk.bodies import (ACTION_PAYLOADS, MAX_BODY_BYTES, EventBody, FocusBody, HelpBody, NoBody,
+                                  SeenBody)
 from station.kiosk.content import READING
 from station.kiosk.paper_view import NotServed, question_view, served_image
-from station.flow import Screen
 
 if TYPE_CHECKING:
     from station.agent import Agent
 
 logger = logging.getLogger(__name__)
 
+BodyT = TypeVar("BodyT", bound=Body)
+
 # Events the page may send; everything else (results of I/O, ticks) comes from the agent itself.
-CANDIDATE_ACTIONS = frozenset({
-    "identify", "face_capture", "accept", "draw_lot", "devices_ok", "refresh_devices", "confirm_info",
-    "report_mistake", "next_question", "end_exam", "refresh_question", "resume", "next_candidate",
-    "fallback_code",
-})
+CANDIDATE_ACTIONS = frozenset(ACTION_PAYLOADS)
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+# The parser's refusals of the request as such (413 too_large, 400 too_deep) keep their code; any
+# other body that is not what a route takes gets that route's code (bad_event, bad_help, ...).
+_LIMIT_CODES = frozenset({"too_large", "too_deep"})
 
 
-def create_kiosk_app(agent: "Agent") -> Flask:
+def kiosk_hosts(port: int, bind_host: str = "127.0.0.1") -> frozenset[str]:
+    """The ``Host`` headers that name the kiosk served on ``port``: a loopback name and that port.
+
+    Any other name is refused, so a page elsewhere cannot reach the kiosk through a hostname that
+    it rebinds to 127.0.0.1 (DNS rebinding). ``[::1]`` counts when the kiosk binds an IPv6 address.
+    A Host without a port means 80, HTTP's default: that is what an app not served on a socket is
+    told (Flask's test client sends ``Host: localhost``); the kiosk's own server passes its port.
+    """
+    names = list(LOOPBACK_NAMES) + (["[::1]"] if ":" in bind_host else [])
+    hosts = {f"{name}:{port}" for name in names}
+    if port == 80:
+        hosts.update(names)
+    return frozenset(hosts)
+
+
+def create_kiosk_app(agent: "Agent", *, port: int = 80, bind_host: str = "127.0.0.1") -> Flask:
+    """The kiosk app for ``agent``, answering only requests addressed to ``bind_host``:``port``
+    (see :func:`kiosk_hosts`)."""
     app = Flask(__name__)
     app.config["JSON_AS_ASCII"] = False
+    # A body declared larger is refused (413) before a byte of it is read. One byte more than a body
+    # may have: werkzeug stops reading a chunked body at this bound, so the parser still sees it too large.
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
+    hosts = kiosk_hosts(port, bind_host)
+    origins = frozenset(f"http://{host}" for host in hosts)
+
+    @app.before_request
+    def addressed_to_the_kiosk():
+        host = request.environ.get("HTTP_HOST", "").lower()
+        if host not in hosts:
+            logger.warning("refused a request for host %r (kiosk: %s)", host[:80], ", ".join(sorted(hosts)))
+            return jsonify(error="this server answers only its own address", code="wrong_host"), 421
+        # A page elsewhere may still POST to 127.0.0.1 itself; browsers say where it came from.
+        origin = request.headers.get("Origin")
+        if request.method not in ("GET", "HEAD", "OPTIONS") and origin is not None and origin.lower() not in origins:
+            logger.warning("refused a %s %s from origin %r", request.method, request.path, origin[:80])
+            return jsonify(error="requests from other pages are refused", code="wrong_origin"), 403
+        return None
+
+    @app.errorhandler(BodyError)
+    def refused_body(exc: BodyError):
+        logger.warning("refused %s %s: %s (%s)", request.method, request.path, exc.message, exc.code)
+        return jsonify(error=exc.message, code=exc.code), exc.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        status = exc.code or 500
+        if status >= 500:
+            # An unhandled exception: Flask has logged it with its traceback before it comes here.
+            return jsonify(error="internal error", code="internal_error"), status
+        return jsonify(error=exc.description, code=exc.name.lower().replace(" ", "_")), status
+
+    def parsed(model: type[BodyT], code: str) -> BodyT:
+        """The request's body as ``model``, refused (BodyError) when it is too large, too deep, not
+        JSON or not that model; with ``code`` when it is not what the route takes."""
+        try:
+            raw = request.get_data(cache=False)
+        except RequestEntityTooLarge as exc:
+            raise BodyError(f"the body may have at most {MAX_BODY_BYTES} bytes", "too_large", 413) from exc
+        if raw.strip() and not request.is_json:
+            raise BodyError("the body must be sent as application/json", "not_json", 415)
+        try:
+            return parse_body(model, raw, max_bytes=MAX_BODY_BYTES)
+        except BodyError as exc:
+            if exc.code in _LIMIT_CODES:
+                raise
+            raise BodyError(exc.message, code, exc.status) from exc
 
     @app.get("/")
     def index():
@@ -49,15 +120,14 @@ def create_kiosk_app(agent: "Agent") -> Flask:
 
     @app.post("/api/event")
     def event():
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict) or not isinstance(body.get("name"), str):
-            return jsonify(error="expected {\"name\": ..., \"payload\": {...}}", code="bad_event"), 400
-        name = body["name"]
-        if name not in CANDIDATE_ACTIONS:
+        sent = parsed(EventBody, "bad_event")
+        name = sent.name
+        if name not in ACTION_PAYLOADS:
             return jsonify(error=f"unknown action {name!r}", code="unknown_action"), 400
-        payload = body.get("payload") or {}
-        if not isinstance(payload, dict):
-            return jsonify(error="payload must be an object", code="bad_event"), 400
+        try:
+            payload = parse_model(ACTION_PAYLOADS[name], sent.payload).model_dump()
+        except BodyError as exc:
+            raise BodyError(f"payload of {name}: {exc.message}", "bad_event") from exc
         if name == "devices_ok":
             # The station decides whether its devices work, not the page.
             payload = {"camera_ok": agent.devices.camera_ok(), "mic_ok": agent.devices.mic_ok()}
@@ -68,10 +138,7 @@ def create_kiosk_app(agent: "Agent") -> Flask:
 
     @app.post("/api/focus")
     def focus():
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict) or not isinstance(body.get("visible"), bool):
-            return jsonify(error="expected {\"visible\": true|false}", code="bad_focus"), 400
-        agent.page_focus(body["visible"])
+        agent.page_focus(parsed(FocusBody, "bad_focus").visible)
         return jsonify(ok=True), 202
 
     @app.post("/api/help")
@@ -79,11 +146,9 @@ def create_kiosk_app(agent: "Agent") -> Flask:
         """The candidate's 求助: a quick reason and an optional short text (station/messages.py)."""
         from station.messages import MessageError
 
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            return jsonify(error="expected {\"reason\": ..., \"text\": ...}", code="bad_help"), 400
+        sent = parsed(HelpBody, "bad_help")
         try:
-            item = agent.messages.ask(body.get("reason"), body.get("text", ""), agent.state.attempt_id)
+            item = agent.messages.ask(sent.reason, sent.text, agent.state.attempt_id)
         except MessageError as exc:
             return jsonify(error=str(exc), code="bad_help"), 400
         return jsonify(ok=True, local_id=item.local_id), 202
@@ -91,16 +156,14 @@ def create_kiosk_app(agent: "Agent") -> Flask:
     @app.post("/api/messages/<int:message_id>/ack")
     def acknowledge(message_id: int):
         """The candidate acknowledged a broadcast's banner; the edge logs it."""
+        parsed(NoBody, "bad_ack")
         if not agent.messages.acknowledge(message_id, agent.state.attempt_id):
             return jsonify(error="no such broadcast", code="unknown_message"), 404
         return jsonify(ok=True), 202
 
     @app.post("/api/messages/seen")
     def messages_seen():
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict) or not isinstance(body.get("upto"), int) or isinstance(body.get("upto"), bool):
-            return jsonify(error="expected {\"upto\": <message id>}", code="bad_seen"), 400
-        agent.messages.mark_seen(body["upto"])
+        agent.messages.mark_seen(parsed(SeenBody, "bad_seen").upto)
         return jsonify(ok=True), 202
 
     @app.get("/preview.jpg")
@@ -218,7 +281,7 @@ def view(agent: "Agent") -> dict[str, Any]:
 
 class KioskServer:
     def __init__(self, agent: "Agent", host: str, port: int):
-        self._server = make_server(host, port, create_kiosk_app(agent), threaded=True)
+        self._server = make_server(host, port, create_kiosk_app(agent, port=port, bind_host=host), threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, name="kiosk", daemon=True)
 
     def start(self) -> "KioskServer":

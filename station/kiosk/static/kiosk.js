@@ -403,7 +403,8 @@ document.addEventListener("click", (ev) => {
   if (action === "accept") { send("accept", {read_to_end: $("#reading").dataset.read === "end"}); return; }
   if (action === "report_mistake") {
     const text = window.prompt(t("mistake_prompt"));
-    if (text !== null) send("report_mistake", {text});
+    // The station keeps 500 characters (code points, so no surrogate pair is cut in two).
+    if (text !== null) send("report_mistake", {text: Array.from(text).slice(0, 500).join("")});
     return;
   }
   if (action === "end_exam") { if (window.confirm(t("end_confirm"))) send("end_exam", {confirmed: true}); return; }
