@@ -79,8 +79,8 @@ class DashboardSection(Section):
     # many seconds and the browser reconnects (EventSource), so threads are handed back regularly.
     stream_seconds: float = Field(300.0, ge=2, le=3600)
     # Open streams one web worker serves at once; more dashboards get 503 ``live_busy`` and poll
-    # every 2 s instead, so stations' API calls and uploads always find a free thread. With the
-    # unit's 2 workers x 8 threads: 8 live dashboards, 8 threads kept for the stations.
+    # every 2 s instead, so other staff pages always find a free thread (stations have an instance
+    # of their own, see ``serve``). With the unit's 2 workers x 8 threads: 8 live dashboards.
     max_streams: int = Field(4, ge=0, le=1000)
     # A comment line on an idle stream this often, so proxies and the browser see it is alive.
     heartbeat_seconds: float = Field(15.0, ge=1, le=120)
@@ -105,8 +105,15 @@ class EdgeSettings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     queue_name: str = "examkiosk"
     secret_key: str = ""
-    # Base URL the stations use for the API, as announced over zeroconf.
+    # Base URL the stations use for the API, as announced over zeroconf: the instance that serves them.
     public_url: str = "http://127.0.0.1:8000"
+    # What this web instance serves. A centre runs two gunicorn instances of the same app, so that
+    # stations' API calls never wait behind staff sign-ins (argon2) or dashboards:
+    # "stations": the station API (/api/v1, tus uploads) and /healthz, a JSON 404 for anything else
+    # (examkiosk-edge-api, port 8443, the one in public_url); "staff": the staff and regional pages,
+    # static files and /healthz, a JSON 404 for /api/v1 (examkiosk-edge-web, port 8444);
+    # "all": everything in one instance (tests, development). Set per unit: EXAMKIOSK_SERVE=...
+    serve: Literal["all", "stations", "staff"] = "all"
     # Largest body of one tus PATCH request.
     max_chunk_bytes: int = Field(16 * 1024 * 1024, ge=64 * 1024)
     max_upload_bytes: int = Field(2 * 1024 * 1024 * 1024, ge=1024)

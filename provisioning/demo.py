@@ -1,9 +1,10 @@
 """`python -m provisioning.demo`: a whole demo centre on this machine, on real parts.
 
 Starts a private Mosquitto (users and rights in its dynamic-security plugin; stations over TLS),
-a private Redis, the edge web app under gunicorn, the edge daemon (MQTT bridge, zeroconf,
-scheduler), an RQ worker and one station agent whose camera is a video file and whose
-microphone is a WAV file. Ctrl-C stops everything it started.
+a private Redis, the edge web app under gunicorn twice as a centre runs it (the station API in one
+instance, the staff pages in another), the edge daemon (MQTT bridge, zeroconf, scheduler), an RQ
+worker and one station agent whose camera is a video file and whose microphone is a WAV file.
+Ctrl-C stops everything it started.
 The end-to-end tests start the same centre with short timers.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import requests
@@ -33,11 +34,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Ports:
-    web: int = 8000
+    web: int = 8000  # the staff pages (what people open)
     kiosk: int = 8700  # station N serves its kiosk on kiosk + N - 1
     mqtt: int = 18830  # the edge's own, plain
     redis: int = 16379
     mqtt_tls: int = 18883  # the stations', TLS with the edge's certificate
+    api: int = 0  # the station API (public_url, announced to stations); 0: a free port
 
 
 def free_port() -> int:
@@ -108,6 +110,10 @@ class DemoCentre:
     python: str = sys.executable
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not self.ports.api:
+            self.ports = replace(self.ports, api=free_port())
+
     # --- paths and secrets --------------------------------------------------------------------
     @property
     def edge_config(self) -> Path:
@@ -141,8 +147,14 @@ class DemoCentre:
 
     @property
     def web_url(self) -> str:
-        """The edge serves HTTPS with its own certificate (``edge_server.tls``), as in a centre."""
+        """The staff pages' instance. The edge serves HTTPS with its own certificate (``edge_server.tls``),
+        as in a centre."""
         return f"https://127.0.0.1:{self.ports.web}"
+
+    @property
+    def api_url(self) -> str:
+        """The station API's instance (``public_url``: what the daemon announces to stations)."""
+        return f"https://127.0.0.1:{self.ports.api}"
 
     @property
     def tls_path(self) -> Path:
@@ -212,7 +224,7 @@ class DemoCentre:
             "centre": self.centre, "centre_name": "演示考点 Demo centre", "secret_key": sec["secret_key"],
             "database_url": self.database_url or f"sqlite:///{self.root / 'edge.db'}",
             "data_dir": str(self.edge_data), "redis_url": f"redis://127.0.0.1:{self.ports.redis}/0",
-            "public_url": self.web_url,
+            "public_url": self.api_url,
             # The edge's login is the broker's user admin: it adds and removes stations' users.
             "mqtt": {"host": "127.0.0.1", "port": self.ports.mqtt, "tls_port": self.ports.mqtt_tls,
                      "username": "edge", "password": sec["edge_mqtt"]},
@@ -267,10 +279,11 @@ class DemoCentre:
         return proc.stdout
 
     # --- processes ----------------------------------------------------------------------------
-    def spawn(self, name: str, argv: list[str], station_id: str | None = None) -> subprocess.Popen:
+    def spawn(self, name: str, argv: list[str], station_id: str | None = None,
+              env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "ab")
-        proc = subprocess.Popen(argv, env=self.env(station_id), stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
-                                start_new_session=True)
+        proc = subprocess.Popen(argv, env={**self.env(station_id), **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+                                cwd=self.root, start_new_session=True)
         log.close()
         self.processes[name] = proc
         return proc
@@ -302,10 +315,18 @@ class DemoCentre:
         wait_port(self.ports.redis, 10)
 
     def start_web(self) -> None:
-        self.spawn("edge-web", [self.python, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.ports.web}",
-                                "--workers", "2", "--threads", "4", "--timeout", "120",
-                                "--certfile", str(self.tls_path), "edge_server:create_app()"])
+        """The two gunicorn instances of the units: ``edge-api`` (stations) and ``edge-web`` (staff)."""
+        for name, serve, port in (("edge-api", "stations", self.ports.api), ("edge-web", "staff", self.ports.web)):
+            self.spawn(name, [self.python, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
+                              "--workers", "2", "--threads", "4", "--timeout", "120",
+                              "--certfile", str(self.tls_path), "edge_server:create_app()"],
+                       env={"EXAMKIOSK_SERVE": serve})
+        self.wait_http(f"{self.api_url}/healthz", 30)
         self.wait_http(f"{self.web_url}/healthz", 30)
+
+    def stop_web(self) -> None:
+        """Both web instances: the edge is down for stations and staff alike."""
+        self._stop_together(["edge-api", "edge-web"])
 
     def start_worker(self) -> None:
         self.spawn("edge-worker", [self.python, "-m", "edge_server.jobs.worker"])
@@ -390,6 +411,7 @@ examkiosk demo centre is running.
                       (HTTPS with the edge's own certificate: the browser asks you to accept it once;
                       its SHA-256 fingerprint is {demo.fingerprint_display})
   Staff login:        {login['username']} / {login['password']}
+  Station API:        {demo.api_url}/api/v1 (a gunicorn instance of its own; announced to stations)
   Demo candidates:    admission ticket 20240001 (face matches the camera)
                       admission ticket 20240002 (face does not match: 3 tries, then manual review)
                       The demo camera is a video of photos, so the head-turn liveness challenge is off

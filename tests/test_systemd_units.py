@@ -19,6 +19,7 @@ import pytest
 UNIT_DIR = Path(__file__).resolve().parent.parent / "systemd"
 UNITS = sorted(UNIT_DIR.glob("*.service"))
 EXPECTED_UNITS = {
+    "examkiosk-edge-api.service",
     "examkiosk-edge-web.service",
     "examkiosk-edge-worker.service",
     "examkiosk-edge-daemon.service",
@@ -89,13 +90,30 @@ def test_edge_units_soft_depend_on_services() -> None:
         assert parsed["Service"]["PrivateTmp"] == ["yes"], unit.name
 
 
-def test_web_migrates_before_start() -> None:
-    service = parse_unit(UNIT_DIR / "examkiosk-edge-web.service")["Service"]
+def test_station_api_migrates_before_start() -> None:
+    """The stations' instance (the port public_url names, 8443) migrates and makes the certificate."""
+    service = parse_unit(UNIT_DIR / "examkiosk-edge-api.service")["Service"]
     assert any("flask --app edge_server:create_app db upgrade" in cmd for cmd in service["ExecStartPre"])
     assert any("flask --app edge_server:create_app tls-certificate" in cmd for cmd in service["ExecStartPre"])
     (start,) = service["ExecStart"]
     assert "gunicorn" in start and "0.0.0.0:8443" in start and "'edge_server:create_app()'" in start
     assert "--certfile /var/lib/examkiosk/edge_tls.pem" in start
+    assert "EXAMKIOSK_SERVE=stations" in service["Environment"]
+
+
+def test_staff_pages_have_a_gunicorn_instance_of_their_own() -> None:
+    """Staff sign-ins and dashboards run in another instance (8444), started after the API's
+    migration; the stations' API calls never queue behind them."""
+    parsed = parse_unit(UNIT_DIR / "examkiosk-edge-web.service")
+    service = parsed["Service"]
+    assert "EXAMKIOSK_SERVE=staff" in service["Environment"]
+    assert service["Nice"] == ["5"]  # the stations' instance gets the CPU first
+    (start,) = service["ExecStart"]
+    assert "gunicorn" in start and "0.0.0.0:8444" in start and "'edge_server:create_app()'" in start
+    assert "--certfile /var/lib/examkiosk/edge_tls.pem" in start
+    assert "ExecStartPre" not in service  # one migration, in the API unit
+    for key in ("After", "Wants"):
+        assert "examkiosk-edge-api.service" in " ".join(parsed["Unit"][key]).split()
 
 
 def test_kiosk_runs_chromium_under_cage_on_tty1() -> None:

@@ -5,12 +5,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
 
-from edge_server.extensions import db, login_manager
-from functools import wraps
-
+from edge_server.extensions import db
 from edge_server.errors import EdgeError
 from edge_server.models import Attempt, FaceTry, Review, ReviewStatus, StaffRole, StaffUser, Station
 from edge_server.services import attempts as attempt_service
@@ -19,30 +17,15 @@ from edge_server.services import fallback as fallback_service
 from edge_server.services import frames
 from edge_server.services.push import push_to_station
 from edge_server.services import staff as staff_service
+from edge_server import auth
+from edge_server.auth import ALL_STAFF, CENTRE_STAFF, current_centre, public, staff
 from edge_server.staff import bp
 from edge_server.staff.forms import (CentreSettingsForm, FallbackCodeForm, LoginForm, LogoutForm, ReviewForm,
                                      WaiveHandoverForm)
 
 
-@login_manager.user_loader
-def load_user(user_id: str) -> StaffUser | None:
-    return db.session.get(StaffUser, int(user_id))
-
-
-def roles_required(*roles: StaffRole):
-    """Only staff with one of ``roles`` may use the view; everyone else gets 403."""
-    def decorator(view):
-        @wraps(view)
-        @login_required
-        def wrapper(*args, **kwargs):
-            if current_user.role not in roles:
-                abort(403)
-            return view(*args, **kwargs)
-        return wrapper
-    return decorator
-
-
 @bp.route("/login", methods=["GET", "POST"])
+@public
 def login():
     form = LoginForm()
     status = 200
@@ -50,11 +33,14 @@ def login():
         address = request.remote_addr or "unknown"
         try:
             user = staff_service.sign_in(db.session, form.username.data, form.password.data, address,
-                                         datetime.now(timezone.utc))
+                                         datetime.now(timezone.utc), limiter=staff_service.login_limiter())
         except staff_service.LockedOut as exc:
-            attempt_service.log_event(db.session, kind="staff_login_locked", station_id=None, source="staff",
-                                      payload={"user": form.username.data, "address": address})
-            db.session.commit()
+            # A refused try writes nothing; the first refusal of each lockout is audited, once.
+            if exc.first:
+                attempt_service.log_event(db.session, kind="staff_login_locked", station_id=None, source="staff",
+                                          payload={"user": form.username.data, "address": address,
+                                                   "scope": exc.scope, "until": exc.until.isoformat()})
+                db.session.commit()
             flash(exc.message, "error")
             return render_template("staff/login.html", form=form), 429
         if user is not None:
@@ -74,7 +60,7 @@ def login():
 
 
 @bp.post("/logout")
-@login_required
+@staff(*ALL_STAFF)
 def logout():
     if LogoutForm().validate_on_submit():
         logout_user()
@@ -82,7 +68,7 @@ def logout():
 
 
 @bp.get("/")
-@login_required
+@staff(*ALL_STAFF)
 def dashboard():
     return render_template("staff/dashboard.html", review_form=ReviewForm(), logout_form=LogoutForm(),
                            can_revoke=current_user.role == StaffRole.CENTRE_ADMIN,
@@ -92,25 +78,25 @@ def dashboard():
 def station_tile(station: Station, now: datetime) -> dict:
     from edge_server.services import live, snapshots
 
-    return live.station_tile(station, now, stale_after=timedelta(seconds=_settings().dashboard.stale_seconds),
-                             snapshot_at=snapshots.taken_at(_settings().snapshots_dir, station.id))
+    return live.station_tile(station, now, stale_after=timedelta(seconds=auth.settings().dashboard.stale_seconds),
+                             snapshot_at=snapshots.taken_at(auth.settings().snapshots_dir, station.id))
 
 
 @bp.get("/api/stations")
-@login_required
+@staff(*ALL_STAFF)
 def stations_json():
     now = datetime.now(timezone.utc)
-    stations = db.session.scalars(select(Station).where(Station.centre_id == _centre()).order_by(Station.id)).all()
+    stations = db.session.scalars(select(Station).where(Station.centre_id == current_centre()).order_by(Station.id)).all()
     return jsonify(stations=[station_tile(s, now) for s in stations], server_time=now.timestamp())
 
 
 @bp.get("/api/reviews")
-@login_required
+@staff(*ALL_STAFF)
 def reviews_json():
     reviews = db.session.scalars(
         select(Review).where(Review.status == ReviewStatus.PENDING).order_by(Review.created_at)
     ).all()
-    reviews = [r for r in reviews if r.attempt.sitting.centre_id == _centre()]
+    reviews = [r for r in reviews if r.attempt.sitting.centre_id == current_centre()]
     # Attempts whose face login failed at least once and that no pending review covers yet.
     pending = {r.attempt_id for r in reviews}
     failing = db.session.scalars(
@@ -132,16 +118,16 @@ def reviews_json():
         "name": a.candidate.name,
         "station": a.station_id,
         "tries": attempt_service.face_tries(db.session, a),
-    } for a in failing if a.sitting.centre_id == _centre() and a.id not in pending])
+    } for a in failing if a.sitting.centre_id == current_centre() and a.id not in pending])
 
 
 @bp.get("/api/attempts")
-@login_required
+@staff(*ALL_STAFF)
 def attempts_json():
     attempts = db.session.scalars(select(Attempt).order_by(Attempt.created_at.desc()).limit(200)).all()
     rows = []
     for a in attempts:
-        if a.sitting.centre_id != _centre():
+        if a.sitting.centre_id != current_centre():
             continue
         status = attempt_service.upload_status(db.session, a)
         rows.append({"id": a.id, "lot": a.lot, "ticket_no": a.candidate.ticket_no, "station": a.station_id,
@@ -152,13 +138,13 @@ def attempts_json():
 
 
 @bp.get("/reviews/<int:review_id>/<any(frame, photo):which>.jpg")
-@login_required
+@staff(*ALL_STAFF)
 def review_image(review_id: int, which: str):
     """The frame the station captured, or the enrolled photo, for the side-by-side review."""
     review = db.session.get(Review, review_id)
-    if review is None or review.attempt.sitting.centre_id != _centre():
+    if review is None or review.attempt.sitting.centre_id != current_centre():
         abort(404)
-    path = (frames.review_frame_path(_settings().data_dir, review.id) if which == "frame"
+    path = (frames.review_frame_path(auth.settings().data_dir, review.id) if which == "frame"
             else Path(review.attempt.candidate.photo_path))
     return _jpeg(path)
 
@@ -175,27 +161,27 @@ def _jpeg(path: Path):
 
 def _attempt_of_centre(attempt_id: str) -> Attempt:
     attempt = db.session.get(Attempt, attempt_id)
-    if attempt is None or attempt.sitting.centre_id != _centre():
+    if attempt is None or attempt.sitting.centre_id != current_centre():
         abort(404)
     return attempt
 
 
 @bp.get("/attempts/<attempt_id>/photo.jpg")
-@login_required
+@staff(*ALL_STAFF)
 def attempt_photo(attempt_id: str):
     """The candidate's enrolled photo (it never leaves the edge)."""
     return _jpeg(Path(_attempt_of_centre(attempt_id).candidate.photo_path))
 
 
 @bp.get("/face-tries/<int:try_id>.jpg")
-@login_required
+@staff(*ALL_STAFF)
 def face_try_frame(try_id: int):
     """The frame a station matched in one face login try."""
     face_try = db.session.get(FaceTry, try_id)
     if face_try is None or face_try.frame_sha256 is None:
         abort(404)
     attempt = _attempt_of_centre(face_try.attempt_id)
-    return _jpeg(frames.face_try_frame_path(_settings().data_dir, attempt.id, face_try.frame_sha256))
+    return _jpeg(frames.face_try_frame_path(auth.settings().data_dir, attempt.id, face_try.frame_sha256))
 
 
 def _render_attempt(attempt: Attempt, *, issued: tuple | None = None, error: str | None = None, status: int = 200,
@@ -208,7 +194,7 @@ def _render_attempt(attempt: Attempt, *, issued: tuple | None = None, error: str
              for c in fallback_service.list_codes(db.session, attempt)]
     response = render_template(
         "staff/attempt.html", attempt=attempt, candidate=attempt.candidate, review=review,
-        review_frame=review is not None and frames.review_frame_path(_settings().data_dir, review.id).is_file(),
+        review_frame=review is not None and frames.review_frame_path(auth.settings().data_dir, review.id).is_file(),
         tries=attempt_service.list_face_tries(db.session, attempt), codes=codes,
         can_issue=current_user.role in fallback_service.ISSUER_ROLES,
         issue_problem=fallback_service.issue_problem(attempt), issued=issued, error=error,
@@ -220,21 +206,21 @@ def _render_attempt(attempt: Attempt, *, issued: tuple | None = None, error: str
 
 
 @bp.get("/attempts/<attempt_id>")
-@login_required
+@staff(*ALL_STAFF)
 def attempt_review(attempt_id: str):
     """Every face try of the attempt (time, distance, frame) beside the enrolled photo."""
     return _render_attempt(_attempt_of_centre(attempt_id))
 
 
 @bp.post("/attempts/<attempt_id>/fallback-code")
-@roles_required(*fallback_service.ISSUER_ROLES)
+@staff(*fallback_service.ISSUER_ROLES)
 def issue_fallback_code(attempt_id: str):
     """Issue a one-time code; the page shows it this once (only its HMAC is stored)."""
     if not FallbackCodeForm().validate_on_submit():
         abort(400)
     attempt = _attempt_of_centre(attempt_id)
     try:
-        code, plain = fallback_service.issue(db.session, attempt, staff=current_user, key=_settings().secret_key.encode(),
+        code, plain = fallback_service.issue(db.session, attempt, staff=current_user, key=auth.settings().secret_key.encode(),
                                              now=datetime.now(timezone.utc))
     except EdgeError as exc:
         db.session.rollback()
@@ -244,7 +230,7 @@ def issue_fallback_code(attempt_id: str):
 
 
 @bp.post("/attempts/<attempt_id>/waive-handover")
-@roles_required(StaffRole.CENTRE_ADMIN)
+@staff(StaffRole.CENTRE_ADMIN)
 def waive_handover(attempt_id: str):
     """Stop waiting for the recording of a station the candidate was moved away from (it is lost);
     the attempt then completes with what arrived, and the audit log says why."""
@@ -268,11 +254,11 @@ def waive_handover(attempt_id: str):
 
 
 @bp.route("/centre", methods=["GET", "POST"])
-@roles_required(StaffRole.CENTRE_ADMIN)
+@staff(StaffRole.CENTRE_ADMIN)
 def centre_settings():
     """The centre's face threshold and voice prompts, which its stations follow."""
     try:
-        centre = centre_service.get_centre(db.session, _centre())
+        centre = centre_service.get_centre(db.session, current_centre())
     except EdgeError:
         abort(404)
     form = CentreSettingsForm(obj=centre)
@@ -297,18 +283,18 @@ def centre_settings():
 
 
 @bp.get("/api/candidates")
-@login_required
+@staff(*ALL_STAFF)
 def candidates_json():
     from edge_server.models import Candidate
 
-    rows = db.session.scalars(select(Candidate).where(Candidate.centre_id == _centre())
+    rows = db.session.scalars(select(Candidate).where(Candidate.centre_id == current_centre())
                               .order_by(Candidate.sitting_id, Candidate.ticket_no)).all()
     return jsonify(candidates=[{"ticket_no": c.ticket_no, "name": c.name, "seat": c.seat, "sitting": c.sitting_id,
                                 "enrolled": c.descriptor is not None} for c in rows])
 
 
 @bp.get("/candidates/<ticket_no>/ticket.<any(png, pdf):fmt>")
-@login_required
+@staff(*ALL_STAFF)
 def admission_ticket(ticket_no: str, fmt: str):
     """A printable admission ticket whose QR code logs the candidate in at a station."""
     from flask import Response
@@ -316,7 +302,7 @@ def admission_ticket(ticket_no: str, fmt: str):
     from edge_server.models import Candidate, Sitting
     from edge_server.services.tickets import ticket_pdf, ticket_png
 
-    cand = db.session.scalar(select(Candidate).where(Candidate.centre_id == _centre(),
+    cand = db.session.scalar(select(Candidate).where(Candidate.centre_id == current_centre(),
                                                      Candidate.ticket_no == ticket_no))
     if cand is None:
         abort(404)
@@ -331,12 +317,12 @@ def admission_ticket(ticket_no: str, fmt: str):
 
 
 @bp.post("/stations/<station_id>/revoke")
-@roles_required(StaffRole.CENTRE_ADMIN)
+@staff(StaffRole.CENTRE_ADMIN)
 def revoke_station(station_id: str):
     if not LogoutForm().validate_on_submit():  # any CSRF-only form will do
         abort(400)
     station = db.session.get(Station, station_id)
-    if station is None or station.centre_id != _centre():
+    if station is None or station.centre_id != current_centre():
         abort(404)
     from edge_server.services.stations import revoke
 
@@ -354,13 +340,13 @@ def revoke_station(station_id: str):
 
 
 @bp.post("/reviews/<int:review_id>")
-@login_required
+@staff(*CENTRE_STAFF)  # regional admins only look
 def decide_review(review_id: int):
     form = ReviewForm()
     if not form.validate_on_submit():
         abort(400)
     review = db.session.get(Review, review_id)
-    if review is None or review.attempt.sitting.centre_id != _centre():
+    if review is None or review.attempt.sitting.centre_id != current_centre():
         abort(404)
     approve = bool(form.approve.data)
     attempt_service.decide_review(db.session, review, approve=approve, staff_id=current_user.id,
@@ -371,7 +357,7 @@ def decide_review(review_id: int):
                                        "reason": form.reason.data or ""})
     db.session.commit()
     if review.attempt.station_id:  # the station hears it at once (it also asks the API, as a fallback)
-        push_to_station(_settings(), review.attempt.station_id, "review_result",
+        push_to_station(auth.settings(), review.attempt.station_id, "review_result",
                         {"status": str(review.status), "reason": review.reason or ""}, attempt=review.attempt_id)
     if request.accept_mimetypes.best == "application/json":
         return jsonify(id=review.id, status=str(review.status))
@@ -383,20 +369,9 @@ def publish_tile(station: Station) -> None:
     """Tell the open live dashboards about a station a staff action changed."""
     from edge_server.services.live import LivePublisher
 
-    settings = _settings()
+    settings = auth.settings()
     publisher = LivePublisher(settings.redis_url, station.centre_id)
     try:
         publisher.tile(station_tile(station, datetime.now(timezone.utc)))
     finally:
         publisher.close()
-
-
-def _settings():
-    from edge_server import settings_of
-    from flask import current_app
-
-    return settings_of(current_app)
-
-
-def _centre() -> str:
-    return current_user.centre_id or _settings().centre

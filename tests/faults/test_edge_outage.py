@@ -43,7 +43,7 @@ def test_edge_down_mid_exam_then_redis_loses_queued_jobs(tmp_path_factory):
         time.sleep(3)
 
         demo.stop_process("edge-worker")
-        demo.stop_process("edge-web")
+        demo.stop_web()  # both instances: the station API and the staff pages
         down_at = time.monotonic()
         during = kiosk.wait(lambda s: not s["server_ok"] and s["backlog"] >= 3, OUTAGE - 5,
                             "backlog growing while the edge is down")
