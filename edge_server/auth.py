@@ -24,6 +24,7 @@ from typing import Any, Callable, Literal
 from flask import Flask, abort, current_app, g, request
 from flask_login import current_user, login_required
 
+from edge_server import settings_of
 from edge_server.bodies import parse_json_body
 from edge_server.config import EdgeSettings
 from edge_server.extensions import db, login_manager
@@ -134,7 +135,8 @@ def load_user(user_id: str) -> StaffUser | None:
 
 
 def settings() -> EdgeSettings:
-    return current_app.extensions["examkiosk.settings"]
+    """The running app's settings."""
+    return settings_of(current_app)
 
 
 def current_centre() -> str:

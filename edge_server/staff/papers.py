@@ -34,7 +34,8 @@ class PaperImportForm(FlaskForm):
 
 
 def _sittings() -> list[Sitting]:
-    return list(db.session.scalars(select(Sitting).where(Sitting.centre_id == current_centre()).order_by(Sitting.starts_at)))
+    return list(db.session.scalars(select(Sitting).where(Sitting.centre_id == current_centre())
+                                   .order_by(Sitting.starts_at)))
 
 
 def _render(form: PaperImportForm, *, problems: list[str] | None = None, imported: dict | None = None,

@@ -86,7 +86,8 @@ def station_tile(station: Station, now: datetime) -> dict:
 @staff(*ALL_STAFF)
 def stations_json():
     now = datetime.now(timezone.utc)
-    stations = db.session.scalars(select(Station).where(Station.centre_id == current_centre()).order_by(Station.id)).all()
+    stations = db.session.scalars(select(Station).where(Station.centre_id == current_centre())
+                                  .order_by(Station.id)).all()
     return jsonify(stations=[station_tile(s, now) for s in stations], server_time=now.timestamp())
 
 
@@ -220,7 +221,8 @@ def issue_fallback_code(attempt_id: str):
         abort(400)
     attempt = _attempt_of_centre(attempt_id)
     try:
-        code, plain = fallback_service.issue(db.session, attempt, staff=current_user, key=auth.settings().secret_key.encode(),
+        code, plain = fallback_service.issue(db.session, attempt, staff=current_user,
+                                             key=auth.settings().secret_key.encode(),
                                              now=datetime.now(timezone.utc))
     except EdgeError as exc:
         db.session.rollback()
