@@ -57,8 +57,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: python bench/face_login.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from provisioning import assets  # noqa: E402
-from station.face import (  # noqa: E402
+from examkiosk_wire.face import (  # noqa: E402
     DEFAULT_THRESHOLD,
     ENROL_MAX_SIDE,
     FaceBox,
@@ -67,6 +66,7 @@ from station.face import (  # noqa: E402
     face_distance,
     load_image,
 )
+from provisioning import assets  # noqa: E402
 from station.face_quality import assess, detect_near  # noqa: E402
 
 logger = logging.getLogger("bench.face_login")

@@ -145,7 +145,7 @@ def prepare_edge(root: Path, redis_url: str, serves: list[str]) -> tuple[dict[st
 def running_edge(name: str, root: Path, redis_url: str, instances: dict[str, tuple[int, int]]) -> Iterator[Edge]:
     """``instances``: serve -> (workers, threads), each its own gunicorn; the staff instance at the
     unit's ``Nice=`` (examkiosk-edge-web.service)."""
-    from edge_server.tls import certificate_fingerprint
+    from examkiosk_wire.pinning import certificate_fingerprint
 
     configs, settings = prepare_edge(root, redis_url, list(instances))
     servers: dict[str, EdgeWebProc] = {}
@@ -193,7 +193,7 @@ def database_counts(path: Path) -> dict[str, int]:
 
 def station_probe(api_url: str, fp: str, stop: Any, out: Any) -> None:
     """``GET /api/v1/time`` every PROBE_INTERVAL until ``stop``; sends [(start, ms, status)] to ``out``."""
-    from station.pinning import pinned_session
+    from examkiosk_wire.pinning import pinned_session
 
     session = pinned_session(fp)
     headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -224,7 +224,7 @@ def flood(staff_url: str, fp: str, logins: int, out: Any) -> None:
     """``logins`` wrong-password sign-ins at once; sends the answers' statuses and the times the flood
     started, had every sign-in page, and ended to ``out``. Runs in a process of its own at
     CLIENT_NICE: in a centre the flood comes from other machines, whose CPU is not the edge's."""
-    from station.pinning import pinned_session
+    from examkiosk_wire.pinning import pinned_session
 
     os.nice(CLIENT_NICE)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -215,7 +215,7 @@ class MonitorLoad:
         self._thread = threading.Thread(target=self._run, name="bench-monitor")
 
     def _run(self) -> None:
-        from station.face import FaceEngine
+        from examkiosk_wire.face import FaceEngine
         from station.face_quality import assess
 
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)

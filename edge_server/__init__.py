@@ -7,10 +7,10 @@ import sys
 from flask import Flask, abort, jsonify, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from edge_server.config import EdgeSettings, load_settings
 from edge_server.errors import EdgeError
-from werkzeug.exceptions import HTTPException, InternalServerError
 
 
 def create_app(settings: EdgeSettings | None = None) -> Flask:

@@ -12,7 +12,9 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-STATION_PREFIX = "/api/v1"
+from examkiosk_wire.api import API_PREFIX
+
+STATION_PREFIX = API_PREFIX
 BOTH = ("/healthz",)
 
 

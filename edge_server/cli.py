@@ -76,7 +76,7 @@ def register(app: Flask) -> None:
         """Set up Mosquitto for this centre (as root, then restart mosquitto), or --check it."""
         from edge_server import settings_of
         from edge_server.services import broker
-        from provisioning.mqtt import MqttProvisioningError, included_by, install_broker_config
+        from examkiosk_wire.broker import MqttProvisioningError, included_by, install_broker_config
 
         settings = settings_of(app)
         mqtt = settings.mqtt

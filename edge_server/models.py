@@ -6,8 +6,19 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import (JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Text,
-                        UniqueConstraint)
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -151,7 +162,7 @@ class LoginAttempt(Base):
 class Paper(Base):
     """An exam paper. A sealed paper (services/papers.py, F21) keeps only ciphertext: ``title`` and
     ``instructions`` stay empty and it has no ``Question`` rows; the text is in ``ciphertext``
-    (AES-256-GCM, station/sealed.py) and the key in ``wrapped_key``, itself encrypted with a key
+    (AES-256-GCM, examkiosk_wire/sealed.py) and the key in ``wrapped_key``, itself encrypted with a key
     that lives in the edge's data directory, not in the database. ``question_seconds`` (the
     countdowns, which stations need before the start) is the only part stored in the clear."""
 
@@ -324,7 +335,7 @@ class Segment(Base):
     sha256_declared: Mapped[str] = mapped_column(String(64))
     sha256_actual: Mapped[str | None] = mapped_column(String(64), default=None)
     status: Mapped[SegmentStatus] = mapped_column(String(16), default=SegmentStatus.UPLOADING)
-    # Link in the station's signed hash chain (see station/chain.py).
+    # Link in the station's signed hash chain (see examkiosk_wire/chain.py).
     prev_hash: Mapped[str] = mapped_column(String(64), default="")
     entry_hash: Mapped[str] = mapped_column(String(64), default="")
     signature: Mapped[str] = mapped_column(String(128), default="")

@@ -9,7 +9,6 @@ has another fingerprint is refused on every connection, whatever it announces.
 """
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import logging
 import os
@@ -22,7 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from provisioning.files import write_private
+from examkiosk_wire.files import write_private
+from examkiosk_wire.pinning import certificate_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +88,3 @@ def load_certificate(path: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate(Path(path).read_bytes())
 
 
-def certificate_fingerprint(path: Path) -> str:
-    """SHA-256 (hex, lower case) of the certificate in ``path``, DER encoded."""
-    der = load_certificate(path).public_bytes(serialization.Encoding.DER)
-    return hashlib.sha256(der).hexdigest()
-
-
-def fingerprint_of_der(der: bytes) -> str:
-    return hashlib.sha256(der).hexdigest()

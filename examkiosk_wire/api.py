@@ -10,6 +10,9 @@ from pydantic import AfterValidator, Field
 
 from examkiosk_wire.bodies import Body, Number, Text, check_tree
 
+API_PREFIX = "/api/v1"  # every station API route lives under it
+TUS_VERSION = "1.0.0"  # the tus protocol version of the segment uploads (core, creation, checksum, termination)
+
 AttemptId = Text(64, min_length=1)
 # A face frame: a JPEG of at most 2 MiB, base64-encoded (the edge decodes and checks it).
 FrameB64 = Text(2 * 1024 * 1024 * 4 // 3 + 4)

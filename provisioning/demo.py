@@ -27,8 +27,8 @@ from pathlib import Path
 
 import requests
 
+from examkiosk_wire.broker import write_broker_files
 from provisioning import assets
-from provisioning.mqtt import write_broker_files
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class DemoCentre:
 
     @property
     def fingerprint(self) -> str:
-        from edge_server.tls import certificate_fingerprint
+        from examkiosk_wire.pinning import certificate_fingerprint
 
         return certificate_fingerprint(self.tls_path)
 
@@ -342,7 +342,7 @@ class DemoCentre:
         self.wait_http(self.kiosk_url(station_id), 60)
 
     def wait_http(self, url: str, timeout: float) -> None:
-        from station.pinning import pinned_session
+        from examkiosk_wire.pinning import pinned_session
 
         session = pinned_session(self.fingerprint)  # https: the edge's own certificate
         deadline = time.monotonic() + timeout

@@ -26,8 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from provisioning.enrolment_code import EXAMPLE, display, parse, prefix_of
-from provisioning.files import chown, write_private
+from examkiosk_wire.enrolment_code import EXAMPLE, display, parse, prefix_of
+from examkiosk_wire.files import chown, write_private
 
 logger = logging.getLogger(__name__)
 
@@ -141,10 +141,11 @@ def enrol(*, code: str, config: Path, force: bool = False, interfaces: list[str]
     """Enrol this station; returns the settings written. EnrolFailed says why not, in one line."""
     import requests
 
-    from station.chain import StationKey
+    from examkiosk_wire.chain import StationKey
+    from examkiosk_wire.discovery import EdgeNotFound, discover_edge
+    from examkiosk_wire.pinning import UntrustedServer, pinned_session
+    from examkiosk_wire.version import package_version
     from station.config import StationSettings
-    from station.link import EdgeNotFound, discover_edge, package_version
-    from station.pinning import UntrustedServer, pinned_session
 
     out = out or sys.stdout
 

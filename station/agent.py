@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
 import logging
+import os
 import queue
 import secrets
 import shutil
@@ -25,22 +25,23 @@ from typing import TYPE_CHECKING, Any, Callable
 import cv2
 import numpy as np
 
+from examkiosk_wire.chain import GENESIS, ChainEntry, StationKey
+from examkiosk_wire.discovery import discover_edge
+from examkiosk_wire.topics import StationCommand, StationStatus
+from examkiosk_wire.version import package_version
 from station import flow
-from station.chain import GENESIS, ChainEntry, StationKey
 from station.config import ConfigError, StationSettings, config_digest, load_settings
 from station.devices import AudioSource, Camera, DeviceError, VideoFrame, level, open_audio, open_camera
 from station.flow import Event, FlowState, Screen
 from station.journal import Journal
-from station.link import (Clock, EdgeClient, EdgeRejected, EdgeUnavailable, StatusPublisher, discover_edge,
-                          package_version)
-from station.recorder import RecorderError, SegmentInfo, SegmentRecorder
-from station.topics import StationCommand, StationStatus
-from station.uploader import SegmentUploader
+from station.link import Clock, EdgeClient, EdgeRejected, EdgeUnavailable, StatusPublisher
 from station.messages import MessageBox
 from station.paper import PaperDamaged, PaperKeeper
+from station.recorder import RecorderError, SegmentInfo, SegmentRecorder
+from station.uploader import SegmentUploader
 
 if TYPE_CHECKING:
-    from station.face import FaceEngine
+    from examkiosk_wire.face import FaceEngine
     from station.liveness import LivenessResult
 
 logger = logging.getLogger(__name__)
@@ -298,7 +299,7 @@ class Agent:
 
     def _watch_camera(self) -> None:
         """Beside the recorder, at low rate: QR tickets on the identify screen, live face guidance."""
-        from station.face import FaceEngine
+        from examkiosk_wire.face import FaceEngine
         from station.face_quality import assess
         from station.qr import decode_ticket
 
@@ -333,8 +334,8 @@ class Agent:
         the capture or the encoder. Flags are events pointing into the recording; they inform
         the proctor and never stop the exam.
         """
+        from examkiosk_wire.face import FaceEngine, face_distance
         from station import monitor
-        from station.face import FaceEngine, face_distance
         from station.face_quality import assess
 
         try:
@@ -508,7 +509,7 @@ class Agent:
             self._watch_disk()
 
     def _command(self, command: StationCommand) -> None:
-        """A command from the edge over MQTT (station.topics.StationCommand)."""
+        """A command from the edge over MQTT (examkiosk_wire.topics.StationCommand)."""
         if command.kind == "revoked":  # the edge removes our broker login and token right after
             logger.error("the edge revoked this station: its token and MQTT login no longer work; "
                          "enrol it again with `examkiosk-provision enrol --code ... --force`")
@@ -662,7 +663,7 @@ class Agent:
 
     def _do_MatchFace(self, cmd: flow.MatchFace) -> None:
         def work() -> Event:
-            from station.face import FaceEngine, decide, face_distance
+            from examkiosk_wire.face import FaceEngine, decide, face_distance
             from station.face_quality import assess
 
             cand = self.state.candidate
@@ -725,7 +726,7 @@ class Agent:
         return result
 
     def _keep_best_frame(self, images: list[np.ndarray], descriptors: list[np.ndarray], enrolled: np.ndarray) -> None:
-        from station.face import face_distance
+        from examkiosk_wire.face import face_distance
 
         for image, descriptor in zip(images, descriptors):
             distance = face_distance(descriptor, enrolled)
@@ -793,7 +794,7 @@ class Agent:
 
     def _new_recorder(self, attempt: str, name: str, device: Any, cfg: Any) -> Any:
         """The Pi's hardware encoder for a picamera2 camera, libx264 (``SegmentRecorder``) otherwise."""
-        # After a move here the chain continues at the move's base (station.chain.move_seq_base).
+        # After a move here the chain continues at the move's base (examkiosk_wire.chain.move_seq_base).
         common = dict(segment_seconds=self.settings.recording.segment_seconds,
                       first_seq=max(self.journal.next_seq(attempt, name), self.state.seq_from), clock=self.clock.now,
                       on_closed=self._segment_closed)
@@ -809,7 +810,7 @@ class Agent:
 
     def _segment_closed(self, info: SegmentInfo) -> None:
         """Journal the closed segment as the next signed link of its camera's chain, then upload it."""
-        # The first segment at a move's base starts a new link of the chain (station.chain.link_problems).
+        # The first segment at a move's base starts a new link of the chain (examkiosk_wire.chain.link_problems).
         restart = info.seq > 0 and info.seq == self.state.seq_from
         entry = ChainEntry(attempt=info.attempt_id, camera=info.camera, seq=info.seq, name=info.name,
                            question=info.question, started_at=info.started_at, ended_at=info.ended_at,

@@ -33,7 +33,7 @@ class EdgeSection(Section):
     @field_validator("fingerprint")
     @classmethod
     def _sha256_hex(cls, value: str) -> str:
-        from station.pinning import normalise_fingerprint
+        from examkiosk_wire.pinning import normalise_fingerprint
 
         return normalise_fingerprint(value) if value else ""
 

@@ -69,7 +69,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from station.face import FaceBox, FaceEngine
+from examkiosk_wire.face import FaceBox, FaceEngine
 
 NO_FACE = "no_face"
 SEVERAL_FACES = "several_faces"

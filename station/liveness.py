@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from station.face import FaceBox, FaceEngine
+from examkiosk_wire.face import FaceBox, FaceEngine
 
 # The least yaw change (eye distances) the challenge accepts. A deliberate turn of about
 # 15 degrees gives 0.15-0.25; the carphone man's casual turns give 0.12-0.19; a still

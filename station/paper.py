@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from station import sealed
+from examkiosk_wire import sealed
 from station.link import EdgeClient, EdgeRejected, EdgeUnavailable
 
 logger = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ from tusclient.request import TusRequest, catch_requests_error
 from tusclient.uploader import Uploader
 from tusclient.uploader.uploader import _verify_upload
 
+from examkiosk_wire.pinning import pinned_session
 from station import retention
-from station.pinning import pinned_session
 from station.journal import Journal, JournalSegment
 
 logger = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class SegmentUploader:
                  on_link: Callable[[bool], None] = lambda ok: None, keep_seconds: float | None = None,
                  fingerprint: str | None = None):
         """``keep_seconds``: how long a verified segment's file stays (None: the uploader deletes nothing);
-        ``fingerprint``: the edge certificate the station pins for https:// (``station.pinning``)."""
+        ``fingerprint``: the edge certificate the station pins for https:// (``examkiosk_wire.pinning``)."""
         self.journal = journal
         self.keep_seconds = keep_seconds
         self._swept_at = float("-inf")

@@ -95,7 +95,7 @@ class MosquittoProc:
     @property
     def dynsec_file(self) -> Path:
         """The dynamic-security plugin's file: the broker rewrites it after every change of users."""
-        from provisioning.mqtt import DYNSEC_NAME
+        from examkiosk_wire.broker import DYNSEC_NAME
 
         return self.files_dir / DYNSEC_NAME
 
@@ -127,9 +127,9 @@ def broker_files_dir(tmp_path: Path) -> tuple[Path, bool]:
 
 def start_mosquitto(tmp_path: Path, centre: str, users: dict[str, str], *, edge_user: str = "edge",
                     tls_pem: Path | None = None, attempts: int = 3) -> MosquittoProc:
-    """A private broker configured by ``provisioning.mqtt.write_broker_files`` on a free port, and
+    """A private broker configured by ``examkiosk_wire.broker.write_broker_files`` on a free port, and
     with ``tls_pem`` (an edge's key and certificate) a TLS listener on another."""
-    from provisioning.mqtt import write_broker_files
+    from examkiosk_wire.broker import write_broker_files
 
     tmp_path.mkdir(parents=True, exist_ok=True)
     last_error: Exception | None = None
@@ -301,7 +301,7 @@ class MqttProbe:
 STATION_SCRIPT = r"""
 import json, sys
 from station.link import StatusPublisher
-from station.topics import StationStatus
+from examkiosk_wire.topics import StationStatus
 
 host, port, user, password, centre, station, spec = sys.argv[1:8]
 spec = json.loads(spec)
@@ -399,8 +399,7 @@ def start_edge_web(config: Path, log_path: Path, *, workers: int = 2, threads: i
     """
     import requests
 
-    from edge_server.tls import certificate_fingerprint
-    from station.pinning import pinned_session
+    from examkiosk_wire.pinning import certificate_fingerprint, pinned_session
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXAMKIOSK_") and k != "DATABASE_URL"}
     env["EXAMKIOSK_EDGE_CONFIG"] = str(config)

@@ -16,8 +16,7 @@ from edge_server.api import bp
 from edge_server.api.helpers import now
 from edge_server.auth import settings, station
 from edge_server.extensions import db
-from edge_server.services import audit
-from edge_server.services import papers
+from edge_server.services import audit, papers
 
 
 def _sitting(sitting_id: str):

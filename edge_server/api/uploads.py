@@ -12,34 +12,35 @@ from edge_server.extensions import db
 from edge_server.models import Attempt
 from edge_server.services import attempts as attempt_service
 from edge_server.services import uploads as tus
+from examkiosk_wire.api import API_PREFIX, TUS_VERSION
 
 logger = logging.getLogger(__name__)
 
 
 def _tus_headers(resp: Response) -> Response:
-    resp.headers["Tus-Resumable"] = tus.TUS_VERSION
+    resp.headers["Tus-Resumable"] = TUS_VERSION
     resp.headers["Cache-Control"] = "no-store"
     return resp
 
 
 @bp.after_request
 def _add_tus_resumable(resp: Response) -> Response:
-    if request.path.startswith("/api/v1/uploads"):
-        resp.headers["Tus-Resumable"] = tus.TUS_VERSION
+    if request.path.startswith(f"{API_PREFIX}/uploads"):
+        resp.headers["Tus-Resumable"] = TUS_VERSION
     return resp
 
 
 def _check_version() -> None:
     version = request.headers.get("Tus-Resumable")
-    if version != tus.TUS_VERSION:
-        raise EdgeError(f"Tus-Resumable must be {tus.TUS_VERSION}", code="tus_version", status=412)
+    if version != TUS_VERSION:
+        raise EdgeError(f"Tus-Resumable must be {TUS_VERSION}", code="tus_version", status=412)
 
 
 @bp.route("/uploads/", methods=["OPTIONS"])
 @public
 def uploads_options():
     resp = Response(status=204)
-    resp.headers["Tus-Version"] = tus.TUS_VERSION
+    resp.headers["Tus-Version"] = TUS_VERSION
     resp.headers["Tus-Extension"] = tus.TUS_EXTENSIONS
     resp.headers["Tus-Max-Size"] = str(min(settings().max_upload_bytes, tus.MAX_COLUMN_INT))
     resp.headers["Tus-Checksum-Algorithm"] = ",".join(tus.CHECKSUM_ALGORITHMS)

@@ -17,22 +17,16 @@ import signal
 import socket
 import sys
 import threading
-from importlib import metadata
 from urllib.parse import urlsplit
 
 from edge_server.config import ConfigError, EdgeSettings, load_settings
-from edge_server.tls import certificate_fingerprint, ensure_certificate
+from edge_server.tls import ensure_certificate
+from examkiosk_wire import discovery
+from examkiosk_wire.discovery import SERVICE_TYPE
+from examkiosk_wire.pinning import certificate_fingerprint
+from examkiosk_wire.version import package_version
 
 logger = logging.getLogger(__name__)
-
-SERVICE_TYPE = "_examkiosk._tcp.local."
-
-
-def package_version() -> str:
-    try:
-        return metadata.version("examkiosk")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 # --- identity -----------------------------------------------------------------------------------
@@ -67,16 +61,9 @@ def station_mqtt(settings: EdgeSettings) -> dict[str, object]:
 
 def txt_record(settings: EdgeSettings, fp: str) -> dict[str, str]:
     mqtt = station_mqtt(settings)
-    record = {
-        "centre": settings.centre,
-        "api": settings.public_url.rstrip("/"),
-        "mqtt": f"{mqtt['host']}:{mqtt['port']}",
-        "fp": fp,
-        "v": package_version(),
-    }
-    if mqtt["tls"]:
-        record["mqtt_tls"] = "1"
-    return record
+    return discovery.txt_record(centre=settings.centre, api=settings.public_url, mqtt_host=str(mqtt["host"]),
+                                mqtt_port=int(mqtt["port"]), fp=fp, version=package_version(),
+                                mqtt_tls=bool(mqtt["tls"]))
 
 
 def _ip(value: str | None) -> str | None:

@@ -24,8 +24,8 @@ from edge_server.models import Attempt, Station
 from edge_server.services import attempts as attempt_service
 from edge_server.services import live, snapshots
 from edge_server.services import stations as station_service
-from station import topics
-from station.topics import StationEvent, StationStatus
+from examkiosk_wire import topics
+from examkiosk_wire.topics import StationEvent, StationStatus
 
 logger = logging.getLogger(__name__)
 

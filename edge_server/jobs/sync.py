@@ -77,8 +77,8 @@ def sync_attempt(attempt_id: str) -> dict:
     storage with the segments, and the manifest lists them and any media problem found.
     """
     from edge_server.jobs.media import join_questions
-    from edge_server.services.messages import attempt_history
     from edge_server.retention import removed_by_retention
+    from edge_server.services.messages import attempt_history
 
     with app_context() as (app, db, settings):
         attempt = db.session.get(Attempt, attempt_id)

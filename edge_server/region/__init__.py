@@ -19,9 +19,9 @@ def _centre_arg() -> str | None:
 @bp.get("/")
 @staff(StaffRole.REGIONAL_ADMIN)
 def overview():
-    from edge_server import settings_of
     from flask import current_app
 
+    from edge_server import settings_of
     from edge_server.region import summary as ov
     from edge_server.staff.forms import LogoutForm
 

@@ -10,8 +10,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from edge_server.errors import Closed, Conflict, NotFound
-from edge_server.models import (Attempt, Candidate, Event, FaceTry, Review, ReviewStatus, Segment,
-                                SegmentStatus, Sitting, SittingKind, Station, utcnow)
+from edge_server.models import (
+    Attempt,
+    Candidate,
+    Event,
+    FaceTry,
+    Review,
+    ReviewStatus,
+    Segment,
+    SegmentStatus,
+    Sitting,
+    SittingKind,
+    Station,
+    utcnow,
+)
 from edge_server.services.moves import awaited_handovers, moved_from, seq_restarts
 
 MAX_FACE_TRIES = 3
@@ -224,7 +236,7 @@ def chain_problems(segments: list[Segment], signed: bool, restarts: frozenset[in
 
     ``restarts``: where a move let the chain start a new link (services/moves.py).
     """
-    from station.chain import link_problems
+    from examkiosk_wire.chain import link_problems
 
     if not signed:
         return []

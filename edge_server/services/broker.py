@@ -1,7 +1,7 @@
 """The edge's hold on Mosquitto's users: one broker user per station, added at enrolment, removed at
 revocation, through the broker's dynamic-security plugin.
 
-The edge's own MQTT login is the plugin's admin (provisioning/mqtt.py gives it the role): it sends
+The edge's own MQTT login is the plugin's admin (examkiosk_wire/broker.py gives it the role): it sends
 commands to ``$CONTROL/dynamic-security/v1`` and reads the answers, which the broker sends to the
 asking client only. Deleting a client disconnects it at once and refuses it from then on. The
 edge runs as its own unprivileged user: no broker file is written, no process is signalled.
@@ -19,7 +19,7 @@ from typing import Any
 from edge_server.config import EdgeSettings
 from edge_server.errors import EdgeError
 from edge_server.services.push import PushFailed, edge_client, publish, push_to_station
-from provisioning import mqtt as broker_config
+from examkiosk_wire import broker as broker_config
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class CutOff:
 def publish_revoked_status(settings: EdgeSettings, station_id: str) -> bool:
     """A retained ``offline`` status with state ``revoked`` on the station's status topic (as the edge);
     False if the broker could not be reached or refused the login or the publish."""
-    from station import topics
+    from examkiosk_wire import topics
 
     status = topics.StationStatus(station=station_id, online=False, state="revoked", ts=time.time())
     try:

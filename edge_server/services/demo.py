@@ -9,10 +9,10 @@ from sqlalchemy.orm import Session
 
 from edge_server.errors import EdgeError
 from edge_server.models import Centre, Sitting, SittingKind, Station, TimingMode
-from edge_server.services.paper_format import PaperContent, PaperQuestion
-from edge_server.services.papers import sealed_paper
 from edge_server.services import stations as station_service
 from edge_server.services.enrolment import enrol_candidate
+from edge_server.services.paper_format import PaperContent, PaperQuestion
+from edge_server.services.papers import sealed_paper
 
 DEMO_QUESTIONS = [
     "请结合你的经历，谈谈你对“服务基层”的理解。",

@@ -20,7 +20,7 @@ def photo_descriptor(photo: Path) -> list[float]:
 
     EdgeError with code ``no_face``, ``several_faces`` or ``photo_unreadable`` otherwise.
     """
-    from station.face import FaceEngine, NoFaceFound, SeveralFaces, load_image
+    from examkiosk_wire.face import FaceEngine, NoFaceFound, SeveralFaces, load_image
 
     try:
         image = load_image(photo)

@@ -4,7 +4,7 @@ A centre admin makes a code on the Stations page; a new station's ``examkiosk-pr
 sends it to ``POST /api/v1/enrol`` and gets its identity back: a station id, an API token and
 MQTT credentials.
 
-A code reads ``FFFF-XXXX-XXXX`` (provisioning/enrolment_code.py): ``FFFF`` is the start of the
+A code reads ``FFFF-XXXX-XXXX`` (examkiosk_wire/enrolment_code.py): ``FFFF`` is the start of the
 edge's fingerprint, the ``fp`` of its zeroconf announcement, so the station can tell this edge
 from another (or a rogue) before it sends the code anywhere. A code works once, for ``CODE_TTL``,
 for the centre it was made for. Only an HMAC of the code (keyed with the edge's secret key) is
@@ -33,7 +33,7 @@ from edge_server.errors import Conflict, EdgeError, Forbidden
 from edge_server.models import Centre, EnrolmentCode, EnrolmentTry, StaffRole, StaffUser, Station
 from edge_server.services import audit, broker
 from edge_server.services.stations import create_station
-from provisioning.enrolment_code import display, fingerprint_prefix, new_code, parse
+from examkiosk_wire.enrolment_code import display, fingerprint_prefix, new_code, parse
 
 CODE_TTL = timedelta(minutes=15)
 MAX_FAILED_TRIES = 5
@@ -204,7 +204,7 @@ def enrol(session: Session, *, code: str, address: str, hostname: str, version: 
         record_try(session, address, now, ok=False, reason="bad_code_format")
         raise BadCodeFormat("the code must look like FFFF-XXXX-XXXX")
     if public_key is not None:
-        from station.chain import valid_public_key
+        from examkiosk_wire.chain import valid_public_key
 
         if not isinstance(public_key, str) or not valid_public_key(public_key):
             raise EdgeError("public_key must be a base64 Ed25519 public key", code="bad_public_key")

@@ -29,8 +29,20 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from edge_server.errors import EdgeError, Forbidden, NotFound
-from edge_server.models import (Attempt, Candidate, HelpThread, Message, MessageAck, MessageKind, Sitting,
-                                StaffRole, StaffUser, Station, ThreadStatus, utcnow)
+from edge_server.models import (
+    Attempt,
+    Candidate,
+    HelpThread,
+    Message,
+    MessageAck,
+    MessageKind,
+    Sitting,
+    StaffRole,
+    StaffUser,
+    Station,
+    ThreadStatus,
+    utcnow,
+)
 from edge_server.services import attempts as attempt_service
 
 REASONS = ("device", "network", "login", "other")

@@ -5,7 +5,7 @@ The seat map (services/seats.py) logs every move of a candidate with an attempt 
 and ``entered_waiting_room`` / ``entered_late`` events. From these the edge answers, with the
 attempt, where the candidate was: whether recording had begun, the current question and when it
 started, the questions already answered, the interruptions used, and the first segment sequence
-number the new station may use (``station.chain.move_seq_base``: names never collide with the old
+number the new station may use (``examkiosk_wire.chain.move_seq_base``: names never collide with the old
 station's, and each camera's chain starts a new link there).
 
 An attempt that moved is complete only once every station it moved away from and had used
@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from edge_server.errors import Conflict
 from edge_server.models import Attempt, Event, Segment
 from edge_server.services import audit, seats
-from station.chain import move_seq_base
+from examkiosk_wire.chain import move_seq_base
 
 MOVED = "seat_moved"
 HANDED_OVER = "segments_handed_over"

@@ -1,7 +1,7 @@
 """Sealed exam papers (F21): import, storage, key release at the start time.
 
 Import (:func:`import_paper`) validates the file (``paper_format``), seals the whole paper as one
-AES-256-GCM blob for its sitting (``station/sealed.py``) and stores the ciphertext, the nonce and
+AES-256-GCM blob for its sitting (``examkiosk_wire/sealed.py``) and stores the ciphertext, the nonce and
 the paper key *wrapped*: encrypted with a key derived (HKDF-SHA256) from ``paper_wrap.key``, 32
 random bytes in the edge's data directory. A dump of the database alone therefore reveals no
 paper. No ``Question`` row and no plaintext column is written; the countdowns (seconds per
@@ -33,7 +33,7 @@ from edge_server.errors import Conflict, EdgeError, NotFound, TooEarly
 from edge_server.models import Attempt, Event, Paper, Sitting, Station
 from edge_server.services import audit
 from edge_server.services.paper_format import PaperContent, parse_paper_file
-from station import sealed
+from examkiosk_wire import sealed
 
 logger = logging.getLogger(__name__)
 

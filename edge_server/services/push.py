@@ -15,7 +15,7 @@ from paho.mqtt import client as mqtt_client
 from paho.mqtt.client import MQTTv5
 
 from edge_server.config import EdgeSettings
-from station import topics
+from examkiosk_wire import topics
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from edge_server.services.id_numbers import id_number_problem
 
 COLUMNS = ("ticket_no", "name", "id_number")
 HEADER_ALIASES = {"准考证号": "ticket_no", "姓名": "name", "身份证号": "id_number"}
-TICKET_NO = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")  # as station.qr.TICKET_NO_PATTERN
+TICKET_NO = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")  # as examkiosk_wire.tickets.TICKET_NO_PATTERN
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 MAX_ROWS = 5000
 MAX_PHOTO_BYTES = 10 * 1024 * 1024

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from station.topics import check_level
+from examkiosk_wire.topics import check_level
 
 MAX_BYTES = 200_000
 _JPEG_START = b"\xff\xd8\xff"

@@ -1,14 +1,12 @@
 """Staff accounts: argon2 password hashes, roles."""
 from __future__ import annotations
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from edge_server.errors import Conflict, EdgeError
 from edge_server.models import LoginAttempt, StaffRole, StaffUser

@@ -58,7 +58,7 @@ def record_status(session: Session, station_id: str, status: dict[str, Any], see
 
 def register_key(session: Session, station: Station, public_key_b64: str) -> None:
     """A station's chain-signing key is set once; another key is refused (re-enrol to change it)."""
-    from station.chain import valid_public_key
+    from examkiosk_wire.chain import valid_public_key
 
     if not isinstance(public_key_b64, str) or not valid_public_key(public_key_b64):
         raise EdgeError("public_key must be a base64 Ed25519 public key", code="bad_public_key")

@@ -17,7 +17,7 @@ import segno
 from PIL import Image, ImageDraw, ImageFont
 
 from edge_server.errors import EdgeError
-from station.qr import ticket_payload
+from examkiosk_wire.tickets import ticket_payload
 
 # Debian's fonts-noto-cjk (scripts/install-system.sh installs it).
 CJK_FONT = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")

@@ -16,14 +16,14 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 from wtforms import SubmitField
 
+from edge_server import auth
+from edge_server.auth import current_centre, staff
 from edge_server.errors import EdgeError, NotFound
 from edge_server.extensions import csrf, db
 from edge_server.models import CandidateImport, ImportStatus, StaffRole
 from edge_server.services import candidate_import as import_service
 from edge_server.services import roster
 from edge_server.services import sittings as sitting_service
-from edge_server import auth
-from edge_server.auth import current_centre, staff
 from edge_server.staff import bp
 from edge_server.staff.forms import LogoutForm
 

@@ -17,11 +17,11 @@ from datetime import datetime, timezone
 from flask import Response, abort, current_app, jsonify, send_file
 from sqlalchemy import select
 
+from edge_server import auth
+from edge_server.auth import ALL_STAFF, current_centre, staff
 from edge_server.extensions import db
 from edge_server.models import Station
 from edge_server.services import live, snapshots
-from edge_server import auth
-from edge_server.auth import ALL_STAFF, current_centre, staff
 from edge_server.staff import bp
 from edge_server.staff.routes import station_tile
 

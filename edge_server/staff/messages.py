@@ -14,12 +14,12 @@ from flask_wtf import FlaskForm
 from wtforms import StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
+from edge_server import auth
+from edge_server.auth import ALL_STAFF, current_centre, staff
 from edge_server.errors import EdgeError
 from edge_server.extensions import db
 from edge_server.services import messages as message_service
 from edge_server.services.push import push_to_station, push_to_stations
-from edge_server import auth
-from edge_server.auth import ALL_STAFF, current_centre, staff
 from edge_server.staff import bp
 
 LENGTH = Length(max=message_service.MAX_TEXT,

@@ -15,13 +15,13 @@ from sqlalchemy import select
 from wtforms import SelectField, SubmitField
 from wtforms.validators import DataRequired
 
+from edge_server import auth
+from edge_server.auth import current_centre, staff
 from edge_server.errors import EdgeError
 from edge_server.extensions import db
 from edge_server.models import Sitting, StaffRole
 from edge_server.services import audit, papers
 from edge_server.services.paper_format import PaperFormatError
-from edge_server import auth
-from edge_server.auth import current_centre, staff
 from edge_server.staff import bp
 from edge_server.staff.forms import LogoutForm
 

@@ -10,12 +10,12 @@ from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import SubmitField
 
+from edge_server import auth
+from edge_server.auth import current_centre, staff
 from edge_server.extensions import db
 from edge_server.models import StaffRole, StaffUser, Station
 from edge_server.services import audit, broker, snapshots
 from edge_server.services import enrolment_codes as codes
-from edge_server import auth
-from edge_server.auth import current_centre, staff
 from edge_server.staff import bp
 from edge_server.staff.forms import LogoutForm
 

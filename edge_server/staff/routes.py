@@ -8,20 +8,26 @@ from flask import abort, flash, jsonify, redirect, render_template, request, url
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
 
-from edge_server.extensions import db
+from edge_server import auth
+from edge_server.auth import ALL_STAFF, CENTRE_STAFF, current_centre, public, staff
 from edge_server.errors import EdgeError
+from edge_server.extensions import db
 from edge_server.models import Attempt, FaceTry, Review, ReviewStatus, StaffRole, StaffUser, Station
 from edge_server.services import attempts as attempt_service
 from edge_server.services import centres as centre_service
 from edge_server.services import fallback as fallback_service
 from edge_server.services import frames
-from edge_server.services.push import push_to_station
 from edge_server.services import staff as staff_service
-from edge_server import auth
-from edge_server.auth import ALL_STAFF, CENTRE_STAFF, current_centre, public, staff
+from edge_server.services.push import push_to_station
 from edge_server.staff import bp
-from edge_server.staff.forms import (CentreSettingsForm, FallbackCodeForm, LoginForm, LogoutForm, ReviewForm,
-                                     WaiveHandoverForm)
+from edge_server.staff.forms import (
+    CentreSettingsForm,
+    FallbackCodeForm,
+    LoginForm,
+    LogoutForm,
+    ReviewForm,
+    WaiveHandoverForm,
+)
 
 
 @bp.route("/login", methods=["GET", "POST"])

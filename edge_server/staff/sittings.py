@@ -10,19 +10,19 @@ from dataclasses import replace
 from datetime import datetime, timezone
 
 from flask import flash, redirect, render_template, request, url_for
-from werkzeug.datastructures import MultiDict
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from werkzeug.datastructures import MultiDict
 from wtforms import BooleanField, DateTimeLocalField, IntegerField, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
+from edge_server import auth
+from edge_server.auth import ALL_STAFF, current_centre, staff
 from edge_server.errors import EdgeError, NotFound
 from edge_server.extensions import db
 from edge_server.models import SittingKind, StaffRole, TimingMode
 from edge_server.services import sittings as sitting_service
 from edge_server.services.push import push_to_station
-from edge_server import auth
-from edge_server.auth import ALL_STAFF, current_centre, staff
 from edge_server.staff import bp
 from edge_server.staff.forms import LogoutForm
 

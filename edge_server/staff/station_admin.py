@@ -9,11 +9,11 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import StringField
 
+from edge_server.auth import current_centre, staff
 from edge_server.errors import EdgeError
 from edge_server.extensions import db
 from edge_server.models import StaffRole, Station
 from edge_server.services import stations as station_service
-from edge_server.auth import current_centre, staff
 from edge_server.staff import bp
 from edge_server.staff.routes import publish_tile
 

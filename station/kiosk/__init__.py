@@ -21,8 +21,7 @@ from station import flow
 from station.devices import list_cameras, list_microphones
 from station.face_quality import GUIDANCE_EN, GUIDANCE_ZH
 from station.flow import Screen
-from station.kiosk.bodies import (ACTION_PAYLOADS, MAX_BODY_BYTES, EventBody, FocusBody, HelpBody, NoBody,
-                                  SeenBody)
+from station.kiosk.bodies import ACTION_PAYLOADS, MAX_BODY_BYTES, EventBody, FocusBody, HelpBody, NoBody, SeenBody
 from station.kiosk.content import READING
 from station.kiosk.paper_view import NotServed, question_view, served_image
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from examkiosk_wire.chain import link_problems, verify
 from provisioning.demo import DemoCentre
-from station.chain import link_problems, verify
 from tests.e2e.centre import on_screen, running_centre, shot
 
 pytestmark = pytest.mark.e2e

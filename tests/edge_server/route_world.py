@@ -12,8 +12,17 @@ import base64
 from pathlib import Path
 
 from edge_server.extensions import db
-from edge_server.models import (CandidateImport, FaceTry, HelpThread, ImportStatus, Message, MessageKind, Review,
-                                Segment, StaffRole)
+from edge_server.models import (
+    CandidateImport,
+    FaceTry,
+    HelpThread,
+    ImportStatus,
+    Message,
+    MessageKind,
+    Review,
+    Segment,
+    StaffRole,
+)
 from edge_server.services import audit, frames, snapshots
 from edge_server.services.staff import create_user
 from tests.edge_server.helpers import make_attempt, make_candidate, make_sitting, make_station

@@ -15,8 +15,8 @@ from edge_server.config import EdgeSettings, load_settings
 from edge_server.daemon.announce import edge_fingerprint
 from edge_server.extensions import db
 from edge_server.models import Segment
+from examkiosk_wire.pinning import pinned_session
 from provisioning.demo import write_toml
-from station.pinning import pinned_session
 from tests.edge_server.conftest import SECRET_KEY, clean_environment, dispose_app, run_migrations
 from tests.edge_server.helpers import make_attempt, make_candidate, make_sitting, make_station
 from tests.services import EdgeWebProc, free_port, start_edge_web

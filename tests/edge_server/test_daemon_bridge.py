@@ -12,9 +12,8 @@ from edge_server.daemon.bridge import MqttBridge
 from edge_server.extensions import db
 from edge_server.models import Centre, Event, Station
 from edge_server.services.stations import create_station
-from station import topics
-from tests.services import (Cleanup, MqttProbe, edge_settings, migrate_database, start_mosquitto, start_station,
-                            wait_for)
+from examkiosk_wire import topics
+from tests.services import Cleanup, MqttProbe, edge_settings, migrate_database, start_mosquitto, start_station, wait_for
 
 USERS = {"edge": "edge-secret", "st-01": "pw-one", "st-77": "pw-77"}
 

@@ -12,9 +12,9 @@ from edge_server import create_app
 from edge_server.extensions import db
 from edge_server.models import StaffRole
 from edge_server.services.staff import create_user
+from examkiosk_wire.topics import StationCommand, cmd_topic
 from station.link import StatusPublisher
 from station.messages import MessageBox
-from station.topics import StationCommand, cmd_topic
 from tests.edge_server.conftest import dispose_app, make_settings
 from tests.edge_server.helpers import make_attempt, make_candidate, make_sitting, make_station
 from tests.services import MqttProbe, start_mosquitto

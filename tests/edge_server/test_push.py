@@ -6,8 +6,8 @@ import queue
 import pytest
 
 from edge_server.services.push import push_to_station, push_to_stations
+from examkiosk_wire.topics import StationCommand, cmd_topic
 from station.link import StatusPublisher
-from station.topics import StationCommand, cmd_topic
 from tests.edge_server.conftest import make_settings
 from tests.services import MqttProbe, free_port, start_mosquitto
 

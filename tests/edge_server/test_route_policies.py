@@ -25,6 +25,7 @@ from edge_server.models import Attempt, Event, Review, ReviewStatus, Segment
 from tests.edge_server.conftest import make_settings
 from tests.edge_server.route_world import CENTRE, build_world, routes
 from tests.edge_server.staff.test_staff_pages import csrf_session
+
 STATIONS = ("other", "former", "foreign", "own")  # own last: its DELETE ends its upload
 STAFF = ("proctor", "regional_admin", "centre_admin")
 CALLERS = ("anonymous", *STATIONS, *STAFF)

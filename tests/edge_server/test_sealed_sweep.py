@@ -25,8 +25,19 @@ from sqlalchemy import select
 
 from edge_server.daemon.scheduler import Scheduler
 from edge_server.extensions import db
-from edge_server.models import (Base, CandidateImport, FaceTry, HelpThread, ImportStatus, Message, MessageKind,
-                                Review, Segment, Sitting, StaffRole)
+from edge_server.models import (
+    Base,
+    CandidateImport,
+    FaceTry,
+    HelpThread,
+    ImportStatus,
+    Message,
+    MessageKind,
+    Review,
+    Segment,
+    Sitting,
+    StaffRole,
+)
 from edge_server.services import papers
 from edge_server.services.staff import create_user
 from tests.edge_server.conftest import make_settings

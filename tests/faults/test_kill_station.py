@@ -21,7 +21,7 @@ import uuid
 import pytest
 
 from provisioning.demo import DemoCentre, Ports, free_port
-from tests.faults.harness import Kiosk, KillPoint, choose, closed_segments, journal_segments, kill_points
+from tests.faults.harness import KillPoint, Kiosk, choose, closed_segments, journal_segments, kill_points
 
 pytestmark = pytest.mark.faults
 

@@ -13,10 +13,10 @@ import pytest
 
 from edge_server.services import broker as broker_service
 from edge_server.services.broker import BrokerError, cut_off_station
-from provisioning.mqtt import conf_text, dynsec_config, station_role
-from station import topics
+from examkiosk_wire import topics
+from examkiosk_wire.broker import conf_text, dynsec_config, station_role
+from examkiosk_wire.topics import StationStatus
 from station.link import StatusPublisher
-from station.topics import StationStatus
 from tests.services import MqttProbe, broker_files_dir, edge_settings, free_port, wait_for, wait_port
 
 CENTRE = "c-users"

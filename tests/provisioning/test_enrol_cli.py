@@ -165,7 +165,7 @@ def code_used(centre, plain: str) -> bool:
     from edge_server.extensions import db
     from edge_server.models import EnrolmentCode
     from edge_server.services.enrolment_codes import code_digest
-    from provisioning.enrolment_code import parse
+    from examkiosk_wire.enrolment_code import parse
 
     app = centre["app"]
     with app.app_context():
@@ -197,7 +197,7 @@ def test_enrols_past_a_rogue_announcer_and_writes_a_working_config(centre):
         assert client.schedule()["station"] == "st-01"
     from edge_server.extensions import db
     from edge_server.models import Station
-    from station.chain import StationKey
+    from examkiosk_wire.chain import StationKey
 
     with centre["app"].app_context():
         key = StationKey.load_or_create(settings.data_dir / "station_key.pem")

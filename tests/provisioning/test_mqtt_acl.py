@@ -1,4 +1,4 @@
-"""provisioning.mqtt against a private Mosquitto: passwords, each station's rights and the last will (MQTT v5)."""
+"""examkiosk_wire.broker against a private Mosquitto: passwords, each station's rights and the last will (MQTT v5)."""
 from __future__ import annotations
 
 import json
@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from provisioning.mqtt import DYNSEC_NAME, write_broker_files
-from station import topics
+from examkiosk_wire import topics
+from examkiosk_wire.broker import DYNSEC_NAME, write_broker_files
 from tests.services import MqttProbe, start_mosquitto, start_station
 
 USERS = {"edge": "edge-secret", "st-01": "pw-one", "st-02": "pw-two"}

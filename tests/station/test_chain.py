@@ -1,7 +1,7 @@
 """The segment hash chain: canonical hashing, signatures, link checks."""
 from pathlib import Path
 
-from station.chain import GENESIS, ChainEntry, StationKey, link_problems, valid_public_key, verify
+from examkiosk_wire.chain import GENESIS, ChainEntry, StationKey, link_problems, valid_public_key, verify
 
 
 def entry(seq: int, prev: str, sha: str = "a" * 64) -> ChainEntry:

@@ -27,7 +27,6 @@ from station.devices import (
     open_audio,
     open_camera,
 )
-
 from tests.media import make_video, make_wav  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""station.face on real photos and on the demo camera clip (no mocks, models loaded once)."""
+"""examkiosk_wire.face on real photos and on the demo camera clip (no mocks, models loaded once)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
+from examkiosk_wire.face import FaceBox, FaceEngine, NoFaceFound, SeveralFaces, decide, face_distance, load_image
 from provisioning import assets
-from station.face import (
-    FaceBox,
-    FaceEngine,
-    NoFaceFound,
-    SeveralFaces,
-    decide,
-    face_distance,
-    load_image,
-)
 
 
 @pytest.fixture(scope="module")

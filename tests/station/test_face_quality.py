@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
+from examkiosk_wire.face import FaceBox, FaceEngine, load_image
 from provisioning import assets
-from station.face import FaceBox, FaceEngine, load_image
 from station.face_quality import (
     GUIDANCE_CODES,
     GUIDANCE_EN,

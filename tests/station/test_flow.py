@@ -6,8 +6,23 @@ from dataclasses import replace
 import pytest
 
 from station import flow
-from station.flow import (CutSegment, DrawLot, Event, FetchPaper, FinishAttempt, FlowState, MatchFace, OpenAttempt,
-                          ReportFaceTry, RequestReview, Screen, StartRecording, StopRecording, time_left, transition)
+from station.flow import (
+    CutSegment,
+    DrawLot,
+    Event,
+    FetchPaper,
+    FinishAttempt,
+    FlowState,
+    MatchFace,
+    OpenAttempt,
+    ReportFaceTry,
+    RequestReview,
+    Screen,
+    StartRecording,
+    StopRecording,
+    time_left,
+    transition,
+)
 
 T0 = 1_800_000_000.0  # the sitting starts here (server time)
 

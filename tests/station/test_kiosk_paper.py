@@ -18,7 +18,8 @@ import pytest
 import requests
 
 from edge_server.services.paper_format import parse_paper_file
-from station import flow, sealed
+from examkiosk_wire import sealed
+from station import flow
 from station.agent import Agent
 from station.config import StationSettings
 from station.flow import Candidate, Event, FlowState, Schedule, Screen, TimingMode

@@ -1,11 +1,11 @@
 """station.link: zeroconf discovery of a real announcer, the API client's errors, the clock."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import threading
-import json
 import time
 import uuid
 
@@ -14,7 +14,8 @@ from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
 from edge_server.daemon.announce import edge_fingerprint
-from station.link import Clock, EdgeClient, EdgeNotFound, EdgeRejected, EdgeUnavailable, discover_edge
+from examkiosk_wire.discovery import EdgeNotFound, discover_edge
+from station.link import Clock, EdgeClient, EdgeRejected, EdgeUnavailable
 from tests.services import REPO, edge_settings, free_port, migrate_database, stop_process
 
 SHIFT = 3.75  # seconds the fake edge's clock is ahead
@@ -57,7 +58,7 @@ def announced(tmp_path_factory):
 
 def discover_in_subprocess(centre: str, fp: str, timeout: float) -> dict:
     """The station side in a process of its own, as on a real station."""
-    code = ("import dataclasses, json, sys; from station.link import discover_edge; "
+    code = ("import dataclasses, json, sys; from examkiosk_wire.discovery import discover_edge; "
             "s = discover_edge(centre=sys.argv[1], fp=sys.argv[2], timeout=float(sys.argv[3]), "
             "interfaces=['127.0.0.1']); print(json.dumps(dataclasses.asdict(s)))")
     proc = subprocess.run([sys.executable, "-c", code, centre, fp, str(timeout)], capture_output=True, text=True,

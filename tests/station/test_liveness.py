@@ -10,10 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
+from examkiosk_wire.face import FaceEngine, load_image
 from provisioning import assets
-from station.face import FaceEngine, load_image
-from station.liveness import (NON_RIGID_MIN, YAW_MIN_CHANGE, Direction, LivenessCheck, Reason, head_yaw,
-                              turn_towards)
+from station.liveness import NON_RIGID_MIN, YAW_MIN_CHANGE, Direction, LivenessCheck, Reason, head_yaw, turn_towards
 
 FRAMES = 16
 

@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
+from examkiosk_wire.face import FaceBox, FaceEngine, face_distance, load_image
 from provisioning import assets
 from station import face_quality
 from station.devices import level
-from station.face import FaceBox, FaceEngine, face_distance, load_image
 from station.face_quality import assess
 from station.monitor import (
     FACE_MISMATCH,

@@ -11,10 +11,10 @@ import uuid
 import pytest
 
 from edge_server.daemon.announce import edge_fingerprint, txt_record
-from station import topics
+from examkiosk_wire import topics
+from examkiosk_wire.pinning import UntrustedBroker, pinned_tls_context
+from examkiosk_wire.topics import StationStatus
 from station.link import StatusPublisher
-from station.pinning import UntrustedBroker, pinned_tls_context
-from station.topics import StationStatus
 from tests.services import MqttProbe, edge_settings, start_mosquitto, wait_for
 
 CENTRE = "c-tls"

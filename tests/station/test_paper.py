@@ -17,10 +17,10 @@ from edge_server.daemon.scheduler import Scheduler
 from edge_server.extensions import db
 from edge_server.models import Event, Paper, Sitting
 from edge_server.services import papers
-from station import sealed
+from examkiosk_wire import sealed
+from examkiosk_wire.topics import StationCommand, cmd_topic
 from station.link import EdgeClient, StatusPublisher
 from station.paper import PaperDamaged, PaperKeeper
-from station.topics import StationCommand, cmd_topic
 from tests.edge_server.conftest import app, live_server, make_settings, sqlite_template  # noqa: F401
 from tests.edge_server.helpers import QUESTIONS, make_attempt, make_candidate, make_sitting, make_station, utcnow
 from tests.services import MqttProbe, free_port

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from edge_server.models import SegmentStatus
+from examkiosk_wire.pinning import normalise_fingerprint
 from station.config import ConfigError, load_settings
 from station.journal import Journal
 from station.link import EdgeClient, EdgeUnavailable, EdgeUntrusted
-from station.pinning import normalise_fingerprint
 from station.uploader import SegmentUploader
 from tests.edge_server.served import ServedEdge, served_edge
 

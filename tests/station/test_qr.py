@@ -12,9 +12,10 @@ import pytest
 import segno
 
 from edge_server.services.tickets import CARD_PX, TicketError, qr_image, ticket_pdf, ticket_png
+from examkiosk_wire.face import load_image
+from examkiosk_wire.tickets import parse_payload, ticket_payload
 from provisioning import assets
-from station.face import load_image
-from station.qr import decode_ticket, parse_payload, ticket_payload
+from station.qr import decode_ticket
 
 TICKET = "20240001"
 

@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
+from examkiosk_wire.topics import StationStatus, parse_station_topic, snapshot_topic
 from station.config import StationSettings, config_digest
 from station.snapshot import MAX_BYTES, snapshot_jpeg
-from station.topics import StationStatus, parse_station_topic, snapshot_topic
 
 
 def test_snapshot_is_a_small_jpeg_320_wide():

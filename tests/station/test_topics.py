@@ -1,12 +1,12 @@
-"""station.topics: topic strings and the status/event payloads."""
+"""examkiosk_wire.topics: topic strings and the status/event payloads."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from station import topics
-from station.topics import StationEvent, StationStatus
+from examkiosk_wire import topics
+from examkiosk_wire.topics import StationEvent, StationStatus
 
 
 def full_status(**changes) -> StationStatus:

@@ -7,8 +7,8 @@ import hashlib
 import json
 from datetime import timezone
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0003'
 down_revision = '0002'

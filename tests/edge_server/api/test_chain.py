@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from edge_server.extensions import db
-from station.chain import ChainEntry, StationKey
+from examkiosk_wire.chain import ChainEntry, StationKey
 from station.journal import Journal
 from station.uploader import SegmentUploader
 from tests.edge_server.helpers import make_attempt, make_candidate, make_sitting, make_station

@@ -19,9 +19,9 @@ from edge_server.extensions import db
 from edge_server.models import EnrolmentCode, Event, StaffRole, Station
 from edge_server.services import enrolment_codes as codes
 from edge_server.services.staff import create_user
-from provisioning.enrolment_code import ALPHABET, parse
-from station import topics
-from station.chain import StationKey
+from examkiosk_wire import topics
+from examkiosk_wire.chain import StationKey
+from examkiosk_wire.enrolment_code import ALPHABET, parse
 from tests.edge_server.conftest import make_settings
 from tests.edge_server.helpers import make_station
 from tests.services import MqttProbe

@@ -10,8 +10,18 @@ import pytest
 from sqlalchemy import select
 
 from edge_server.extensions import db
-from edge_server.models import (Attempt, Candidate, Event, HelpThread, Message, MessageAck, Sitting, StaffRole, Station,
-                                utcnow)
+from edge_server.models import (
+    Attempt,
+    Candidate,
+    Event,
+    HelpThread,
+    Message,
+    MessageAck,
+    Sitting,
+    StaffRole,
+    Station,
+    utcnow,
+)
 from edge_server.services import audit
 from edge_server.services import messages as message_service
 from edge_server.services.staff import create_user

@@ -9,7 +9,7 @@ import requests
 from edge_server.extensions import db
 from edge_server.models import Sitting
 from edge_server.services import seats
-from station.chain import GENESIS, StationKey
+from examkiosk_wire.chain import GENESIS, StationKey
 from station.journal import Journal
 from tests.edge_server.api.test_chain import add_segment, upload_all
 from tests.edge_server.helpers import make_candidate, make_sitting, make_station
@@ -83,7 +83,7 @@ def test_move_mid_exam_resumes_at_the_spare_station_and_both_chains_verify(app, 
 
 
 def test_a_new_chain_link_is_accepted_only_at_a_move_base():
-    from station.chain import link_problems
+    from examkiosk_wire.chain import link_problems
 
     links = [(0, "", "a"), (1, "a", "b"), (10_000, "", "c"), (10_001, "c", "d")]
     assert link_problems(links, frozenset({10_000})) == []

@@ -18,7 +18,7 @@ from edge_server.models import Event, Paper, Sitting, Station
 from edge_server.services import papers
 from edge_server.services.paper_format import PaperFormatError
 from edge_server.services.stations import revoke
-from station import sealed
+from examkiosk_wire import sealed
 from tests.edge_server.helpers import QUESTIONS, make_attempt, make_candidate, make_sitting, make_station, utcnow
 from tests.services import free_port
 

@@ -9,8 +9,14 @@ from edge_server.jobs import enqueue_sync
 from edge_server.models import Attempt, HelpThread, StaffRole, Station
 from edge_server.services import messages as message_service
 from edge_server.services.staff import create_user
-from tests.edge_server.jobs.test_sync import (CANDIDATE_NAME, SyncEdge, assert_central_copy, edge,  # noqa: F401
-                                              make_recorded_attempt, read_directory)
+from tests.edge_server.jobs.test_sync import (  # noqa: F401
+    CANDIDATE_NAME,
+    SyncEdge,
+    assert_central_copy,
+    edge,
+    make_recorded_attempt,
+    read_directory,
+)
 
 
 def test_the_manifest_carries_the_attempts_help_chat(edge: SyncEdge):  # noqa: F811

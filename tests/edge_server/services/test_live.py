@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from edge_server.region.summary import csv_text, centre_totals
+from edge_server.region.summary import centre_totals, csv_text
 from edge_server.services import live, snapshots
 
 

@@ -8,7 +8,7 @@ import zipfile
 import pytest
 
 from edge_server.services.paper_format import PaperFormatError, parse_paper_file
-from station import sealed
+from examkiosk_wire import sealed
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(40))
 

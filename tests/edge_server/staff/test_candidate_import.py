@@ -186,7 +186,7 @@ def test_bad_then_good_import(app, centre, settings, photos, chromium, tmp_path)
 
     stored = candidates(app)
     assert sorted(stored) == ["20240001", "20240002", "20240005"]
-    from station.face import face_distance
+    from examkiosk_wire.face import face_distance
 
     assert face_distance(stored["20240001"].descriptor, stored["20240002"].descriptor) < 0.6  # both Obama
     assert face_distance(stored["20240001"].descriptor, stored["20240005"].descriptor) > 0.6

@@ -18,10 +18,10 @@ from edge_server.extensions import db
 from edge_server.models import EnrolmentCode, Event, StaffRole
 from edge_server.services import snapshots
 from edge_server.services.staff import create_user
-from provisioning.enrolment_code import ALPHABET
+from examkiosk_wire.enrolment_code import ALPHABET
+from examkiosk_wire.topics import StationStatus
 from station.link import StatusPublisher
 from station.snapshot import snapshot_jpeg
-from station.topics import StationStatus
 from tests.edge_server.conftest import make_settings
 from tests.edge_server.staff.test_staff_pages import PASSWORD, csrf_session, sign_in
 from tests.services import MqttProbe, wait_for

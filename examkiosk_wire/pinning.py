@@ -18,9 +18,12 @@ import hashlib
 import logging
 import re
 import ssl
+from pathlib import Path
 from typing import Any
 
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from requests.adapters import HTTPAdapter
 
 logger = logging.getLogger(__name__)
@@ -38,6 +41,17 @@ def normalise_fingerprint(fp: str) -> str:
     if not FINGERPRINT_RE.match(clean):
         raise ValueError(f"not a SHA-256 fingerprint: {fp!r}")
     return clean
+
+
+def fingerprint_of_der(der: bytes) -> str:
+    """The pin of a certificate: SHA-256 (hex, lower case) of its DER encoding."""
+    return hashlib.sha256(der).hexdigest()
+
+
+def certificate_fingerprint(path: Path | str) -> str:
+    """The pin of the PEM certificate in ``path`` (what ``openssl x509 -fingerprint -sha256`` shows)."""
+    certificate = x509.load_pem_x509_certificate(Path(path).read_bytes())
+    return fingerprint_of_der(certificate.public_bytes(serialization.Encoding.DER))
 
 
 class PinnedAdapter(HTTPAdapter):

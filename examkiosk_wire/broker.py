@@ -1,7 +1,7 @@
 """Mosquitto configuration of a centre: listeners and the dynamic-security plugin.
 
 Stations reach the broker on its TLS listener, which presents the edge's own certificate (the
-one they pin for the API, see station/pinning.py); the edge's own clients use a plain listener,
+one they pin for the API, see examkiosk_wire/pinning.py); the edge's own clients use a plain listener,
 on loopback in a real centre.
 
 The broker's users and their rights live in the plugin's JSON file, which the broker owns and
@@ -35,8 +35,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from provisioning.files import chown, write_private
-from station.topics import check_level
+from examkiosk_wire.files import chown, write_private
+from examkiosk_wire.topics import check_level
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def conf_text(*, port: int, bind: str, dynsec_file: Path, plugin: Path | None = 
     if tls_port and tls_file is None:
         raise ValueError("a TLS listener needs the edge's certificate file")
     text = (
-        "# examkiosk broker: written by provisioning.mqtt\n"
+        "# examkiosk broker: written by examkiosk_wire.broker\n"
         "per_listener_settings false\n"
         "allow_anonymous false\n"
         f"plugin {plugin or plugin_path()}\n"
