@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from examkiosk_wire.pinning import normalise_fingerprint
+
 DEFAULT_CONFIG_PATH = Path("/etc/examkiosk/station.toml")
 
 
@@ -33,8 +35,6 @@ class EdgeSection(Section):
     @field_validator("fingerprint")
     @classmethod
     def _sha256_hex(cls, value: str) -> str:
-        from examkiosk_wire.pinning import normalise_fingerprint
-
         return normalise_fingerprint(value) if value else ""
 
 

@@ -1,6 +1,6 @@
 """What the kiosk shows of the opened paper (F8, F21), and which of its images it may serve. Pure.
 
-The station opens the sealed paper at the start and keeps it in memory only (``Agent.paper``, the
+The station opens the sealed paper at the start and keeps it in memory only (``KioskView.paper``, the
 plaintext documented in ``edge_server/services/paper_format.py``). A question's ``text`` is its
 first page and ``pages`` the pages after it; its ``images`` carry their bytes inline as base64. The
 kiosk page gets the pages as text and each image as a URL (``/paper/q/<n>/image/<i>``) that the

@@ -1,4 +1,4 @@
-"""The kiosk's answering screen shows a sealed paper's pages and pictures (F8, F21).
+"""The kiosk's answering screen shows a sealed paper's pages and pictures, each fitting the screen.
 
 A real station agent (not started: its flow state is moved by the real transitions) serves the
 real kiosk app on a socket; the paper is sealed and opened with the real AES-GCM code, as the
@@ -20,10 +20,10 @@ import requests
 from edge_server.services.paper_format import parse_paper_file
 from examkiosk_wire import sealed
 from station import flow
-from station.agent import Agent
 from station.config import StationSettings
 from station.flow import Candidate, Event, FlowState, Schedule, Screen, TimingMode
-from station.kiosk import serve_kiosk
+from station.kiosk.app import serve_kiosk
+from station.runtime.runner import Runtime
 from tests.services import free_port
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "kiosk"
@@ -67,7 +67,7 @@ def kiosk(tmp_path):
                                edge={"token": "t", "api": "http://127.0.0.1:9"},
                                mqtt={"username": "st-01", "password": "p"},
                                kiosk={"port": free_port(), "voice": False})
-    agent = Agent(settings)
+    agent = Runtime(settings)
     now = agent.clock.now()
     agent.state = FlowState(
         screen=Screen.WAITING, attempt_id="a-1", lot=7,
@@ -76,7 +76,7 @@ def kiosk(tmp_path):
                           starts_at=now + 0.5, entry_closes_at=now + 180, lot_deadline_at=now - 60,
                           question_seconds=(300, 300), total_seconds=600),
         recording=True)
-    server = serve_kiosk(agent, "127.0.0.1", settings.kiosk.port)
+    server = serve_kiosk(agent.kiosk, "127.0.0.1", settings.kiosk.port)
     try:
         yield agent, f"http://127.0.0.1:{settings.kiosk.port}"
     finally:
@@ -84,7 +84,7 @@ def kiosk(tmp_path):
         agent.stop()
 
 
-def step(agent: Agent, name: str, now: float | None = None) -> None:
+def step(agent: Runtime, name: str, now: float | None = None) -> None:
     agent.state, _ = flow.transition(agent.state, Event(name), agent.clock.now() if now is None else now)
 
 
@@ -100,7 +100,7 @@ def test_pictures_are_served_only_while_answering_and_only_for_reached_questions
     step(agent, "tick", agent.state.schedule.starts_at)
     assert agent.state.screen == Screen.ANSWERING and agent.state.question == 1
     assert image_status(base, 1, 1) == 404, "the key has not come yet: no paper is open"
-    agent.paper = sealed_paper(chart, photo)
+    agent.ctx.shown.paper = sealed_paper(chart, photo)
 
     answer = requests.get(f"{base}/paper/q/1/image/1", timeout=5)
     assert answer.status_code == 200 and answer.content == chart
@@ -124,7 +124,7 @@ def test_the_answering_screen_pages_through_the_question_and_fits_its_picture(ki
     agent, base = kiosk
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     step(agent, "tick", agent.state.schedule.starts_at)
-    agent.paper = sealed_paper(chart_png(1600, 900), chart_png(300, 300))
+    agent.ctx.shown.paper = sealed_paper(chart_png(1600, 900), chart_png(300, 300))
     for width, height in ((1280, 800), (1920, 1080)):
         page = chromium.new_page(viewport={"width": width, "height": height})
         try:

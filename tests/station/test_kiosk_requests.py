@@ -18,11 +18,11 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from station.agent import Agent
 from station.config import StationSettings
 from station.flow import Event
-from station.kiosk import create_kiosk_app, kiosk_hosts, serve_kiosk
+from station.kiosk.app import create_kiosk_app, kiosk_hosts, serve_kiosk
 from station.kiosk.bodies import MAX_BODY_BYTES
+from station.runtime.runner import Runtime
 from tests.conftest import CHROMIUM_ARGS
 from tests.services import free_port
 
@@ -55,7 +55,7 @@ def station_settings(tmp_path, port: int = PORT) -> StationSettings:
 
 @pytest.fixture
 def agent(tmp_path):
-    agent = Agent(station_settings(tmp_path))
+    agent = Runtime(station_settings(tmp_path))
     try:
         yield agent
     finally:
@@ -64,17 +64,17 @@ def agent(tmp_path):
 
 @pytest.fixture
 def client(agent):
-    return create_kiosk_app(agent, port=PORT).test_client()
+    return create_kiosk_app(agent.kiosk, port=PORT).test_client()
 
 
 def post(client, path: str, raw: bytes | str, **kwargs):
     return client.post(path, data=raw, content_type=JSON, base_url=BASE, **kwargs)
 
 
-def posted(agent: Agent) -> list[Event]:
+def posted(agent: Runtime) -> list[Event]:
     """What the kiosk handed to the agent (events for the flow, focus changes, help requests)."""
     events: list = []
-    for source in (agent.events, agent._focus_changes):
+    for source in (agent.events, agent.flags.focus_changes):
         while True:
             try:
                 events.append(source.get_nowait())
@@ -213,7 +213,7 @@ def test_what_the_page_sends_still_reaches_the_agent(client, agent):
     assert post(client, "/api/messages/seen", '{"upto": 3}').status_code == 202
     got = [agent.events.get_nowait() for _ in sent]
     assert got == [Event(name, payload) for name, payload in sent]
-    assert agent._focus_changes.get_nowait()[1] is False
+    assert agent.flags.focus_changes.get_nowait()[1] is False
 
 
 # --- the Host and the Origin ------------------------------------------------------------------------
@@ -279,8 +279,8 @@ def test_other_http_errors_are_json(client):
 @pytest.fixture
 def served(tmp_path):
     port = free_port()
-    agent = Agent(station_settings(tmp_path, port))
-    server = serve_kiosk(agent, "127.0.0.1", port)
+    agent = Runtime(station_settings(tmp_path, port))
+    server = serve_kiosk(agent.kiosk, "127.0.0.1", port)
     try:
         yield agent, port
     finally:
@@ -346,6 +346,6 @@ def test_the_real_page_works_at_both_loopback_names(served, chromium):
             status = page.evaluate("""async () => (await fetch("/api/focus", {method: "POST",
                 headers: {"Content-Type": "application/json"}, body: JSON.stringify({visible: false})})).status""")
             assert status == 202
-            assert agent._focus_changes.get(timeout=5)[1] is False
+            assert agent.flags.focus_changes.get(timeout=5)[1] is False
         finally:
             page.close()

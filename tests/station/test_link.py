@@ -13,7 +13,7 @@ import pytest
 from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
-from edge_server.daemon.announce import edge_fingerprint
+from edge_server.identity import edge_fingerprint
 from examkiosk_wire.discovery import EdgeNotFound, discover_edge
 from station.link import Clock, EdgeClient, EdgeRejected, EdgeUnavailable
 from tests.services import REPO, edge_settings, free_port, migrate_database, stop_process

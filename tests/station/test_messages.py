@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import threading
 import time
-from types import SimpleNamespace
 
 import pytest
 
-from station.kiosk import create_kiosk_app
+from station.kiosk.app import create_kiosk_app
 from station.link import EdgeRejected, EdgeUnavailable
 from station.messages import MAX_TEXT, STATION_WINDOW, MessageBox, MessageError
 
@@ -207,11 +206,25 @@ def wait_for(predicate, timeout: float = 5.0) -> None:
 
 # --- the kiosk's routes -------------------------------------------------------------------------
 
+class MessagesOnly:
+    """The kiosk's port (station.kiosk.port.KioskPort) of a station at attempt ``a-1``: only its messages."""
+
+    def __init__(self, box: MessageBox, attempt: str):
+        self.box, self.attempt = box, attempt
+
+    def ask_help(self, reason, text) -> int:
+        return self.box.ask(reason, text, self.attempt).local_id
+
+    def acknowledge(self, message_id: int) -> bool:
+        return self.box.acknowledge(message_id, self.attempt)
+
+    def mark_seen(self, upto: int) -> None:
+        self.box.mark_seen(upto)
+
+
 @pytest.fixture
 def kiosk(box, edge):
-    agent = SimpleNamespace(messages=box, state=SimpleNamespace(attempt_id="a-1"),
-                            settings=SimpleNamespace(station_id="st-01", kiosk=SimpleNamespace(voice=False)))
-    return create_kiosk_app(agent).test_client()
+    return create_kiosk_app(MessagesOnly(box, "a-1")).test_client()
 
 
 def test_the_kiosk_queues_help_with_the_current_attempt(kiosk, box):

@@ -10,7 +10,8 @@ import uuid
 
 import pytest
 
-from edge_server.daemon.announce import edge_fingerprint, txt_record
+from edge_server.daemon.announce import txt_record
+from edge_server.identity import edge_fingerprint
 from examkiosk_wire import topics
 from examkiosk_wire.pinning import UntrustedBroker, pinned_tls_context
 from examkiosk_wire.topics import StationStatus

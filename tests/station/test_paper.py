@@ -21,9 +21,13 @@ from examkiosk_wire import sealed
 from examkiosk_wire.topics import StationCommand, cmd_topic
 from station.link import EdgeClient, StatusPublisher
 from station.paper import PaperDamaged, PaperKeeper
-from tests.edge_server.conftest import app, live_server, make_settings, sqlite_template  # noqa: F401
+from tests.edge_server import conftest as edge_fixtures
 from tests.edge_server.helpers import QUESTIONS, make_attempt, make_candidate, make_sitting, make_station, utcnow
 from tests.services import MqttProbe, free_port
+
+# The edge's fixtures, used by the tests below (pytest finds them in this module).
+app, live_server = edge_fixtures.app, edge_fixtures.live_server
+make_settings, sqlite_template = edge_fixtures.make_settings, edge_fixtures.sqlite_template
 
 CENTRE = "c1"
 USERS = {"edge": "edge-secret", "st-01": "pw-one"}

@@ -16,9 +16,9 @@ import pytest
 from edge_server.models import SegmentStatus
 from examkiosk_wire.pinning import normalise_fingerprint
 from station.config import ConfigError, load_settings
-from station.journal import Journal
 from station.link import EdgeClient, EdgeUnavailable, EdgeUntrusted
-from station.uploader import SegmentUploader
+from station.storage.journal import Journal
+from station.storage.uploader import SegmentUploader
 from tests.edge_server.served import ServedEdge, served_edge
 
 

@@ -43,7 +43,7 @@ def test_prompt_keys() -> None:
 
 
 def test_guidance_cues_cover_face_quality_codes() -> None:
-    face_quality = pytest.importorskip("station.face_quality")
+    face_quality = pytest.importorskip("station.vision.face_quality")
     assert set(face_quality.GUIDANCE_ZH) <= set(PROMPTS)
 
 

@@ -27,6 +27,7 @@ const T = {
     up_title: "正在上传录像", up_hint: "请勿离开座位，等待提示“上传成功”。", up_ok: "上传成功", up_done_hint: "录像已全部上传并校验完成，可以离开座位。",
     next_candidate: "下一位考生", closed_title: "无法进入考试", closed_hint: "已超过入场截止时间，不能进入答题页面。请联系监考老师。",
     ended_early: "考试已提前结束：",
+    recording_problem: "录像保存出现问题，已通知监考老师",
     min: "分", sec: "秒",
     notices: {
       ticket_invalid: "准考证号格式不正确", candidate_unknown: "未找到该准考证号，请核对后重新输入",
@@ -67,6 +68,7 @@ const T = {
     up_title: "Uploading the recording", up_hint: "Please stay until it says upload successful.", up_ok: "Upload successful", up_done_hint: "Every part of the recording has been uploaded and verified.",
     next_candidate: "Next candidate", closed_title: "Entry closed", closed_hint: "The entry cutoff has passed. Please see a proctor.",
     ended_early: "The exam ended early: ",
+    recording_problem: "A recording could not be saved; the proctor has been told",
     min: "min", sec: "s",
     notices: {
       ticket_invalid: "That is not a valid ticket number", candidate_unknown: "No candidate with this ticket number",
@@ -276,6 +278,8 @@ function update(s) {
   server.textContent = s.server_ok ? t("ok") : t("down");
   server.className = s.server_ok ? "ok" : "down";
   $("#backlog").textContent = s.backlog;
+  const problem = $("#recording-problem");  // a sealed segment not journaled yet (staff were told)
+  if (problem) { problem.hidden = !s.recording_problem; problem.textContent = s.recording_problem ? t("recording_problem") : ""; }
   $("#candidate-info").textContent = s.candidate ? `${s.candidate.name} · ${s.candidate.id_number_masked}${s.lot ? " · " + t("lotno") + " " + s.lot : ""}` : "";
   document.querySelectorAll("[data-live=countdown]").forEach((el) => { el.textContent = mmss(s.time_left); });
   document.querySelectorAll("[data-live=meter]").forEach((el) => { el.style.width = `${Math.round(s.mic_level * 100)}%`; });
