@@ -2,22 +2,32 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
+from pathlib import Path
 
-from flask import Flask, abort, jsonify, request
+from flask import Flask, abort, jsonify, redirect, request, url_for
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from edge_server import auth, cli
+from edge_server.api import bp as api_bp
+from edge_server.audience import AudienceGate
 from edge_server.config import EdgeSettings, load_settings
 from edge_server.errors import EdgeError
+from edge_server.extensions import csrf, db, login_manager, migrate
+from edge_server.region import bp as region_bp
+from edge_server.staff import bp as staff_bp
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: EdgeSettings | None = None) -> Flask:
     """Wire the app: extensions, blueprints, error handlers. No I/O beyond that."""
     settings = settings or load_settings()
     _log_to_stdout()
-    app = Flask(__name__)
+    app = Flask("edge_server")  # its logger is "edge_server"; templates and static under edge_server/
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SQLALCHEMY_DATABASE_URI=settings.database_url,
@@ -30,27 +40,18 @@ def create_app(settings: EdgeSettings | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,
         MAX_CONTENT_LENGTH=settings.max_chunk_bytes + 64 * 1024,
     )
-    app.extensions["examkiosk.settings"] = settings
-
-    from edge_server.extensions import csrf, db, login_manager, migrate
+    app.extensions[auth.SETTINGS_EXTENSION] = settings
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(_migrations_dir()))
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "staff.login"
-
-    from edge_server import auth
-    from edge_server.api import bp as api_bp
-    from edge_server.region import bp as region_bp
-    from edge_server.staff import bp as staff_bp
 
     csrf.exempt(api_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(staff_bp)
     app.register_blueprint(region_bp)
-
-    from edge_server import cli
 
     cli.register(app)
 
@@ -61,8 +62,6 @@ def create_app(settings: EdgeSettings | None = None) -> Flask:
     @app.get("/")
     @auth.public
     def index():
-        from flask import redirect, url_for
-
         return redirect(url_for("staff.dashboard"))
 
     @app.get("/healthz")
@@ -71,8 +70,6 @@ def create_app(settings: EdgeSettings | None = None) -> Flask:
         return jsonify(ok=True)
 
     if settings.serve != "all":  # one instance per audience (edge_server/audience.py)
-        from edge_server.audience import AudienceGate
-
         app.wsgi_app = AudienceGate(app.wsgi_app, settings.serve)
     return app
 
@@ -115,16 +112,6 @@ def _error_handlers(app: Flask) -> None:
         return jsonify(error="internal server error", code="internal_error"), 500
 
 
-def settings_of(app: Flask) -> EdgeSettings:
-    return app.extensions["examkiosk.settings"]
-
-
-def _migrations_dir():
-    from pathlib import Path
-
-    return Path(__file__).parent / "migrations"
-
-
 def _engine_options(url: str) -> dict:
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
@@ -134,8 +121,6 @@ def _engine_options(url: str) -> dict:
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, connection_record):
     """SQLite in WAL mode with foreign keys, for every connection."""
-    import sqlite3
-
     if isinstance(dbapi_connection, sqlite3.Connection):
         cur = dbapi_connection.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
@@ -147,7 +132,7 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
 def _log_to_stdout() -> None:
     """The app's records (a 500's traceback among them) go to stdout for journald, unless the
     program (a CLI, gunicorn with a log config, pytest) has configured logging already."""
-    app_logger = logging.getLogger(__name__)
+    app_logger = logging.getLogger("edge_server")
     if app_logger.handlers or logging.getLogger().handlers:
         return
     handler = logging.StreamHandler(sys.stdout)

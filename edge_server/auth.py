@@ -24,7 +24,6 @@ from typing import Any, Callable, Literal
 from flask import Flask, abort, current_app, g, request
 from flask_login import current_user, login_required
 
-from edge_server import settings_of
 from edge_server.bodies import parse_json_body
 from edge_server.config import EdgeSettings
 from edge_server.extensions import db, login_manager
@@ -134,9 +133,12 @@ def load_user(user_id: str) -> StaffUser | None:
     return db.session.get(StaffUser, int(user_id))
 
 
-def settings() -> EdgeSettings:
-    """The running app's settings."""
-    return settings_of(current_app)
+SETTINGS_EXTENSION = "examkiosk.settings"
+
+
+def settings(app: Flask | None = None) -> EdgeSettings:
+    """The settings of ``app`` (default: the running app), as ``create_app`` stored them."""
+    return (app or current_app).extensions[SETTINGS_EXTENSION]
 
 
 def current_centre() -> str:

@@ -10,8 +10,16 @@ from pathlib import Path
 import click
 from flask import Flask
 
+from edge_server import auth
 from edge_server.errors import EdgeError
-from edge_server.models import Centre, StaffRole
+from edge_server.extensions import db
+from edge_server.identity import edge_fingerprint
+from edge_server.models import Centre, StaffRole, TimingMode
+from edge_server.services import broker
+from edge_server.services.audit import verify
+from edge_server.services.demo import seed_demo
+from edge_server.services.staff import create_user
+from examkiosk_wire.broker import MqttProvisioningError, included_by, install_broker_config
 
 
 def register(app: Flask) -> None:
@@ -22,11 +30,7 @@ def register(app: Flask) -> None:
                   help="default: a random password, printed once")
     def create_admin(username: str, role: str, password: str | None) -> None:
         """Create a staff account. There is never a default password."""
-        from edge_server import settings_of
-        from edge_server.extensions import db
-        from edge_server.services.staff import create_user
-
-        settings = settings_of(app)
+        settings = auth.settings(app)
         generated = password is None
         password = password or secrets.token_urlsafe(12)
         if db.session.get(Centre, settings.centre) is None:
@@ -42,9 +46,6 @@ def register(app: Flask) -> None:
     @app.cli.command("audit-verify")
     def audit_verify() -> None:
         """Check the audit log's hash chain; exit 1 naming every changed, deleted or inserted row."""
-        from edge_server.extensions import db
-        from edge_server.services.audit import verify
-
         problems = verify(db.session)
         for problem in problems:
             click.echo(problem, err=True)
@@ -55,10 +56,7 @@ def register(app: Flask) -> None:
     @app.cli.command("tls-certificate")
     def tls_certificate() -> None:
         """Create the edge's TLS certificate unless it exists; print its path and SHA-256 fingerprint."""
-        from edge_server import settings_of
-        from edge_server.daemon.announce import edge_fingerprint
-
-        settings = settings_of(app)
+        settings = auth.settings(app)
         fp = edge_fingerprint(settings).upper()
         click.echo(f"{settings.tls_path} sha256 {':'.join(fp[i:i + 2] for i in range(0, len(fp), 2))}")
 
@@ -74,11 +72,7 @@ def register(app: Flask) -> None:
     @click.option("--check", is_flag=True, help="only check that the edge can manage the running broker's users")
     def broker_config(conf_file: Path, dynsec_file: Path, bind: str, main_conf: Path, check: bool) -> None:
         """Set up Mosquitto for this centre (as root, then restart mosquitto), or --check it."""
-        from edge_server import settings_of
-        from edge_server.services import broker
-        from examkiosk_wire.broker import MqttProvisioningError, included_by, install_broker_config
-
-        settings = settings_of(app)
+        settings = auth.settings(app)
         mqtt = settings.mqtt
         if check:
             try:
@@ -121,12 +115,7 @@ def register(app: Flask) -> None:
     def demo_seed(start_in: float, question_seconds: int, stations: tuple[str, ...], assets: Path,
                   timing_mode: str, extra_candidates: int) -> None:
         """Create the demo sitting, candidates and station."""
-        from edge_server import settings_of
-        from edge_server.extensions import db
-        from edge_server.models import TimingMode
-        from edge_server.services.demo import seed_demo
-
-        settings = settings_of(app)
+        settings = auth.settings(app)
         if not all(":" in s for s in stations):
             raise click.BadParameter("expected ID:TOKEN", param_hint="--station")
         demo = seed_demo(

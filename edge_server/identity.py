@@ -1,4 +1,4 @@
-"""The edge's TLS certificate: generated once at setup, pinned by every station.
+"""The edge's identity: its TLS certificate, generated once at setup, and the fingerprint every station pins.
 
 One PEM file (mode 0600) holds an ECDSA P-256 private key and a self-signed certificate valid for
 ten years; gunicorn serves HTTPS with it (``--certfile`` alone: the key is read from the same file).
@@ -15,12 +15,14 @@ import os
 import socket
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from edge_server.config import EdgeSettings
 from examkiosk_wire.files import write_private
 from examkiosk_wire.pinning import certificate_fingerprint
 
@@ -84,7 +86,30 @@ def ensure_certificate(path: Path, common_name: str, hostnames: list[str] | None
     return path
 
 
-def load_certificate(path: Path) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(Path(path).read_bytes())
+def edge_fingerprint(settings: EdgeSettings) -> str:
+    """SHA-256 hex of the edge's TLS certificate, which is created at first use."""
+    host = urlsplit(settings.public_url).hostname
+    path = ensure_certificate(settings.tls_path, f"examkiosk edge {settings.centre}", [host] if host else [])
+    return certificate_fingerprint(path)
 
 
+def announced_mqtt_host(host: str) -> str:
+    """The broker's host as stations should read it: the edge's own login usually goes to the broker
+    on loopback, which to a station means itself, so that becomes "" (the announcement's address)."""
+    address = ip_or_none(host)
+    loopback = host == "localhost" or (address is not None and ipaddress.ip_address(address).is_loopback)
+    return "" if loopback else host
+
+
+def station_mqtt(settings: EdgeSettings) -> dict[str, object]:
+    """Where stations reach the broker: its TLS listener when there is one (same as in the announcement)."""
+    mqtt = settings.mqtt
+    return {"host": announced_mqtt_host(mqtt.host), "port": mqtt.tls_port or mqtt.port, "tls": bool(mqtt.tls_port)}
+
+
+def ip_or_none(value: str | None) -> str | None:
+    """``value`` as a normalised IP address (brackets of an IPv6 host dropped); None for a name."""
+    try:
+        return str(ipaddress.ip_address((value or "").strip("[]")))
+    except ValueError:
+        return None

@@ -160,7 +160,7 @@ class LoginAttempt(Base):
 
 
 class Paper(Base):
-    """An exam paper. A sealed paper (services/papers.py, F21) keeps only ciphertext: ``title`` and
+    """An exam paper. A sealed paper (services/papers.py) keeps only ciphertext: ``title`` and
     ``instructions`` stay empty and it has no ``Question`` rows; the text is in ``ciphertext``
     (AES-256-GCM, examkiosk_wire/sealed.py) and the key in ``wrapped_key``, itself encrypted with a key
     that lives in the edge's data directory, not in the database. ``question_seconds`` (the
@@ -220,7 +220,7 @@ class Sitting(Base):
     question_seconds: Mapped[int | None] = mapped_column(default=None)
     # Whole-session mode: the candidate may end early after a confirmation.
     early_finish_allowed: Mapped[bool] = mapped_column(default=True)
-    # Formal sittings: a completed mock is required first (F13).
+    # Formal sittings: a candidate must have completed a mock sitting first.
     mock_required: Mapped[bool] = mapped_column(default=False)
     paper: Mapped[Paper] = relationship()
 
@@ -404,7 +404,7 @@ class ThreadStatus(enum.StrEnum):
 
 
 class HelpThread(Base):
-    """A station's help conversation (F12, F24): one per station and attempt, or per station alone
+    """A station's help conversation: one per station and attempt, or per station alone
     (``attempt_id`` None) before a candidate is identified. See services/messages.py."""
 
     __tablename__ = "help_thread"

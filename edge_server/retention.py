@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from edge_server.config import EdgeSettings
+from edge_server.layout import JOINED_DIR, attempt_prefix, joined_dir, question_key, segment_key
 from edge_server.models import Attempt, Segment, SegmentStatus, SyncStatus
 from edge_server.storage import CentralStorage, StorageError, sha256_file
 
@@ -55,9 +56,6 @@ def edge_files(session: Session, settings: EdgeSettings, syncing: Callable[[str]
     ``syncing(attempt_id)``: the attempt's sync job is queued or running, so its last
     confirmation no longer counts.
     """
-    from edge_server.jobs.media import JOINED_DIR
-    from edge_server.jobs.sync import attempt_prefix
-
     files: list[EdgeFile] = []
     roots = [settings.recordings_dir, settings.data_dir / JOINED_DIR]
     attempt_ids = sorted({p.name for root in roots if root.is_dir() for p in root.iterdir() if p.is_dir()})
@@ -76,10 +74,10 @@ def edge_files(session: Session, settings: EdgeSettings, syncing: Callable[[str]
             # A segment verified after the sync is not in that copy.
             in_copy = (verified and synced_at is not None and row.verified_at is not None
                        and row.verified_at <= synced_at)
-            files.append(EdgeFile(path, f"{prefix}/segments/{path.name}", row.sha256_actual if row else None,
+            files.append(EdgeFile(path, segment_key(prefix, path.name), row.sha256_actual if row else None,
                                   verified, synced_at if in_copy else None))
-        for path in sorted((settings.data_dir / JOINED_DIR / attempt_id).glob("*.mkv")):
-            files.append(EdgeFile(path, f"{prefix}/questions/{path.name}", None, True, synced_at))
+        for path in sorted((joined_dir(settings.data_dir, attempt_id)).glob("*.mkv")):
+            files.append(EdgeFile(path, question_key(prefix, path.name), None, True, synced_at))
     return files
 
 

@@ -1,8 +1,6 @@
-"""Station API under /api/v1: every call carries the station's bearer token (but ``/enrol``, see enrol.py)."""
-from flask import Blueprint
+"""Station API under /api/v1: every call carries the station's bearer token (but ``/enrol``, see enrol.py).
+Importing this package registers every route on ``bp``."""
+from edge_server.api import enrol, messages, papers, routes, uploads  # noqa: F401
+from edge_server.api.blueprint import bp
 
-from examkiosk_wire.api import API_PREFIX
-
-bp = Blueprint("api", __name__, url_prefix=API_PREFIX)
-
-from edge_server.api import enrol, messages, papers, routes, uploads  # noqa: E402,F401
+__all__ = ["bp"]

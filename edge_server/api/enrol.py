@@ -25,11 +25,12 @@ import logging
 
 from flask import jsonify, request
 
-from edge_server.api import bp
+from edge_server.api.blueprint import bp
 from edge_server.api.helpers import now, server_time
 from edge_server.auth import public, settings
 from edge_server.errors import EdgeError
 from edge_server.extensions import db
+from edge_server.identity import edge_fingerprint, station_mqtt
 from edge_server.services import broker
 from edge_server.services import enrolment_codes as codes
 from examkiosk_wire import api
@@ -53,8 +54,6 @@ def enrol(body: api.Enrol):
     if station_id is not None:
         codes.check_requested_id(station_id)
     edge = settings()
-    from edge_server.daemon.announce import edge_fingerprint, station_mqtt
-
     fingerprint = edge_fingerprint(edge)
     address = request.remote_addr or "unknown"
     try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from flask import g, jsonify, request
 
-from edge_server.api import bp
+from edge_server.api.blueprint import bp
 from edge_server.auth import station
 from edge_server.errors import EdgeError
 from edge_server.extensions import db

@@ -1,10 +1,9 @@
-"""Station API for sealed papers (F21): the ciphertext any time, the key and the paper from the start.
+"""Station API for sealed papers: the ciphertext any time, the key from the start.
 
 - ``GET /sittings/<id>/paper/sealed``: ciphertext, nonce (base64) and the ciphertext's SHA-256;
   a station downloads it ahead of the start.
 - ``GET /sittings/<id>/paper/key``: 403 ``paper_sealed`` before ``starts_at``, then the key
   (base64). The edge daemon pushes the same key over MQTT at the start; this is the fallback.
-- ``GET /sittings/<id>/paper``: the opened paper from the start on, for a station without the blob.
 
 Only stations of the sitting's centre are served; every key handed out is audited (not the key).
 """
@@ -12,11 +11,11 @@ from __future__ import annotations
 
 from flask import g, jsonify
 
-from edge_server.api import bp
+from edge_server.api.blueprint import bp
 from edge_server.api.helpers import now
 from edge_server.auth import settings, station
 from edge_server.extensions import db
-from edge_server.services import audit, papers
+from edge_server.services import papers
 
 
 def _sitting(sitting_id: str):
@@ -33,16 +32,6 @@ def sealed_paper(sitting_id: str):
 @station
 def paper_key(sitting_id: str):
     sitting = _sitting(sitting_id)
-    key = papers.paper_key(settings().data_dir, sitting, now())
-    audit.append(db.session, kind="paper_key_fetched", station_id=g.station.id, attempt_id=None, source="api",
-                 payload={"sitting": sitting.id, "paper": sitting.paper_id})
+    key = papers.fetch_key(db.session, settings().data_dir, g.station.id, sitting, now())
     db.session.commit()
-    return jsonify(papers.key_command_payload(sitting.id, key))
-
-
-@bp.get("/sittings/<sitting_id>/paper")
-@station
-def paper(sitting_id: str):
-    sitting = _sitting(sitting_id)
-    opened = papers.open_sitting_paper(settings().data_dir, sitting, now())
-    return jsonify(sitting=sitting.id, **{k: opened.get(k) for k in ("title", "instructions", "questions")})
+    return jsonify(papers.key_command(sitting.id, key).to_payload())

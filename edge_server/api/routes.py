@@ -4,17 +4,19 @@ from __future__ import annotations
 from flask import g, jsonify
 from sqlalchemy import select
 
-from edge_server.api import bp
+from edge_server.api.blueprint import bp
 from edge_server.api.helpers import epoch, now, server_time
 from edge_server.auth import settings, station
 from edge_server.errors import EdgeError
 from edge_server.extensions import db
 from edge_server.models import Attempt, Sitting, Station
+from edge_server.services import attempt_actions as actions
 from edge_server.services import attempts as attempt_service
 from edge_server.services import centres as centre_service
 from edge_server.services import fallback as fallback_service
-from edge_server.services import frames
+from edge_server.services import frames, moves, seats
 from edge_server.services.masking import mask_id_number
+from edge_server.services.stations import register_key
 from examkiosk_wire import api
 
 
@@ -76,8 +78,6 @@ def candidate_json(cand) -> dict:
 
 
 def attempt_json(attempt: Attempt) -> dict:
-    from edge_server.services import moves, seats
-
     review = attempt_service.latest_review(db.session, attempt)
     seat = attempt.candidate.station_id
     moved_to = None
@@ -103,8 +103,7 @@ def attempt_json(attempt: Attempt) -> dict:
 @bp.post("/attempts")
 @station(body=api.OpenAttempt)
 def open_attempt(body: api.OpenAttempt):
-    attempt = attempt_service.open_attempt(db.session, g.station, body.ticket_no, now())
-    attempt_service.log_event(db.session, kind="identified", station_id=g.station.id, attempt_id=attempt.id)
+    attempt = actions.identify(db.session, g.station, body.ticket_no, now())
     db.session.commit()
     return jsonify(attempt_json(attempt)), 201
 
@@ -119,14 +118,9 @@ def get_attempt(attempt_id: str):
 @station(attempt="current", body=api.FaceTry)
 def face_try(attempt_id: str, body: api.FaceTry):
     attempt = g.attempt
-    frame = frames.decode_jpeg_b64(body.frame_jpeg)
-    frame_sha256 = (frames.store_face_try_frame(settings().data_dir, attempt.id, frame)
-                    if frame is not None else None)
-    tries = attempt_service.record_face_try(db.session, attempt, distance=body.distance, matched=body.matched,
-                                            frame_sha256=frame_sha256)
-    attempt_service.log_event(db.session, kind="face_try", station_id=g.station.id, attempt_id=attempt.id,
-                              payload={"distance": body.distance, "matched": body.matched, "try": tries,
-                                       "liveness": body.liveness, "frame_sha256": frame_sha256})
+    tries = actions.face_try(db.session, settings().data_dir, g.station, attempt, distance=body.distance,
+                             matched=body.matched, liveness=body.liveness,
+                             frame=frames.decode_jpeg_b64(body.frame_jpeg))
     db.session.commit()
     return jsonify(tries=tries, face_verified=attempt.face_verified)
 
@@ -134,14 +128,8 @@ def face_try(attempt_id: str, body: api.FaceTry):
 @bp.post("/attempts/<attempt_id>/review")
 @station(attempt="current", body=api.ReviewRequest)
 def request_review(attempt_id: str, body: api.ReviewRequest):
-    attempt = g.attempt
-    frame = frames.decode_jpeg_b64(body.frame_jpeg)
-    review = attempt_service.request_review(db.session, attempt, body.best_distance)
-    if frame is not None:
-        path = frames.review_frame_path(settings().data_dir, review.id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(frame)
-    attempt_service.log_event(db.session, kind="review_requested", station_id=g.station.id, attempt_id=attempt.id)
+    review = actions.request_review(db.session, settings().data_dir, g.station, g.attempt,
+                                    best_distance=body.best_distance, frame=frames.decode_jpeg_b64(body.frame_jpeg))
     db.session.commit()
     return jsonify(id=review.id, status=str(review.status)), 201
 
@@ -174,9 +162,7 @@ def fallback_code(attempt_id: str, body: api.FallbackCode):
 @station(attempt="current", body=api.NoFields)
 def draw_lot(attempt_id: str, body: api.NoFields):
     attempt = g.attempt
-    lot = attempt_service.draw_lot(db.session, attempt, auto=now() >= attempt.sitting.lot_deadline_at)
-    attempt_service.log_event(db.session, kind="lot_drawn", station_id=g.station.id, attempt_id=attempt.id,
-                              payload={"lot": lot, "auto": attempt.lot_auto})
+    lot = actions.draw_lot(db.session, g.station, attempt, now())
     db.session.commit()
     return jsonify(lot=lot, auto=attempt.lot_auto)
 
@@ -184,10 +170,7 @@ def draw_lot(attempt_id: str, body: api.NoFields):
 @bp.post("/events")
 @station(body=api.StationEvent)
 def post_event(body: api.StationEvent):
-    if body.attempt is not None:  # a station the candidate left still reports the attempt's events
-        attempt_service.get_attempt(db.session, g.station, body.attempt, handover=True)
-    attempt_service.log_event(db.session, kind=body.kind, station_id=g.station.id, attempt_id=body.attempt,
-                              payload=body.payload)
+    actions.report_event(db.session, g.station, body.kind, body.attempt, body.payload)
     db.session.commit()
     return jsonify(ok=True), 201
 
@@ -195,8 +178,6 @@ def post_event(body: api.StationEvent):
 @bp.post("/station-key")
 @station(body=api.StationKey)
 def station_key(body: api.StationKey):
-    from edge_server.services.stations import register_key
-
     register_key(db.session, g.station, body.public_key)
     db.session.commit()
     return jsonify(station=g.station.id, public_key=g.station.public_key)
@@ -206,13 +187,8 @@ def station_key(body: api.StationKey):
 @station(attempt="handover", body=api.Finish)
 def finish(attempt_id: str, body: api.Finish):
     attempt = g.attempt
-    attempt_service.finish_attempt(db.session, g.station, attempt, list(body.segments), body.reason)
-    attempt_service.log_event(db.session, kind="segments_handed_over" if body.reason == attempt_service.HANDED_OVER
-                              else "attempt_finished", station_id=g.station.id, attempt_id=attempt.id,
-                              payload={"segments": len(body.segments), "reason": body.reason})
-    from edge_server.api.uploads import enqueue_sync_if_complete
-
-    enqueue_sync_if_complete(attempt)
+    actions.finish(db.session, g.station, attempt, list(body.segments), body.reason)
+    attempt_service.queue_sync_if_complete(db.session, settings(), attempt)
     db.session.commit()
     return jsonify(attempt_service.upload_status(db.session, attempt))
 

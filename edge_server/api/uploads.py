@@ -5,11 +5,10 @@ import logging
 
 from flask import Response, g, request, url_for
 
-from edge_server.api import bp
+from edge_server.api.blueprint import bp
 from edge_server.auth import public, settings, station
 from edge_server.errors import EdgeError
 from edge_server.extensions import db
-from edge_server.models import Attempt
 from edge_server.services import attempts as attempt_service
 from edge_server.services import uploads as tus
 from examkiosk_wire.api import API_PREFIX, TUS_VERSION
@@ -100,7 +99,7 @@ def upload_patch(upload_id: str):
             db.session.commit()  # keep the segment's corrupt status and the event
             raise
         new_offset = segment.offset
-        enqueue_sync_if_complete(tus.attempt_of(db.session, segment))
+        attempt_service.queue_sync_if_complete(db.session, settings(), tus.attempt_of(db.session, segment))
         db.session.commit()
     resp = Response(status=204)
     resp.headers["Upload-Offset"] = str(new_offset)
@@ -116,15 +115,3 @@ def upload_delete(upload_id: str):
         tus.terminate(db.session, segment, uploads_dir)
         db.session.commit()
     return _tus_headers(Response(status=204))
-
-
-def enqueue_sync_if_complete(attempt: Attempt) -> None:
-    """When the last expected segment is verified, queue the copy to central storage."""
-    if attempt_service.mark_complete_if_done(db.session, attempt):
-        from edge_server.jobs import enqueue_sync
-
-        try:
-            enqueue_sync(settings(), attempt.id)
-            attempt.sync_status = "queued"
-        except Exception as exc:  # Redis down: the daemon's sweep queues it later
-            logger.warning("could not queue sync of attempt %s: %s", attempt.id, exc)

@@ -1,8 +1,8 @@
-"""Zeroconf announcement of the edge server and its identity.
+"""Zeroconf announcement of the edge server and its identity (``edge_server.identity``).
 
 The edge registers ``<instance>._examkiosk._tcp.local.`` with TXT ``centre``, ``api`` (the
 public base URL), ``mqtt`` (``host:port``), ``fp`` and ``v``. ``fp`` is the SHA-256 (hex) of the
-edge's TLS certificate (``edge_server.tls``); a station enrolled with that fingerprint ignores
+edge's TLS certificate (``edge_server.identity``); a station enrolled with that fingerprint ignores
 every other announcement, and pins it on every HTTPS connection, so copying the TXT record
 does not make a rogue server trusted.
 
@@ -10,53 +10,26 @@ does not make a rogue server trusted.
 """
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
-import signal
 import socket
 import sys
 import threading
 from urllib.parse import urlsplit
 
 from edge_server.config import ConfigError, EdgeSettings, load_settings
-from edge_server.tls import ensure_certificate
+from edge_server.identity import edge_fingerprint, ip_or_none, station_mqtt
 from examkiosk_wire import discovery
 from examkiosk_wire.discovery import SERVICE_TYPE
-from examkiosk_wire.pinning import certificate_fingerprint
+from examkiosk_wire.program import program_parser, run_program
 from examkiosk_wire.version import package_version
 
 logger = logging.getLogger(__name__)
 
 
-# --- identity -----------------------------------------------------------------------------------
-
-def edge_fingerprint(settings: EdgeSettings) -> str:
-    """SHA-256 hex of the edge's TLS certificate (created at first use, see ``edge_server.tls``)."""
-    host = urlsplit(settings.public_url).hostname
-    path = ensure_certificate(settings.tls_path, f"examkiosk edge {settings.centre}", [host] if host else [])
-    return certificate_fingerprint(path)
-
-
-# --- announcement -------------------------------------------------------------------------------
-
 def instance_name(settings: EdgeSettings) -> str:
     name = settings.discovery.instance_name or f"examkiosk-{settings.centre}"
     return re.sub(r"[^A-Za-z0-9 ._-]", "-", name)[:63]
-
-
-def announced_mqtt_host(host: str) -> str:
-    """The broker's host as stations should read it: the edge's own login usually goes to the broker
-    on loopback, which to a station means itself, so that becomes "" (the announcement's address)."""
-    address = _ip(host)
-    loopback = host == "localhost" or (address is not None and ipaddress.ip_address(address).is_loopback)
-    return "" if loopback else host
-
-
-def station_mqtt(settings: EdgeSettings) -> dict[str, object]:
-    """Where stations reach the broker: its TLS listener when there is one (same as in the announcement)."""
-    mqtt = settings.mqtt
-    return {"host": announced_mqtt_host(mqtt.host), "port": mqtt.tls_port or mqtt.port, "tls": bool(mqtt.tls_port)}
 
 
 def txt_record(settings: EdgeSettings, fp: str) -> dict[str, str]:
@@ -66,19 +39,12 @@ def txt_record(settings: EdgeSettings, fp: str) -> dict[str, str]:
                                 mqtt_tls=bool(mqtt["tls"]))
 
 
-def _ip(value: str | None) -> str | None:
-    try:
-        return str(ipaddress.ip_address((value or "").strip("[]")))
-    except ValueError:
-        return None
-
-
 def service_addresses(settings: EdgeSettings) -> list[str]:
     """Addresses for the A/AAAA records: the configured interfaces, the API host, or every address."""
-    found = [a for a in (_ip(i) for i in settings.discovery.interfaces) if a]
+    found = [a for a in (ip_or_none(i) for i in settings.discovery.interfaces) if a]
     if found:
         return found
-    host = _ip(urlsplit(settings.public_url).hostname)
+    host = ip_or_none(urlsplit(settings.public_url).hostname)
     if host and host not in ("0.0.0.0", "::"):
         return [host]
     import ifaddr
@@ -155,18 +121,9 @@ def run(settings: EdgeSettings, stop: threading.Event) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    run(settings, stop)
-    return 0
+    parser = program_parser("python -m edge_server.daemon.announce", "Announce the edge over zeroconf until SIGTERM.")
+    return run_program(parser, load_settings, lambda settings, _args, stop: run(settings, stop),
+                       config_error=ConfigError, argv=argv)
 
 
 if __name__ == "__main__":

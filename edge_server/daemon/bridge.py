@@ -19,11 +19,14 @@ from typing import Any
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
+from edge_server.app import create_app
 from edge_server.config import EdgeSettings
+from edge_server.extensions import db
 from edge_server.models import Attempt, Station
 from edge_server.services import attempts as attempt_service
 from edge_server.services import live, snapshots
 from edge_server.services import stations as station_service
+from edge_server.services.push import edge_client
 from examkiosk_wire import topics
 from examkiosk_wire.topics import StationEvent, StationStatus
 
@@ -52,11 +55,7 @@ class MqttBridge:
 
     def __init__(self, settings: EdgeSettings, app: Flask | None = None, *, keepalive: int = 30,
                  recent_events: int = 500):
-        from edge_server.services.push import edge_client
-
         if app is None:
-            from edge_server import create_app
-
             app = create_app(settings)
         self.settings = settings
         self.app = app
@@ -163,8 +162,6 @@ class MqttBridge:
         now = datetime.now(timezone.utc)
         # A retained status is as old as the station says; a live one is seen now.
         seen_at = _when(status.ts, now) if retained else now
-        from edge_server.extensions import db
-
         with self.app.app_context():
             try:
                 known = station_service.record_status(db.session, station_id, status.to_dict(), min(seen_at, now))
@@ -187,8 +184,6 @@ class MqttBridge:
         return True
 
     def _event(self, station_id: str, event: StationEvent) -> bool:
-        from edge_server.extensions import db
-
         now = datetime.now(timezone.utc)
         with self.app.app_context():
             try:
@@ -213,8 +208,6 @@ class MqttBridge:
 
     def _snapshot(self, station_id: str, data: bytes) -> bool:
         snapshots.check_jpeg(data)  # ValueError: skipped as a bad message
-        from edge_server.extensions import db
-
         with self.app.app_context():
             try:
                 station = db.session.get(Station, station_id)

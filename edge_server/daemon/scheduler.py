@@ -30,9 +30,15 @@ from typing import Callable
 from flask import Flask
 from sqlalchemy import select
 
+from edge_server import retention
 from edge_server.config import EdgeSettings
+from edge_server.extensions import db
 from edge_server.models import Attempt, SyncStatus
 from edge_server.services import attempts as attempt_service
+from edge_server.services import papers, push
+from edge_server.storage import open_storage
+from edge_server.work_queue import enqueue_sync
+from examkiosk_wire.commands import command
 
 logger = logging.getLogger(__name__)
 
@@ -45,14 +51,12 @@ class Scheduler:
                  key_push_timeout: float = KEY_PUSH_TIMEOUT,
                  enqueue: Callable[[EdgeSettings, str], object] | None = None,
                  job_state: Callable[[str], str | None] | None = None):
-        if enqueue is None:
-            from edge_server.jobs import enqueue_sync as enqueue
         self.settings = settings
         self.app = app
         self.interval = interval
         self.requeue_after = requeue_after
         self.key_push_timeout = key_push_timeout
-        self._enqueue = enqueue
+        self._enqueue = enqueue or enqueue_sync
         self._job_state = job_state or self._rq_job_state
         self._last_queued: dict[str, float] = {}
         self._redis = None
@@ -73,8 +77,6 @@ class Scheduler:
         return str(getattr(status, "value", status)) if status is not None else None
 
     def assign_lots(self, now: datetime) -> int:
-        from edge_server.extensions import db
-
         with self.app.app_context():
             try:
                 assigned = attempt_service.assign_missing_lots(db.session, now)
@@ -94,18 +96,12 @@ class Scheduler:
 
     def release_papers(self, now: datetime) -> int:
         """Push the key of every sitting that has started and whose key was not pushed yet."""
-        from edge_server.extensions import db
-        from edge_server.services import papers
-        from edge_server.services.push import push_to_stations
-
         with self.app.app_context():
             try:
                 releases = papers.due_releases(db.session, self.settings.data_dir, self.settings.centre, now)
                 broker_failed = False
                 for release in releases:
-                    pushed = not broker_failed and push_to_stations(
-                        self.settings, list(release.stations), "paper_key",
-                        papers.key_command_payload(release.sitting, release.key), timeout=self.key_push_timeout)
+                    pushed = not broker_failed and self._push_key(release)
                     broker_failed = not pushed
                     papers.mark_released(db.session, release, pushed=pushed, now=now)
                     db.session.commit()
@@ -121,19 +117,19 @@ class Scheduler:
             finally:
                 db.session.remove()
 
+    def _push_key(self, release: papers.Release) -> bool:
+        return push.send(self.settings, list(release.stations),
+                         command(papers.key_command(release.sitting, release.key), ts=time.time()),
+                         timeout=self.key_push_timeout)
+
     def _retry_key_pushes(self, session, now: datetime, skip: set[str]) -> int:
         """Push again every released key whose push failed, while its sitting's entry is open; the
         first failure ends the round (the broker is still away)."""
-        from edge_server.services import papers
-        from edge_server.services.push import push_to_stations
-
         pushed = 0
         for release in papers.unpushed_releases(session, self.settings.data_dir, self.settings.centre, now):
             if release.sitting in skip:  # just tried this round
                 continue
-            command = papers.key_command_payload(release.sitting, release.key)
-            if not push_to_stations(self.settings, list(release.stations), "paper_key", command,
-                                    timeout=self.key_push_timeout):
+            if not self._push_key(release):
                 break
             papers.mark_pushed(session, release, tried_at=now)
             session.commit()
@@ -143,8 +139,6 @@ class Scheduler:
         return pushed
 
     def requeue_syncs(self) -> int:
-        from edge_server.extensions import db
-
         queued = 0
         with self.app.app_context():
             try:
@@ -175,10 +169,6 @@ class Scheduler:
 
     def sweep_retention(self, now: datetime) -> int:
         """The retention sweep, at most every ``[retention] sweep_seconds``; files deleted."""
-        from edge_server import retention
-        from edge_server.extensions import db
-        from edge_server.storage import open_storage
-
         if time.monotonic() - self._swept_at < self.settings.retention.sweep_seconds:
             return 0
         self._swept_at = time.monotonic()
@@ -208,9 +198,6 @@ class Scheduler:
     def next_wait(self, now: datetime) -> float:
         """Seconds to the next round: ``interval``, or less when a sitting starts sooner (its key
         is pushed at the start, not up to ``interval`` later)."""
-        from edge_server.extensions import db
-        from edge_server.services import papers
-
         try:
             with self.app.app_context():
                 try:

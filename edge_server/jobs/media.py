@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import select
 
 from edge_server.jobs.context import app_context
+from edge_server.layout import joined_dir
 from edge_server.models import Attempt, Event, Segment, SegmentStatus
 from edge_server.services import attempts as attempt_service
 from edge_server.storage import sha256_file
@@ -35,7 +36,6 @@ from edge_server.storage import sha256_file
 logger = logging.getLogger(__name__)
 
 EVENT_KIND = "media_problem"
-JOINED_DIR = "joined"
 FFMPEG_TIMEOUT_S = 900
 PROBE_TIMEOUT_S = 120
 _SEQ_NAME = re.compile(r"^(?P<camera>.+)_(?P<seq>\d+)\.mkv$")
@@ -174,7 +174,7 @@ def _chain(attempt_id: str, camera: str, rows: list[Segment], expected: set[int]
     for seq in range(last + 1):
         row = by_seq.get(seq)
         if row is None:
-            # Named as the station names its segments (station.recorder.segment_name).
+            # Named as the station names its segments (station.recording.base.segment_name).
             slots.append(_Slot(seq=seq, row=None, name=f"{attempt_id}_{camera}_{seq:05d}.mkv", problem="missing",
                                detail="no segment with this seq number reached the edge"))
             continue
@@ -316,7 +316,7 @@ def join_questions(attempt_id: str) -> dict[str, Any]:
                                  "seconds": None, "server_time": None,
                                  "detail": "an expected segment never reached the edge"})
         cameras = sorted({r.camera for r in rows} | set(expected))
-        out_dir = settings.data_dir / JOINED_DIR / attempt.id
+        out_dir = joined_dir(settings.data_dir, attempt.id)
         files: list[dict[str, Any]] = []
         for camera in cameras:
             slots = _chain(attempt.id, camera, [r for r in rows if r.camera == camera],

@@ -9,24 +9,30 @@ from pathlib import Path
 from sqlalchemy import select
 
 from edge_server.jobs.context import app_context
+from edge_server.jobs.media import join_questions
+from edge_server.layout import (
+    MANIFEST_FORMAT,
+    attempt_prefix,
+    face_try_key,
+    manifest_key,
+    question_key,
+    review_frame_key,
+    segment_key,
+)
 from edge_server.models import Attempt, FaceTry, Review, Segment, SegmentStatus, Station, SyncStatus
+from edge_server.retention import removed_by_retention
 from edge_server.services import frames
 from edge_server.services.attempts import COMPLETED_END_REASONS
+from edge_server.services.messages import attempt_history
 from edge_server.storage import open_storage, sha256_file
 
 logger = logging.getLogger(__name__)
 
 
-def attempt_prefix(attempt: Attempt) -> str:
-    """Recordings are filed under the lot number, never the candidate's name."""
-    lot = f"lot-{attempt.lot:03d}" if attempt.lot is not None else f"unassigned-{attempt.id}"
-    return f"{attempt.sitting.centre_id}/{attempt.sitting_id}/{lot}"
-
-
 def build_manifest(attempt: Attempt, objects: list[dict], station_key: str | None = None) -> dict:
     early = attempt.end_reason not in COMPLETED_END_REASONS
     return {
-        "format": "examkiosk-manifest/1",
+        "format": MANIFEST_FORMAT,
         "centre": attempt.sitting.centre_id,
         "sitting": attempt.sitting_id,
         "kind": str(attempt.sitting.kind),
@@ -53,7 +59,7 @@ def _face_login_frames(session, data_dir: Path, storage, attempt: Attempt, prefi
                  "matched": face_try.matched, "sha256": face_try.frame_sha256, "key": None}
         path = frames.face_try_frame_path(data_dir, attempt.id, face_try.frame_sha256) if face_try.frame_sha256 else None
         if path is not None and path.is_file():
-            entry["key"] = f"{prefix}/face_login/try-{number:02d}.jpg"
+            entry["key"] = face_try_key(prefix, number)
             storage.put_file(entry["key"], path, face_try.frame_sha256)
         tries.append(entry)
     reviews = []
@@ -63,7 +69,7 @@ def _face_login_frames(session, data_dir: Path, storage, attempt: Attempt, prefi
         path = frames.review_frame_path(data_dir, review.id)
         if path.is_file():
             entry["sha256"] = sha256_file(path)
-            entry["key"] = f"{prefix}/face_login/review-{review.id}.jpg"
+            entry["key"] = review_frame_key(prefix, review.id)
             storage.put_file(entry["key"], path, entry["sha256"])
         reviews.append(entry)
     return {"tries": tries, "reviews": reviews}
@@ -76,10 +82,6 @@ def sync_attempt(attempt_id: str) -> dict:
     First the per-question files are joined (without re-encoding) and checked; they go to central
     storage with the segments, and the manifest lists them and any media problem found.
     """
-    from edge_server.jobs.media import join_questions
-    from edge_server.retention import removed_by_retention
-    from edge_server.services.messages import attempt_history
-
     with app_context() as (app, db, settings):
         attempt = db.session.get(Attempt, attempt_id)
         if attempt is not None and removed_by_retention(db.session, settings, attempt):
@@ -103,7 +105,7 @@ def sync_attempt(attempt_id: str) -> dict:
                 source = settings.recordings_dir / attempt.id / seg.name
                 if sha256_file(source) != seg.sha256_actual:
                     raise RuntimeError(f"segment {seg.name} on the edge no longer matches its verified checksum")
-                key = f"{prefix}/segments/{seg.name}"
+                key = segment_key(prefix, seg.name)
                 storage.put_file(key, source, seg.sha256_actual or "")
                 objects.append({"key": key, "sha256": seg.sha256_actual, "size": seg.length, "camera": seg.camera,
                                 "seq": seg.seq, "question": seg.question, "started_at": seg.started_at,
@@ -112,7 +114,7 @@ def sync_attempt(attempt_id: str) -> dict:
             questions = []
             for joined in media["files"]:
                 path = Path(joined["path"])
-                key = f"{prefix}/questions/{path.name}"
+                key = question_key(prefix, path.name)
                 storage.put_file(key, path, joined["sha256"])
                 questions.append({"key": key, "sha256": joined["sha256"], "camera": joined["camera"],
                                   "question": joined["question"], "duration": joined["duration"],
@@ -122,10 +124,10 @@ def sync_attempt(attempt_id: str) -> dict:
             manifest = build_manifest(attempt, objects, station.public_key if station else None)
             manifest["questions"] = questions
             manifest["media_problems"] = media["problems"]
-            manifest["messages"] = attempt_history(db.session, attempt)  # help chat and broadcasts (F12)
+            manifest["messages"] = attempt_history(db.session, attempt)  # help chat and broadcasts
             manifest["face_login"] = _face_login_frames(db.session, settings.data_dir, storage, attempt, prefix)
             data = json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=True).encode()
-            manifest_sha = storage.put_bytes(f"{prefix}/manifest.json", data)
+            manifest_sha = storage.put_bytes(manifest_key(prefix), data)
         except Exception as exc:
             attempt.sync_status = SyncStatus.FAILED
             attempt.sync_error = str(exc)

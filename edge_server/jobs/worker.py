@@ -1,32 +1,28 @@
-"""`examkiosk-edge-worker`: an RQ worker on the edge's queue."""
+"""`examkiosk-edge-worker`: an RQ worker on the edge's queues (pushes first, then syncs and imports)."""
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
+import threading
 
 from redis import Redis
-from rq import Queue, Worker
+from rq import Worker
 
-from edge_server.config import ConfigError, load_settings
+from edge_server.config import ConfigError, EdgeSettings, load_settings
+from edge_server.work_queue import queues
+from examkiosk_wire.program import program_parser, run_program
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="examkiosk-edge-worker")
-    parser.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
+    parser = program_parser("examkiosk-edge-worker", __doc__)
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
-    args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    if args.check_config:
-        print("configuration OK")
-        return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run_program(parser, load_settings, run, config_error=ConfigError, argv=argv)
+
+
+def run(settings: EdgeSettings, args: argparse.Namespace, stop: threading.Event) -> int:
+    """Work the edge's queue (RQ handles SIGTERM itself: it finishes the job in hand, then exits)."""
     conn = Redis.from_url(settings.redis_url)
-    worker = Worker([Queue(settings.queue_name, connection=conn)], connection=conn)
+    worker = Worker(queues(settings, conn), connection=conn)
     worker.work(burst=args.burst, with_scheduler=True)
     return 0
 

@@ -1,13 +1,16 @@
-"""Regional view under /region (F31): across centres, which attempts reached the edge complete and
+"""Regional view under /region: across centres, which attempts reached the edge complete and
 central storage; a CSV export. Regional admins only, and read-only: no station or centre actions."""
 from datetime import datetime, timedelta, timezone
 
 from flask import Blueprint, Response, jsonify, render_template, request
 from flask_login import current_user
 
+from edge_server import auth
 from edge_server.auth import staff
 from edge_server.extensions import db
 from edge_server.models import StaffRole
+from edge_server.region import summary as ov
+from edge_server.staff.forms import LogoutForm
 
 bp = Blueprint("region", __name__, url_prefix="/region", template_folder="../templates")
 
@@ -19,15 +22,9 @@ def _centre_arg() -> str | None:
 @bp.get("/")
 @staff(StaffRole.REGIONAL_ADMIN)
 def overview():
-    from flask import current_app
-
-    from edge_server import settings_of
-    from edge_server.region import summary as ov
-    from edge_server.staff.forms import LogoutForm
-
     centre = _centre_arg()
     names = ov.centre_names(db.session)
-    stale = timedelta(seconds=settings_of(current_app).dashboard.stale_seconds)
+    stale = timedelta(seconds=auth.settings().dashboard.stale_seconds)
     all_rows = ov.attempt_rows(db.session)
     totals = ov.centre_totals(all_rows, names, ov.station_counts(db.session, datetime.now(timezone.utc), stale))
     rows = [r for r in all_rows if centre is None or r["centre"] == centre]
@@ -40,22 +37,15 @@ def overview():
 @bp.get("/attempts.csv")
 @staff(StaffRole.REGIONAL_ADMIN)
 def attempts_csv():
-    from edge_server.region import summary as ov
-    from edge_server.services.attempts import log_event
-
     centre = _centre_arg()
-    rows = ov.attempt_rows(db.session, centre)
-    log_event(db.session, kind="region_export", station_id=None, source="staff",
-              payload={"by": current_user.username, "centre": centre, "rows": len(rows)})
+    text = ov.export(db.session, centre, by=current_user.username)
     db.session.commit()
     name = f"attempts-{centre or 'all'}-{datetime.now(timezone.utc):%Y%m%d-%H%M}.csv"
-    return Response("\ufeff" + ov.csv_text(rows), mimetype="text/csv",
+    return Response("\ufeff" + text, mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
 
 
 @bp.get("/api/attempts")
 @staff(StaffRole.REGIONAL_ADMIN)
 def attempts():
-    from edge_server.region import summary as ov
-
     return jsonify(attempts=ov.attempt_rows(db.session, _centre_arg()))

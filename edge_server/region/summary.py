@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from edge_server.models import Attempt, Centre, Sitting, Station
 from edge_server.services import attempts as attempt_service
+from edge_server.services import audit
 
 COLUMNS = ["centre", "sitting", "lot", "ticket_no", "station", "finished", "segments_expected",
            "segments_verified", "segments_missing", "complete_on_edge", "chain_ok", "sync", "synced_at",
@@ -87,3 +88,11 @@ def csv_text(rows: Iterable[dict[str, Any]]) -> str:
     for row in rows:
         writer.writerow([_cell(row[c]) for c in COLUMNS])
     return out.getvalue()
+
+
+def export(session: Session, centre: str | None, *, by: str) -> str:
+    """The CSV of the attempts (of one centre, or all), the export audited with its row count."""
+    rows = attempt_rows(session, centre)
+    audit.append(session, kind="region_export", station_id=None, attempt_id=None, source="staff",
+                 payload={"by": by, "centre": centre, "rows": len(rows)})
+    return csv_text(rows)

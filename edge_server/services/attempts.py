@@ -1,6 +1,7 @@
 """Attempts: opening one for a candidate, face tries, manual review, lots, upload completion."""
 from __future__ import annotations
 
+import logging
 import random
 from datetime import datetime
 from typing import Any
@@ -9,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from edge_server.config import EdgeSettings
 from edge_server.errors import Closed, Conflict, NotFound
 from edge_server.models import (
     Attempt,
@@ -24,7 +26,12 @@ from edge_server.models import (
     Station,
     utcnow,
 )
+from edge_server.services import audit
 from edge_server.services.moves import awaited_handovers, moved_from, seq_restarts
+from edge_server.work_queue import enqueue_sync
+from examkiosk_wire.chain import link_problems
+
+logger = logging.getLogger(__name__)
 
 MAX_FACE_TRIES = 3
 
@@ -236,8 +243,6 @@ def chain_problems(segments: list[Segment], signed: bool, restarts: frozenset[in
 
     ``restarts``: where a move let the chain start a new link (services/moves.py).
     """
-    from examkiosk_wire.chain import link_problems
-
     if not signed:
         return []
     problems = []
@@ -286,10 +291,42 @@ def mark_complete_if_done(session: Session, attempt: Attempt) -> bool:
     return False
 
 
+def recent_attempts(session: Session, centre_id: str, *, limit: int) -> list[Attempt]:
+    """The centre's ``limit`` latest attempts, newest first (filtered in the query: other centres'
+    attempts never take a place)."""
+    return list(session.scalars(
+        select(Attempt).join(Sitting, Attempt.sitting_id == Sitting.id).where(Sitting.centre_id == centre_id)
+        .order_by(Attempt.created_at.desc(), Attempt.id).limit(limit)))
+
+
+def pending_reviews(session: Session, centre_id: str) -> list[Review]:
+    """The centre's face reviews a proctor has not decided yet, oldest first."""
+    return list(session.scalars(
+        select(Review).join(Attempt, Review.attempt_id == Attempt.id).join(Sitting, Attempt.sitting_id == Sitting.id)
+        .where(Review.status == ReviewStatus.PENDING, Sitting.centre_id == centre_id).order_by(Review.created_at)))
+
+
+def failing_face_logins(session: Session, centre_id: str) -> list[Attempt]:
+    """The centre's open attempts whose face login failed at least once and is not verified yet."""
+    return list(session.scalars(
+        select(Attempt).join(Sitting, Attempt.sitting_id == Sitting.id)
+        .where(Sitting.centre_id == centre_id, Attempt.face_verified.is_(None), Attempt.finished_at.is_(None),
+               Attempt.id.in_(select(FaceTry.attempt_id).where(FaceTry.matched.is_(False))))
+        .order_by(Attempt.created_at)))
+
+
+def queue_sync_if_complete(session: Session, settings: EdgeSettings, attempt: Attempt) -> None:
+    """When the last expected segment is verified, queue the copy to central storage."""
+    if mark_complete_if_done(session, attempt):
+        try:
+            enqueue_sync(settings, attempt.id)
+            attempt.sync_status = "queued"
+        except Exception as exc:  # Redis down: the daemon's sweep queues it later
+            logger.warning("could not queue sync of attempt %s: %s", attempt.id, exc)
+
+
 def log_event(session: Session, *, kind: str, station_id: str | None, attempt_id: str | None = None,
               payload: dict[str, Any] | None = None, source: str = "api", at: datetime | None = None) -> Event:
     """Station events and staff actions all go to the hash-chained audit log."""
-    from edge_server.services import audit
-
     return audit.append(session, kind=kind, station_id=station_id, attempt_id=attempt_id, payload=payload or {},
                         source=source, at=at)

@@ -1,4 +1,4 @@
-"""The audit log (F27): every staff action and station event, append-only and tamper-evident.
+"""The audit log: every staff action and station event, append-only and tamper-evident.
 
 Each event row carries the hash of the row before it and its own hash over its content. A unique
 constraint on ``prev_hash`` makes the chain linear even with several writers: two rows that

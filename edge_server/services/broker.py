@@ -18,8 +18,10 @@ from typing import Any
 
 from edge_server.config import EdgeSettings
 from edge_server.errors import EdgeError
-from edge_server.services.push import PushFailed, edge_client, publish, push_to_station
+from edge_server.services.push import PushFailed, edge_client, publish, send
 from examkiosk_wire import broker as broker_config
+from examkiosk_wire import topics
+from examkiosk_wire.commands import Revoked, command
 
 logger = logging.getLogger(__name__)
 
@@ -163,8 +165,6 @@ class CutOff:
 def publish_revoked_status(settings: EdgeSettings, station_id: str) -> bool:
     """A retained ``offline`` status with state ``revoked`` on the station's status topic (as the edge);
     False if the broker could not be reached or refused the login or the publish."""
-    from examkiosk_wire import topics
-
     status = topics.StationStatus(station=station_id, online=False, state="revoked", ts=time.time())
     try:
         publish(settings, [(topics.status_topic(settings.centre, station_id), status.to_json())], retain=True)
@@ -182,7 +182,7 @@ def cut_off_station(settings: EdgeSettings, station_id: str) -> CutOff:
     The command goes first, while the station may still read it. Failures are logged and
     returned, never raised: the revocation itself (the API token) is already in the database.
     """
-    notified = push_to_station(settings, station_id, "revoked", {"station": station_id})
+    notified = send(settings, [station_id], command(Revoked(station=station_id), ts=time.time()))
     try:
         removed = remove_user(settings, station_id)
     except BrokerError as exc:

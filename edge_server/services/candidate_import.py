@@ -1,4 +1,4 @@
-"""Candidate import (F20): upload, preview, descriptors in an RQ job, confirm.
+"""Candidate import: upload, preview, descriptors in an RQ job, confirm.
 
 1. :func:`start` reads the CSV and the ZIP (services/roster.py), stores them in a staging
    directory ``<data_dir>/imports/<id>`` whose name is the import's random id (never anything the

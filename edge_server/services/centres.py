@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from edge_server.errors import EdgeError, NotFound
 from edge_server.models import Centre
+from edge_server.services import audit
 
 # A distance threshold outside this range either lets strangers in or turns the candidate away.
 MIN_FACE_THRESHOLD = 0.3
@@ -38,8 +39,6 @@ def update_settings(session: Session, centre: Centre, *, face_threshold: float, 
     after = station_settings(centre)
     changes = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
     if changes:
-        from edge_server.services import audit
-
         audit.append(session, kind="centre_settings_changed", station_id=None, attempt_id=None, source="staff",
                      payload={"centre": centre.id, "by": by, "changes": changes})
     return changes

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from edge_server.errors import EdgeError
 from edge_server.models import Candidate
+from examkiosk_wire.face import FaceEngine, NoFaceFound, SeveralFaces, load_image
 
 
 def photo_descriptor(photo: Path) -> list[float]:
@@ -20,8 +21,6 @@ def photo_descriptor(photo: Path) -> list[float]:
 
     EdgeError with code ``no_face``, ``several_faces`` or ``photo_unreadable`` otherwise.
     """
-    from examkiosk_wire.face import FaceEngine, NoFaceFound, SeveralFaces, load_image
-
     try:
         image = load_image(photo)
     except (FileNotFoundError, ValueError) as exc:

@@ -33,6 +33,7 @@ from edge_server.errors import Conflict, EdgeError, Forbidden
 from edge_server.models import Centre, EnrolmentCode, EnrolmentTry, StaffRole, StaffUser, Station
 from edge_server.services import audit, broker
 from edge_server.services.stations import create_station
+from examkiosk_wire.chain import valid_public_key
 from examkiosk_wire.enrolment_code import display, fingerprint_prefix, new_code, parse
 
 CODE_TTL = timedelta(minutes=15)
@@ -204,8 +205,6 @@ def enrol(session: Session, *, code: str, address: str, hostname: str, version: 
         record_try(session, address, now, ok=False, reason="bad_code_format")
         raise BadCodeFormat("the code must look like FFFF-XXXX-XXXX")
     if public_key is not None:
-        from examkiosk_wire.chain import valid_public_key
-
         if not isinstance(public_key, str) or not valid_public_key(public_key):
             raise EdgeError("public_key must be a base64 Ed25519 public key", code="bad_public_key")
     if station_id is not None:

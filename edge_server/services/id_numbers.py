@@ -9,7 +9,7 @@ CHECK_CHARS = "10X98765432"  # indexed by the weighted sum mod 11
 
 def check_char(first17: str) -> str:
     """The check character of the first 17 digits."""
-    return CHECK_CHARS[sum(int(d) * w for d, w in zip(first17, WEIGHTS)) % 11]
+    return CHECK_CHARS[sum(int(d) * w for d, w in zip(first17, WEIGHTS, strict=False)) % 11]
 
 
 def id_number_problem(value: str) -> str | None:

@@ -18,7 +18,9 @@ import time
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator
 
+from edge_server.config import EdgeSettings
 from edge_server.models import Station
+from edge_server.services import snapshots
 
 logger = logging.getLogger(__name__)
 
@@ -154,3 +156,18 @@ class LivePublisher:
 
     def close(self) -> None:
         self._redis.close()
+
+
+def tile_of(settings: EdgeSettings, station: Station, now: datetime) -> dict[str, Any]:
+    """The station's tile with the edge's staleness rule and its latest snapshot's time."""
+    return station_tile(station, now, stale_after=timedelta(seconds=settings.dashboard.stale_seconds),
+                        snapshot_at=snapshots.taken_at(settings.snapshots_dir, station.id))
+
+
+def publish_tile(settings: EdgeSettings, station: Station, now: datetime) -> None:
+    """Tell the open live dashboards about a station a staff action changed."""
+    publisher = LivePublisher(settings.redis_url, station.centre_id)
+    try:
+        publisher.tile(tile_of(settings, station, now))
+    finally:
+        publisher.close()

@@ -36,8 +36,6 @@ from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import FixedWindowRateLimiter
 from redis.exceptions import RedisError
 
-from edge_server import settings_of
-
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "examkiosk-login"
@@ -122,16 +120,16 @@ class LoginLimiter:
         return Slots(tuple(taken), window, storage, shared)
 
 
-def of(app: Flask | None = None) -> LoginLimiter:
+def of(redis_url: str, app: Flask | None = None) -> LoginLimiter:
     """The app's (default: the current app's) limiter, made on first use (in the gunicorn worker,
-    after the fork) from its ``redis_url``."""
+    after the fork) on ``redis_url`` (the app's settings)."""
     app = app or current_app._get_current_object()
     limiter = app.extensions.get(_EXTENSION)
     if limiter is None:
         with _create_lock:
             limiter = app.extensions.get(_EXTENSION)
             if limiter is None:
-                limiter = app.extensions[_EXTENSION] = LoginLimiter(settings_of(app).redis_url)
+                limiter = app.extensions[_EXTENSION] = LoginLimiter(redis_url)
     return limiter
 
 

@@ -1,4 +1,4 @@
-"""Help chat (F12, F24) and broadcasts: a candidate's 求助, the proctor's replies, notices to a sitting.
+"""Help chat and broadcasts: a candidate's 求助, the proctor's replies, notices to a sitting.
 
 **Help.** A station sends a help request with a quick reason (the kiosk may have no keyboard) and an
 optional short text. It goes into the thread of that station and attempt (or of the station alone,
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import unicodedata
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -270,6 +270,21 @@ def station_json(message: Message, *, acknowledged: bool = False) -> dict[str, A
 
 
 # --- what staff see -------------------------------------------------------------------------------
+
+def push_about(message: Message) -> str:
+    """The name a staff message's push is queued under (``work_queue.enqueue_push``)."""
+    return f"message-{message.id}"
+
+
+def add_push_outcomes(data: dict[str, Any], outcomes: Callable[[list[str]], dict[str, str]]) -> None:
+    """Give each reply and broadcast of ``dashboard(...)`` its push's outcome (``push``: sending,
+    delivered, not_delivered; None when the queue no longer knows it)."""
+    staff = [m for t in data["threads"] for m in t["messages"] if m["kind"] != str(MessageKind.HELP)]
+    staff += data["broadcasts"]
+    known = outcomes([f"message-{m['id']}" for m in staff])
+    for m in staff:
+        m["push"] = known.get(f"message-{m['id']}")
+
 
 def staff_message_json(message: Message) -> dict[str, Any]:
     return {"id": message.id, "kind": str(message.kind), "reason": message.reason, "text": message.text,

@@ -1,4 +1,4 @@
-"""The exam paper file a centre admin imports (F21), and its validation. Pure: bytes in, paper out.
+"""The exam paper file a centre admin imports, and its validation. Pure: bytes in, paper out.
 
 A paper is one JSON or YAML document::
 

@@ -1,4 +1,4 @@
-"""Sealed exam papers (F21): import, storage, key release at the start time.
+"""Sealed exam papers: import, storage, key release at the start time.
 
 Import (:func:`import_paper`) validates the file (``paper_format``), seals the whole paper as one
 AES-256-GCM blob for its sitting (``examkiosk_wire/sealed.py``) and stores the ciphertext, the nonce and
@@ -34,6 +34,7 @@ from edge_server.models import Attempt, Event, Paper, Sitting, Station
 from edge_server.services import audit
 from edge_server.services.paper_format import PaperContent, parse_paper_file
 from examkiosk_wire import sealed
+from examkiosk_wire.commands import PaperKey
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +159,20 @@ def paper_key(data_dir: Path, sitting: Sitting, now: datetime) -> bytes:
     return unwrap(data_dir, paper.wrapped_key, sitting.id)
 
 
+def fetch_key(session: Session, data_dir: Path, station_id: str, sitting: Sitting, now: datetime) -> bytes:
+    """A station's fallback fetch of the key (from the start on), audited without the key."""
+    key = paper_key(data_dir, sitting, now)
+    audit.append(session, kind="paper_key_fetched", station_id=station_id, attempt_id=None, source="api",
+                 payload={"sitting": sitting.id, "paper": sitting.paper_id})
+    return key
+
+
+def refuse_import(session: Session, sitting_id: str, filename: str, problems: list[str], *, by: str) -> None:
+    """Audit an import the page refused, with its first problems (the file is not kept)."""
+    audit.append(session, kind="paper_import_refused", station_id=None, attempt_id=None, source="staff",
+                 payload={"sitting": sitting_id, "file": filename, "problems": problems[:20], "by": by})
+
+
 def open_sitting_paper(data_dir: Path, sitting: Sitting, now: datetime) -> dict[str, Any]:
     """The decrypted paper, from the start time on."""
     key = paper_key(data_dir, sitting, now)
@@ -257,9 +272,9 @@ def mark_pushed(session: Session, release: Release, *, tried_at: datetime) -> No
                           "pushed": True, "retried": True, "tried_at": tried_at.isoformat()})
 
 
-def key_command_payload(sitting_id: str, key: bytes) -> dict[str, str]:
-    """The ``paper_key`` StationCommand's payload (and the key route's body)."""
-    return {"sitting": sitting_id, "key": sealed.b64(key)}
+def key_command(sitting_id: str, key: bytes) -> PaperKey:
+    """The ``paper_key`` command's payload (also the key route's body)."""
+    return PaperKey(sitting=sitting_id, key=sealed.b64(key))
 
 
 def status(sitting: Sitting) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Commands pushed from the edge to one station over MQTT (its ``cmd`` topic, QoS 1).
 
 A push is a courtesy that makes the station react within a second: a review's decision,
-for instance. Every such decision is also in the database and the station asks the API for
+for instance. Staff actions queue theirs (``work_queue.enqueue_push``, sent by ``jobs/push.py``);
+the daemon sends the paper keys itself. Every such decision is also in the database and the station asks the API for
 it as well, so a push that cannot be delivered (broker down) is logged and not an error.
 """
 from __future__ import annotations
@@ -100,30 +101,31 @@ def publish(settings: EdgeSettings, messages: list[tuple[str, str]], timeout: fl
         client.loop_stop()
 
 
-def push_to_station(settings: EdgeSettings, station_id: str, kind: str, payload: dict[str, Any], *,
-                    attempt: str | None = None) -> bool:
-    """Publish a StationCommand to ``station_id``; False if the broker could not be reached or
-    refused the login or the publish."""
-    command = topics.StationCommand(kind=kind, payload=payload, attempt=attempt, ts=time.time())
+def send(settings: EdgeSettings, station_ids: list[str], command: topics.StationCommand, *,
+         timeout: float = PUSH_TIMEOUT) -> bool:
+    """Publish ``command`` (built with ``examkiosk_wire.commands.command``) to each station over one
+    broker connection; False if the broker could not be reached, refused the login or a publish, or
+    did not answer within ``timeout``. Blocking: the daemon and the worker call it, never a request."""
+    if not station_ids:
+        return True
     try:
-        publish(settings, [(topics.cmd_topic(settings.centre, station_id), command.to_json())])
+        publish(settings, [(topics.cmd_topic(settings.centre, sid), command.to_json()) for sid in station_ids], timeout)
     except PushFailed as exc:
-        logger.warning("could not push %s to station %s over MQTT (%s); it will ask the API", kind, station_id, exc)
+        logger.warning("could not push %s to %s over MQTT (%s); the station(s) will ask the API", command.kind,
+                       ", ".join(station_ids), exc)
         return False
     return True
+
+
+def push_to_station(settings: EdgeSettings, station_id: str, kind: str, payload: dict[str, Any], *,
+                    attempt: str | None = None) -> bool:
+    """A command given by kind and payload (a probe's ``ping``, say) to one station; see :func:`send`."""
+    return send(settings, [station_id], topics.StationCommand(kind=kind, payload=payload, attempt=attempt,
+                                                              ts=time.time()))
 
 
 def push_to_stations(settings: EdgeSettings, station_ids: list[str], kind: str, payload: dict[str, Any], *,
                      attempt: str | None = None, timeout: float = PUSH_TIMEOUT) -> bool:
-    """The same command to several stations over one broker connection (a broadcast); False if the
-    broker could not be reached, refused the login or a publish, or did not answer within ``timeout``."""
-    if not station_ids:
-        return True
-    command = topics.StationCommand(kind=kind, payload=payload, attempt=attempt, ts=time.time()).to_json()
-    try:
-        publish(settings, [(topics.cmd_topic(settings.centre, sid), command) for sid in station_ids], timeout)
-    except PushFailed as exc:
-        logger.warning("could not push %s to %d stations over MQTT (%s); they will ask the API", kind,
-                       len(station_ids), exc)
-        return False
-    return True
+    """The same command to several stations over one broker connection; see :func:`send`."""
+    return send(settings, station_ids, topics.StationCommand(kind=kind, payload=payload, attempt=attempt,
+                                                             ts=time.time()), timeout=timeout)

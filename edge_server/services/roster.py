@@ -1,4 +1,4 @@
-"""Candidate lists as uploaded (F20): the CSV, the ZIP of photos, and each row's problems. Pure.
+"""Candidate lists as uploaded: the CSV, the ZIP of photos, and each row's problems. Pure.
 
 The CSV is UTF-8, with or without a byte-order mark, comma separated, with a header row naming
 the columns ``ticket_no`` (准考证号), ``name`` (姓名) and ``id_number`` (身份证号) in any order;

@@ -1,4 +1,4 @@
-"""The seat map (F20): which candidate of a sitting sits at which station, and moves between them.
+"""The seat map: which candidate of a sitting sits at which station, and moves between them.
 
 A candidate assigned to a station is identified there only (``attempts.open_attempt`` refuses
 another station with ``wrong_station`` and names the seat). Before the start, or while the

@@ -1,4 +1,4 @@
-"""Sittings (F20): create and edit one, with the order of its times checked and the time lock.
+"""Sittings: create and edit one, with the order of its times checked and the time lock.
 
 A sitting's settings arrive as a :class:`SittingSpec`. :func:`problems` checks it alone (pure);
 :func:`locked_changes` says which changes the time lock refuses: once the waiting room has opened,

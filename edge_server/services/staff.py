@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from edge_server.errors import Conflict, EdgeError
 from edge_server.models import LoginAttempt, StaffRole, StaffUser
-from edge_server.services import login_limit
+from edge_server.services import audit, login_limit
 from edge_server.services.login_limit import LoginLimiter, Rule
 
 _hasher = PasswordHasher()
@@ -69,9 +69,10 @@ def _failures_since(session: Session, since: datetime, **where: str) -> tuple[in
     return int(row[0]), row[1]
 
 
-def login_limiter() -> LoginLimiter:
-    """The running app's sign-in limiter, for ``sign_in`` (one per app: its Redis pool, its fallback)."""
-    return login_limit.of()
+def login_limiter(redis_url: str) -> LoginLimiter:
+    """The running app's sign-in limiter on ``redis_url``, for ``sign_in`` (one per app: its Redis pool,
+    its fallback)."""
+    return login_limit.of(redis_url)
 
 
 def _check_database_count(session: Session, rules: tuple[Rule, ...], now: datetime,
@@ -117,4 +118,22 @@ def sign_in(session: Session, username: str, password: str, address: str, now: d
     if user is not None and slots is not None:
         limiter.refund(slots)
     session.add(LoginAttempt(username=username, address=address, ok=user is not None, at=now))
+    return user
+
+
+def sign_in_audited(session: Session, username: str, password: str, address: str, now: datetime,
+                    limiter: LoginLimiter | None = None) -> StaffUser | None:
+    """:func:`sign_in` with its audit row: ``staff_login``, ``staff_login_failed``, or for the first
+    refusal of each lockout ``staff_login_locked`` (then LockedOut is raised; later refusals write nothing)."""
+    try:
+        user = sign_in(session, username, password, address, now, limiter=limiter)
+    except LockedOut as exc:
+        if exc.first:
+            audit.append(session, kind="staff_login_locked", station_id=None, attempt_id=None, source="staff",
+                         payload={"user": username, "address": address, "scope": exc.scope,
+                                  "until": exc.until.isoformat()})
+        raise
+    audit.append(session, kind="staff_login" if user is not None else "staff_login_failed", station_id=None,
+                 attempt_id=None, source="staff",
+                 payload={"user": user.username if user is not None else username, "address": address})
     return user

@@ -3,14 +3,19 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from edge_server.config import EdgeSettings
 from edge_server.errors import Conflict, EdgeError, Forbidden, Unauthorized
-from edge_server.models import Station, utcnow
+from edge_server.models import Event, Station, utcnow
+from edge_server.services import audit, broker, snapshots
+from edge_server.work_queue import enqueue_cut_off
+from examkiosk_wire.chain import valid_public_key
 
 
 def hash_token(token: str) -> str:
@@ -42,7 +47,44 @@ def authenticate(session: Session, authorization: str | None) -> Station:
 
 
 def revoke(session: Session, station: Station) -> None:
+    """Refuse the station's API token from now on (the token only; see ``revoke_station``)."""
     station.revoked_at = utcnow()
+
+
+def revoke_station(session: Session, settings: EdgeSettings, station: Station, *, by: str) -> broker.CutOff | None:
+    """A centre admin's revocation, audited: the token is refused (committed first, so it holds whatever
+    follows) and the station's last camera snapshot deleted. Its MQTT login goes too (:func:`cut_off`):
+    in the worker, so the request does not wait for the broker; here and now (its ``CutOff`` returned)
+    when the queue is unavailable. None: queued."""
+    revoke(session, station)
+    audit.append(session, kind="station_revoked", station_id=station.id, attempt_id=None, source="staff",
+                 payload={"by": by})
+    session.commit()
+    snapshots.discard(settings.snapshots_dir, station.id)
+    if enqueue_cut_off(settings, station.id, by):
+        return None
+    return cut_off(session, settings, station.id, by=by)
+
+
+def cut_off(session: Session, settings: EdgeSettings, station_id: str, *, by: str) -> broker.CutOff:
+    """The revoked station's MQTT side (``revoked`` on its cmd topic, then its broker user deleted, which
+    disconnects it), audited with what it did (``station_mqtt_cut_off``). Never raises for the broker."""
+    cut = broker.cut_off_station(settings, station_id)
+    audit.append(session, kind="station_mqtt_cut_off", station_id=station_id, attempt_id=None, source="staff",
+                 payload={"by": by, **asdict(cut)})
+    session.commit()
+    return cut
+
+
+def cut_off_states(session: Session, station_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The latest MQTT cut-off of each station that has one (its audit payload)."""
+    if not station_ids:
+        return {}
+    found: dict[str, dict[str, Any]] = {}
+    for event in session.scalars(select(Event).where(Event.kind == "station_mqtt_cut_off",
+                                                     Event.station_id.in_(station_ids)).order_by(Event.id)):
+        found[event.station_id] = event.payload
+    return found
 
 
 def record_status(session: Session, station_id: str, status: dict[str, Any], seen_at: datetime) -> bool:
@@ -58,8 +100,6 @@ def record_status(session: Session, station_id: str, status: dict[str, Any], see
 
 def register_key(session: Session, station: Station, public_key_b64: str) -> None:
     """A station's chain-signing key is set once; another key is refused (re-enrol to change it)."""
-    from examkiosk_wire.chain import valid_public_key
-
     if not isinstance(public_key_b64, str) or not valid_public_key(public_key_b64):
         raise EdgeError("public_key must be a base64 Ed25519 public key", code="bad_public_key")
     if station.public_key is None:
@@ -94,8 +134,6 @@ def update_details(session: Session, station: Station, *, name: str, seat: str, 
                if old != new}
     if changes:
         station.name, station.seat = name, seat
-        from edge_server.services import audit
-
         audit.append(session, kind="station_details_changed", station_id=station.id, attempt_id=None,
                      source="staff", payload={"by": by, "changes": changes})
     return changes

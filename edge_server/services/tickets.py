@@ -3,7 +3,7 @@
 One ticket is an A6 landscape card (148 x 105 mm) at 300 dpi: the title, the candidate's
 name (in Chinese, drawn with Noto Sans CJK SC), ticket number, sitting and seat on the
 left, and on the right the QR code (``segno``) carrying ``EXAMKIOSK-TICKET:<ticket_no>``,
-the payload ``station.qr.decode_ticket`` accepts. :func:`ticket_png` gives a PNG,
+the payload ``station.vision.qr.decode_ticket`` accepts. :func:`ticket_png` gives a PNG,
 :func:`ticket_pdf` the same card as a one-page PDF at the card's physical size.
 """
 
@@ -15,8 +15,12 @@ from pathlib import Path
 import numpy as np
 import segno
 from PIL import Image, ImageDraw, ImageFont
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from edge_server.errors import EdgeError
+from edge_server.models import Candidate, Sitting
+from edge_server.services import audit
 from examkiosk_wire.tickets import ticket_payload
 
 # Debian's fonts-noto-cjk (scripts/install-system.sh installs it).
@@ -123,3 +127,16 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont, wid
     while text and draw.textlength(text + "…", font=font) > width:
         text = text[:-1]
     return text + "…"
+
+
+def print_ticket(session: Session, centre_id: str, ticket_no: str, fmt: str, *, by: str) -> bytes | None:
+    """The candidate's ticket as ``fmt`` (``png`` or ``pdf``), the printing audited; None: no such candidate."""
+    cand = session.scalar(select(Candidate).where(Candidate.centre_id == centre_id, Candidate.ticket_no == ticket_no))
+    if cand is None:
+        return None
+    sitting = session.get(Sitting, cand.sitting_id)
+    render = ticket_pdf if fmt == "pdf" else ticket_png
+    data = render(cand.ticket_no, cand.name, sitting.name if sitting else "", cand.seat)
+    audit.append(session, kind="ticket_printed", station_id=None, attempt_id=None, source="staff",
+                 payload={"ticket_no": ticket_no, "by": by})
+    return data

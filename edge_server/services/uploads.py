@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from edge_server.errors import Conflict, EdgeError, NotFound
 from edge_server.models import Attempt, Segment, SegmentStatus, Station, utcnow
 from edge_server.services import attempts as attempt_service
+from examkiosk_wire.chain import ChainEntry, verify
 
 TUS_EXTENSIONS = "creation,checksum,termination"
 CHECKSUM_ALGORITHMS = {"sha256": hashlib.sha256, "sha1": hashlib.sha1, "md5": hashlib.md5}
@@ -331,8 +332,6 @@ def _new_segment(session: Session, station: Station, attempt: Attempt, creation:
 
 def _checked_chain_fields(station: Station, creation: Creation) -> dict[str, str]:
     """A station with a registered key must send each segment as a correctly signed chain entry."""
-    from examkiosk_wire.chain import ChainEntry, verify
-
     if station.public_key is None:
         return {"prev_hash": creation.prev, "entry_hash": creation.entry, "signature": creation.sig}
     if not creation.entry or not creation.sig:

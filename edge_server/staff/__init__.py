@@ -1,15 +1,14 @@
-"""Staff and proctor pages under /staff."""
-from flask import Blueprint
-
-bp = Blueprint("staff", __name__, url_prefix="/staff", template_folder="../templates")
-
+"""Staff and proctor pages under /staff: importing this package registers every page on ``bp``."""
 from edge_server.staff import (
-    candidate_import,  # noqa: E402,F401  (CSV + photo ZIP import)
-    live,  # noqa: E402,F401  (the dashboard's live stream and snapshots)
-    messages,  # noqa: E402,F401  (help chat and broadcasts)
-    papers,  # noqa: E402,F401  (sealed paper import)
-    provisioning,  # noqa: E402,F401  (after routes: it uses its helpers)
-    routes,  # noqa: E402,F401
-    sittings,  # noqa: E402,F401  (sittings, seat map)
-    station_admin,  # noqa: E402,F401  (rename and seat on the Stations page)
+    candidate_import,  # noqa: F401  (CSV + photo ZIP import)
+    live,  # noqa: F401  (the dashboard's live stream and snapshots)
+    messages,  # noqa: F401  (help chat and broadcasts)
+    papers,  # noqa: F401  (sealed paper import)
+    provisioning,  # noqa: F401  (the Stations page and enrolment codes)
+    routes,  # noqa: F401
+    sittings,  # noqa: F401  (sittings, seat map)
+    station_admin,  # noqa: F401  (rename and seat on the Stations page)
 )
+from edge_server.staff.blueprint import bp
+
+__all__ = ["bp"]

@@ -1,4 +1,4 @@
-"""Candidate import pages (F20): upload a CSV and a ZIP of photos, preview every row, confirm.
+"""Candidate import pages: upload a CSV and a ZIP of photos, preview every row, confirm.
 
 Centre admins only. The upload is a form of its own (its CSRF token checked by the form) so that
 its size limit can be larger than the station API's; the preview page shows the descriptor job's
@@ -24,8 +24,9 @@ from edge_server.models import CandidateImport, ImportStatus, StaffRole
 from edge_server.services import candidate_import as import_service
 from edge_server.services import roster
 from edge_server.services import sittings as sitting_service
-from edge_server.staff import bp
+from edge_server.staff.blueprint import bp
 from edge_server.staff.forms import LogoutForm
+from edge_server.work_queue import enqueue_import_analysis
 
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 
@@ -85,8 +86,6 @@ def upload_import(sitting_id: str):
         return _render_upload(sitting, form, error=exc.message, status=exc.status)
     db.session.commit()
     if imp.status == ImportStatus.ANALYSING:
-        from edge_server.jobs.candidates import enqueue_import_analysis
-
         try:
             enqueue_import_analysis(settings, imp.id)
         except RedisError as exc:

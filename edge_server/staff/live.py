@@ -22,8 +22,7 @@ from edge_server.auth import ALL_STAFF, current_centre, staff
 from edge_server.extensions import db
 from edge_server.models import Station
 from edge_server.services import live, snapshots
-from edge_server.staff import bp
-from edge_server.staff.routes import station_tile
+from edge_server.staff.blueprint import bp
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ def live_stream():
     try:
         now = datetime.now(timezone.utc)
         stations = db.session.scalars(select(Station).where(Station.centre_id == centre).order_by(Station.id)).all()
-        tiles = {s.id: station_tile(s, now) for s in stations}
+        tiles = {s.id: live.tile_of(auth.settings(), s, now) for s in stations}
     except BaseException:
         release()
         raise

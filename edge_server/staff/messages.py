@@ -1,12 +1,15 @@
-"""Help chat and broadcasts on the dashboard (F24): the help panel's JSON, replies, resolve, broadcast.
+"""Help chat and broadcasts on the dashboard: the help panel's JSON, replies, resolve, broadcast.
 
 Everyone signed in reads (``GET /staff/api/messages``); proctors and centre admins reply, resolve and
-broadcast (CSRF on every form). A reply is pushed to its station and a broadcast to the sitting's
-stations over MQTT right after the commit; the stations also fetch both (``GET /api/v1/messages``).
+broadcast (CSRF on every form). After the commit a reply is queued for its station and a broadcast for
+the sitting's stations (the worker pushes them over MQTT, ``jobs/push.py``); the help panel shows each
+push's outcome, and the stations also fetch both (``GET /api/v1/messages``).
 Each POST answers JSON to ``Accept: application/json`` (the dashboard's fetch) and otherwise
 redirects to the dashboard with a flash message.
 """
 from __future__ import annotations
+
+import time
 
 from flask import flash, jsonify, redirect, request, url_for
 from flask_login import current_user
@@ -19,8 +22,9 @@ from edge_server.auth import ALL_STAFF, current_centre, staff
 from edge_server.errors import EdgeError
 from edge_server.extensions import db
 from edge_server.services import messages as message_service
-from edge_server.services.push import push_to_station, push_to_stations
-from edge_server.staff import bp
+from edge_server.staff.blueprint import bp
+from edge_server.work_queue import enqueue_push, push_outcomes
+from examkiosk_wire.commands import MessagePush, command
 
 LENGTH = Length(max=message_service.MAX_TEXT,
                 message=f"最多 {message_service.MAX_TEXT} 字 · At most {message_service.MAX_TEXT} characters")
@@ -65,6 +69,7 @@ def _edge_error(exc: EdgeError):
 @staff(*ALL_STAFF)
 def messages_json():
     data = message_service.dashboard(db.session, current_centre())
+    message_service.add_push_outcomes(data, lambda abouts: push_outcomes(auth.settings(), abouts))
     data["can_chat"] = current_user.role in message_service.CHAT_ROLES
     return jsonify(data)
 
@@ -81,9 +86,10 @@ def reply(thread_id: int):
     except EdgeError as exc:
         return _edge_error(exc)
     db.session.commit()
-    pushed = push_to_station(auth.settings(), thread.station_id, "message", message_service.station_json(message),
-                             attempt=thread.attempt_id)
-    return _answer({"id": message.id, "thread": thread.id, "pushed": pushed}, 201,
+    push = enqueue_push(auth.settings(), message_service.push_about(message), [thread.station_id],
+                        command(MessagePush.model_validate(message_service.station_json(message)),
+                                attempt=thread.attempt_id, ts=time.time()))
+    return _answer({"id": message.id, "thread": thread.id, "push": push}, 201,
                    f"已回复考位 {thread.station_id} · Reply sent")
 
 
@@ -115,6 +121,7 @@ def send_broadcast():
         return _edge_error(exc)
     db.session.commit()
     stations = list(message.recipients or [])
-    pushed = push_to_stations(auth.settings(), stations, "message", message_service.station_json(message))
-    return _answer({"id": message.id, "sitting": sitting.id, "stations": stations, "pushed": pushed}, 201,
+    push = enqueue_push(auth.settings(), message_service.push_about(message), stations,
+                        command(MessagePush.model_validate(message_service.station_json(message)), ts=time.time()))
+    return _answer({"id": message.id, "sitting": sitting.id, "stations": stations, "push": push}, 201,
                    f"通知已发送到 {len(stations)} 个考位 · Broadcast sent to {len(stations)} stations")

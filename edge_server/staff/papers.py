@@ -1,4 +1,4 @@
-"""Papers page: a centre admin imports a sitting's paper file; it is sealed at once (F21).
+"""Papers page: a centre admin imports a sitting's paper file; it is sealed at once.
 
 The page shows, per sitting, whether its paper is sealed and what the stations need to plan
 (question count, minutes), never the paper's text: nobody at the centre reads it before the start.
@@ -20,9 +20,9 @@ from edge_server.auth import current_centre, staff
 from edge_server.errors import EdgeError
 from edge_server.extensions import db
 from edge_server.models import Sitting, StaffRole
-from edge_server.services import audit, papers
+from edge_server.services import papers
 from edge_server.services.paper_format import PaperFormatError
-from edge_server.staff import bp
+from edge_server.staff.blueprint import bp
 from edge_server.staff.forms import LogoutForm
 
 
@@ -89,7 +89,5 @@ def import_paper():
 
 
 def _refused(sitting_id: str, filename: str, problems: list[str]) -> None:
-    audit.append(db.session, kind="paper_import_refused", station_id=None, attempt_id=None, source="staff",
-                 payload={"sitting": sitting_id, "file": filename, "problems": problems[:20],
-                          "by": current_user.username})
+    papers.refuse_import(db.session, sitting_id, filename, problems, by=current_user.username)
     db.session.commit()

@@ -1,10 +1,11 @@
 """Login, the live dashboard, the manual face-review queue, fallback codes, centre settings."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
-from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
 
@@ -12,14 +13,16 @@ from edge_server import auth
 from edge_server.auth import ALL_STAFF, CENTRE_STAFF, current_centre, public, staff
 from edge_server.errors import EdgeError
 from edge_server.extensions import db
-from edge_server.models import Attempt, FaceTry, Review, ReviewStatus, StaffRole, StaffUser, Station
+from edge_server.models import Attempt, Candidate, FaceTry, Review, ReviewStatus, StaffRole, StaffUser, Station
+from edge_server.services import attempt_actions as actions
 from edge_server.services import attempts as attempt_service
 from edge_server.services import centres as centre_service
 from edge_server.services import fallback as fallback_service
-from edge_server.services import frames
+from edge_server.services import frames, live, tickets
 from edge_server.services import staff as staff_service
-from edge_server.services.push import push_to_station
-from edge_server.staff import bp
+from edge_server.services.moves import awaited_handovers
+from edge_server.services.moves import waive_handover as waive
+from edge_server.staff.blueprint import bp
 from edge_server.staff.forms import (
     CentreSettingsForm,
     FallbackCodeForm,
@@ -28,6 +31,8 @@ from edge_server.staff.forms import (
     ReviewForm,
     WaiveHandoverForm,
 )
+from edge_server.work_queue import enqueue_push, push_outcomes
+from examkiosk_wire.commands import ReviewResult, command
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -38,26 +43,18 @@ def login():
     if form.validate_on_submit():
         address = request.remote_addr or "unknown"
         try:
-            user = staff_service.sign_in(db.session, form.username.data, form.password.data, address,
-                                         datetime.now(timezone.utc), limiter=staff_service.login_limiter())
+            user = staff_service.sign_in_audited(db.session, form.username.data, form.password.data, address,
+                                                 datetime.now(timezone.utc), limiter=staff_service.login_limiter(auth.settings().redis_url))
         except staff_service.LockedOut as exc:
             # A refused try writes nothing; the first refusal of each lockout is audited, once.
             if exc.first:
-                attempt_service.log_event(db.session, kind="staff_login_locked", station_id=None, source="staff",
-                                          payload={"user": form.username.data, "address": address,
-                                                   "scope": exc.scope, "until": exc.until.isoformat()})
                 db.session.commit()
             flash(exc.message, "error")
             return render_template("staff/login.html", form=form), 429
+        db.session.commit()
         if user is not None:
             login_user(user)
-            attempt_service.log_event(db.session, kind="staff_login", station_id=None, source="staff",
-                                      payload={"user": user.username, "address": address})
-            db.session.commit()
             return redirect(url_for("staff.dashboard"))
-        attempt_service.log_event(db.session, kind="staff_login_failed", station_id=None, source="staff",
-                                  payload={"user": form.username.data, "address": address})
-        db.session.commit()
         flash("用户名或密码错误 · Wrong username or password", "error")
         status = 401
     elif form.is_submitted():
@@ -81,36 +78,22 @@ def dashboard():
                            can_configure=current_user.role == StaffRole.CENTRE_ADMIN)
 
 
-def station_tile(station: Station, now: datetime) -> dict:
-    from edge_server.services import live, snapshots
-
-    return live.station_tile(station, now, stale_after=timedelta(seconds=auth.settings().dashboard.stale_seconds),
-                             snapshot_at=snapshots.taken_at(auth.settings().snapshots_dir, station.id))
-
-
 @bp.get("/api/stations")
 @staff(*ALL_STAFF)
 def stations_json():
     now = datetime.now(timezone.utc)
     stations = db.session.scalars(select(Station).where(Station.centre_id == current_centre())
                                   .order_by(Station.id)).all()
-    return jsonify(stations=[station_tile(s, now) for s in stations], server_time=now.timestamp())
+    return jsonify(stations=[live.tile_of(auth.settings(), s, now) for s in stations], server_time=now.timestamp())
 
 
 @bp.get("/api/reviews")
 @staff(*ALL_STAFF)
 def reviews_json():
-    reviews = db.session.scalars(
-        select(Review).where(Review.status == ReviewStatus.PENDING).order_by(Review.created_at)
-    ).all()
-    reviews = [r for r in reviews if r.attempt.sitting.centre_id == current_centre()]
+    reviews = attempt_service.pending_reviews(db.session, current_centre())
     # Attempts whose face login failed at least once and that no pending review covers yet.
     pending = {r.attempt_id for r in reviews}
-    failing = db.session.scalars(
-        select(Attempt).where(Attempt.face_verified.is_(None), Attempt.finished_at.is_(None),
-                              Attempt.id.in_(select(FaceTry.attempt_id).where(FaceTry.matched.is_(False))))
-        .order_by(Attempt.created_at)
-    ).all()
+    failing = attempt_service.failing_face_logins(db.session, current_centre())
     return jsonify(reviews=[{
         "id": r.id,
         "attempt": r.attempt_id,
@@ -125,17 +108,14 @@ def reviews_json():
         "name": a.candidate.name,
         "station": a.station_id,
         "tries": attempt_service.face_tries(db.session, a),
-    } for a in failing if a.sitting.centre_id == current_centre() and a.id not in pending])
+    } for a in failing if a.id not in pending])
 
 
 @bp.get("/api/attempts")
 @staff(*ALL_STAFF)
 def attempts_json():
-    attempts = db.session.scalars(select(Attempt).order_by(Attempt.created_at.desc()).limit(200)).all()
     rows = []
-    for a in attempts:
-        if a.sitting.centre_id != current_centre():
-            continue
+    for a in attempt_service.recent_attempts(db.session, current_centre(), limit=200):
         status = attempt_service.upload_status(db.session, a)
         rows.append({"id": a.id, "lot": a.lot, "ticket_no": a.candidate.ticket_no, "station": a.station_id,
                      "verified": status["verified"], "expected": status["expected"],
@@ -193,14 +173,14 @@ def face_try_frame(try_id: int):
 
 def _render_attempt(attempt: Attempt, *, issued: tuple | None = None, error: str | None = None, status: int = 200,
                     waive_form: WaiveHandoverForm | None = None):
-    from edge_server.services.moves import awaited_handovers
-
     now = datetime.now(timezone.utc)
     review = attempt_service.latest_review(db.session, attempt)
+    review_push = (push_outcomes(auth.settings(), [review_push_about(review)]).get(review_push_about(review))
+                   if review is not None and review.status != ReviewStatus.PENDING else None)
     codes = [(c, fallback_service.code_state(c, now), db.session.get(StaffUser, c.issued_by) if c.issued_by else None)
              for c in fallback_service.list_codes(db.session, attempt)]
     response = render_template(
-        "staff/attempt.html", attempt=attempt, candidate=attempt.candidate, review=review,
+        "staff/attempt.html", attempt=attempt, candidate=attempt.candidate, review=review, review_push=review_push,
         review_frame=review is not None and frames.review_frame_path(auth.settings().data_dir, review.id).is_file(),
         tries=attempt_service.list_face_tries(db.session, attempt), codes=codes,
         can_issue=current_user.role in fallback_service.ISSUER_ROLES,
@@ -210,6 +190,11 @@ def _render_attempt(attempt: Attempt, *, issued: tuple | None = None, error: str
         can_waive=current_user.role == StaffRole.CENTRE_ADMIN, waive_form=waive_form or WaiveHandoverForm(),
     )
     return response, status, {"Cache-Control": "no-store"}
+
+
+def review_push_about(review: Review) -> str:
+    """The name a review decision's push is queued under (``work_queue.enqueue_push``)."""
+    return f"review-{review.id}"
 
 
 @bp.get("/attempts/<attempt_id>")
@@ -242,9 +227,6 @@ def issue_fallback_code(attempt_id: str):
 def waive_handover(attempt_id: str):
     """Stop waiting for the recording of a station the candidate was moved away from (it is lost);
     the attempt then completes with what arrived, and the audit log says why."""
-    from edge_server.api.uploads import enqueue_sync_if_complete
-    from edge_server.services.moves import waive_handover as waive
-
     attempt = _attempt_of_centre(attempt_id)
     form = WaiveHandoverForm()
     if not form.validate_on_submit():
@@ -255,7 +237,7 @@ def waive_handover(attempt_id: str):
     except EdgeError as exc:
         db.session.rollback()
         return _render_attempt(attempt, error=exc.message, status=exc.status, waive_form=form)
-    enqueue_sync_if_complete(attempt)
+    attempt_service.queue_sync_if_complete(db.session, auth.settings(), attempt)
     db.session.commit()
     flash(f"不再等待考位 {form.station.data} 的录像 · No longer waiting for station {form.station.data}", "info")
     return redirect(url_for("staff.attempt_review", attempt_id=attempt.id), code=303)
@@ -293,8 +275,6 @@ def centre_settings():
 @bp.get("/api/candidates")
 @staff(*ALL_STAFF)
 def candidates_json():
-    from edge_server.models import Candidate
-
     rows = db.session.scalars(select(Candidate).where(Candidate.centre_id == current_centre())
                               .order_by(Candidate.sitting_id, Candidate.ticket_no)).all()
     return jsonify(candidates=[{"ticket_no": c.ticket_no, "name": c.name, "seat": c.seat, "sitting": c.sitting_id,
@@ -305,46 +285,12 @@ def candidates_json():
 @staff(*ALL_STAFF)
 def admission_ticket(ticket_no: str, fmt: str):
     """A printable admission ticket whose QR code logs the candidate in at a station."""
-    from flask import Response
-
-    from edge_server.models import Candidate, Sitting
-    from edge_server.services.tickets import ticket_pdf, ticket_png
-
-    cand = db.session.scalar(select(Candidate).where(Candidate.centre_id == current_centre(),
-                                                     Candidate.ticket_no == ticket_no))
-    if cand is None:
+    data = tickets.print_ticket(db.session, current_centre(), ticket_no, fmt, by=current_user.username)
+    if data is None:
         abort(404)
-    sitting = db.session.get(Sitting, cand.sitting_id)
-    render = ticket_pdf if fmt == "pdf" else ticket_png
-    data = render(cand.ticket_no, cand.name, sitting.name if sitting else "", cand.seat)
-    attempt_service.log_event(db.session, kind="ticket_printed", station_id=None, source="staff",
-                              payload={"ticket_no": ticket_no, "by": current_user.username})
     db.session.commit()
     return Response(data, mimetype="application/pdf" if fmt == "pdf" else "image/png",
                     headers={"Content-Disposition": f'inline; filename="ticket-{ticket_no}.{fmt}"'})
-
-
-@bp.post("/stations/<station_id>/revoke")
-@staff(StaffRole.CENTRE_ADMIN)
-def revoke_station(station_id: str):
-    if not LogoutForm().validate_on_submit():  # any CSRF-only form will do
-        abort(400)
-    station = db.session.get(Station, station_id)
-    if station is None or station.centre_id != current_centre():
-        abort(404)
-    from edge_server.services.stations import revoke
-
-    revoke(db.session, station)
-    attempt_service.log_event(db.session, kind="station_revoked", station_id=station.id, source="staff",
-                              payload={"by": current_user.username})
-    db.session.commit()
-    from edge_server.staff.provisioning import after_revoke
-
-    after_revoke(station, current_user.username)  # its MQTT login goes too (its broker user deleted)
-    db.session.commit()
-    publish_tile(station)  # open dashboards show it revoked at once
-    flash(f"考位 {station.id} 已停用 · Station revoked", "info")
-    return redirect(url_for("staff.dashboard"))
 
 
 @bp.post("/reviews/<int:review_id>")
@@ -356,30 +302,15 @@ def decide_review(review_id: int):
     review = db.session.get(Review, review_id)
     if review is None or review.attempt.sitting.centre_id != current_centre():
         abort(404)
-    approve = bool(form.approve.data)
-    attempt_service.decide_review(db.session, review, approve=approve, staff_id=current_user.id,
-                                  reason=form.reason.data or "")
-    attempt_service.log_event(db.session, kind="review_decided", station_id=review.attempt.station_id,
-                              attempt_id=review.attempt_id, source="staff",
-                              payload={"review": review.id, "approved": approve, "by": current_user.username,
-                                       "reason": form.reason.data or ""})
+    actions.decide_review(db.session, review, approve=bool(form.approve.data), by=current_user,
+                          reason=form.reason.data or "")
     db.session.commit()
-    if review.attempt.station_id:  # the station hears it at once (it also asks the API, as a fallback)
-        push_to_station(auth.settings(), review.attempt.station_id, "review_result",
-                        {"status": str(review.status), "reason": review.reason or ""}, attempt=review.attempt_id)
+    push = None
+    if review.attempt.station_id:  # the worker tells the station at once (it also asks the API, as a fallback)
+        push = enqueue_push(auth.settings(), review_push_about(review), [review.attempt.station_id],
+                            command(ReviewResult(status=str(review.status), reason=review.reason or ""),
+                                    attempt=review.attempt_id, ts=time.time()))
     if request.accept_mimetypes.best == "application/json":
-        return jsonify(id=review.id, status=str(review.status))
+        return jsonify(id=review.id, status=str(review.status), push=push)
     flash(f"已处理 · Review {review.id}: {review.status}", "info")
     return redirect(url_for("staff.dashboard"))
-
-
-def publish_tile(station: Station) -> None:
-    """Tell the open live dashboards about a station a staff action changed."""
-    from edge_server.services.live import LivePublisher
-
-    settings = auth.settings()
-    publisher = LivePublisher(settings.redis_url, station.centre_id)
-    try:
-        publisher.tile(station_tile(station, datetime.now(timezone.utc)))
-    finally:
-        publisher.close()

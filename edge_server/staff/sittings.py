@@ -1,4 +1,4 @@
-"""Sittings page (F20): list, create and edit a sitting; centre admins edit, everyone signed in views.
+"""Sittings page: list, create and edit a sitting; centre admins edit, everyone signed in views.
 
 Times are entered and shown in the edge server's local time zone (as every staff page shows
 times) and stored in UTC. The time lock is the service's (services/sittings.py): once the waiting
@@ -6,6 +6,7 @@ room is open the server refuses every change but the name, whatever the browser 
 """
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import datetime, timezone
 
@@ -21,10 +22,12 @@ from edge_server.auth import ALL_STAFF, current_centre, staff
 from edge_server.errors import EdgeError, NotFound
 from edge_server.extensions import db
 from edge_server.models import SittingKind, StaffRole, TimingMode
+from edge_server.services import seats as seat_service
 from edge_server.services import sittings as sitting_service
-from edge_server.services.push import push_to_station
-from edge_server.staff import bp
+from edge_server.staff.blueprint import bp
 from edge_server.staff.forms import LogoutForm
+from edge_server.work_queue import enqueue_push
+from examkiosk_wire.commands import Moved, command
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M"
 KIND_CHOICES = [(SittingKind.FORMAL.value, "正式 Formal"), (SittingKind.MOCK.value, "模拟 Mock")]
@@ -220,8 +223,6 @@ class SeatForm(FlaskForm):
 
 
 def _render_seats(sitting, *, error: str | None = None, status: int = 200):
-    from edge_server.services import seats as seat_service
-
     now = datetime.now(timezone.utc)
     seats = seat_service.seat_map(db.session, sitting)
     candidates = seat_service.candidates(db.session, sitting)
@@ -244,8 +245,6 @@ def seat_map(sitting_id: str):
 @staff(StaffRole.CENTRE_ADMIN, StaffRole.PROCTOR)
 def move_seat(sitting_id: str):
     """Assign a candidate to a station, or move one to a spare station (mid-exam: an interruption)."""
-    from edge_server.services import seats as seat_service
-
     sitting = _sitting_or_404(sitting_id)
     form = SeatForm()
     if not form.validate_on_submit():
@@ -259,8 +258,8 @@ def move_seat(sitting_id: str):
     db.session.commit()
     if move.before is not None and move.attempt is not None:
         # The old station stops and hands its recording over (it also learns it from the API's attempt answer).
-        push_to_station(auth.settings(), move.before, "moved", {"to": move.candidate.seat, "station": move.after},
-                        attempt=move.attempt)
+        enqueue_push(auth.settings(), f"move-{move.attempt}-{move.before}-{time.time_ns()}", [move.before],
+                     command(Moved(to=move.candidate.seat, station=move.after), attempt=move.attempt, ts=time.time()))
     text = f"{move.candidate.name}（{move.candidate.ticket_no}）→ {move.candidate.seat}"
     if move.interruption is not None:
         text += (f"：考试中换座，计为第 {move.interruption} 次中断（共可 {sitting.max_interruptions} 次） · "

@@ -66,7 +66,18 @@
     return `<li class="msg msg-${esc(m.kind)}" data-message="${m.id}" data-kind="${esc(m.kind)}">
       <span class="msg-meta">${hhmm(m.at)} · ${who}</span>
       ${m.reason ? `<span class="reason" data-field="reason">${esc(REASONS[m.reason] || m.reason)}</span>` : ""}
-      ${m.text ? `<span class="msg-text" data-field="text">${esc(m.text)}</span>` : ""}</li>`;
+      ${m.text ? `<span class="msg-text" data-field="text">${esc(m.text)}</span>` : ""}${pushHtml(m.push)}</li>`;
+  }
+
+  // What became of a reply's or broadcast's push to the stations (the worker sends it after the request).
+  const PUSH = {
+    sending: "发送中 · sending…",
+    delivered: "已送达 · delivered",
+    not_delivered: "未送达，考位会自动获取 · not delivered, the station will ask",
+  };
+
+  function pushHtml(push) {
+    return push ? ` <span class="push push-${esc(push)}" data-field="push">${PUSH[push] || esc(push)}</span>` : "";
   }
 
   function threadCard(t) {
@@ -109,7 +120,7 @@
       card.querySelector("[data-field=status]").textContent =
         t.status === "resolved" ? "已解决 resolved" : (t.waiting ? "待回复 waiting" : "已回复 answered");
       const history = card.querySelector("[data-field=history]");
-      const ids = t.messages.map((m) => m.id).join(",");
+      const ids = t.messages.map((m) => `${m.id}:${m.push || ""}`).join(",");
       if (history.dataset.ids !== ids) {
         history.dataset.ids = ids;
         history.innerHTML = t.messages.map(messageHtml).join("");
@@ -134,12 +145,12 @@
 
   function renderBroadcasts(list) {
     const box = document.getElementById("broadcasts");
-    const key = list.map((b) => `${b.id}:${b.acknowledged.length}`).join(",");
+    const key = list.map((b) => `${b.id}:${b.acknowledged.length}:${b.push || ""}`).join(",");
     if (box.dataset.key === key) return;
     box.dataset.key = key;
     box.innerHTML = list.map((b) => `<li data-broadcast="${b.id}" data-acknowledged="${b.acknowledged.length}" data-stations="${b.stations.length}">
       <span class="msg-meta">${hhmm(b.at)} · ${esc(b.author)} → ${esc(b.sitting_name || b.sitting)}</span> <span class="msg-text">${esc(b.text)}</span>
-      <span class="ack" data-field="acks" title="${esc(b.acknowledged.join(", "))}">已确认 Acknowledged ${b.acknowledged.length}/${b.stations.length}</span></li>`).join("");
+      <span class="ack" data-field="acks" title="${esc(b.acknowledged.join(", "))}">已确认 Acknowledged ${b.acknowledged.length}/${b.stations.length}</span>${pushHtml(b.push)}</li>`).join("");
   }
 
   async function refresh() {
@@ -172,7 +183,7 @@
       const r = await fetch(form.action, {method: "POST", body: new FormData(form), headers: {Accept: "application/json"}});
       const body = await r.json().catch(() => ({}));
       if (!r.ok) { if (result) result.textContent = `✗ ${body.error || r.status}`; return false; }
-      if (result) result.textContent = body.pushed === false ? "已保存，考位稍后自动获取 · Saved; the station will fetch it" : "";
+      if (result) result.textContent = body.push === "not_delivered" ? "已保存，考位稍后自动获取 · Saved; the station will fetch it" : "";
       return body;
     } finally {
       if (button) button.disabled = false;

@@ -62,12 +62,12 @@ def make_paper(session: Session, sitting_id: str, *, questions: list[str] | None
     """A paper sealed for ``sitting_id`` with the wrapping key of the current app's data directory."""
     from flask import current_app
 
-    from edge_server import settings_of
+    from edge_server.auth import settings
 
     content = PaperContent(title=title, instructions="Answer each question, then say you are done.",
                            questions=tuple(PaperQuestion(position=i + 1, text=text, seconds=seconds)
                                            for i, text in enumerate(questions or QUESTIONS)))
-    paper = sealed_paper(settings_of(current_app).data_dir, sitting_id, content, source_name="paper.yaml",
+    paper = sealed_paper(settings(current_app).data_dir, sitting_id, content, source_name="paper.yaml",
                          by="test", now=utcnow())
     session.add(paper)
     session.flush()

@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from edge_server import create_app
 from edge_server.config import EdgeSettings, load_settings
-from edge_server.daemon.announce import edge_fingerprint
 from edge_server.extensions import db
+from edge_server.identity import edge_fingerprint
 from edge_server.models import Segment
 from examkiosk_wire.pinning import pinned_session
 from provisioning.demo import write_toml

@@ -2,21 +2,33 @@
 right stations' StatusPublishers, and only those; the station's MessageBox takes the pushed message."""
 from __future__ import annotations
 
+import os
 import queue
 import re
+import time
 import uuid
+from pathlib import Path
 
 import pytest
+from redis import Redis
+from rq import SimpleWorker
+from sqlalchemy import select
 
-from edge_server import create_app
+from edge_server import auth, create_app
+from edge_server.config import load_settings
 from edge_server.extensions import db
-from edge_server.models import StaffRole
+from edge_server.jobs import context
+from edge_server.models import Attempt, Event, StaffRole
+from edge_server.services.login_limit import KEY_PREFIX
 from edge_server.services.staff import create_user
+from edge_server.work_queue import queues
 from examkiosk_wire.topics import StationCommand, cmd_topic
+from provisioning.demo import write_toml
 from station.link import StatusPublisher
 from station.messages import MessageBox
-from tests.edge_server.conftest import dispose_app, make_settings
+from tests.edge_server.conftest import SECRET_KEY, dispose_app
 from tests.edge_server.helpers import make_attempt, make_candidate, make_sitting, make_station
+from tests.edge_server.jobs.test_sync import forget_job_app
 from tests.services import MqttProbe, start_mosquitto
 
 CENTRE = f"c-msg{uuid.uuid4().hex[:6]}"
@@ -36,11 +48,28 @@ def broker(tmp_path_factory):
 
 
 @pytest.fixture
-def app(broker, db_url, tmp_path):
-    """st-01 holds an attempt of the sitting, st-02 has the seat of its other candidate, st-03 neither."""
-    settings = make_settings(db_url, tmp_path / "data", centre=CENTRE,
-                             mqtt={"host": "127.0.0.1", "port": broker.port, "username": "edge",
-                                   "password": USERS["edge"]})
+def app(broker, db_url, tmp_path, redis_server, monkeypatch):
+    """st-01 holds an attempt of the sitting, st-02 has the seat of its other candidate, st-03 neither.
+
+    The staff views queue their pushes; the push job reads the same configuration file, as it does
+    under ``examkiosk-edge-worker`` (``run_pushes`` works the queue)."""
+    for key in list(os.environ):
+        if (key.startswith("EXAMKIOSK_") and key != "EXAMKIOSK_TEST_POSTGRES_URL") or key == "DATABASE_URL":
+            monkeypatch.delenv(key)
+    config_path = tmp_path / "edge.toml"
+    write_toml(config_path, {
+        "secret_key": SECRET_KEY, "database_url": db_url, "data_dir": str(tmp_path / "data"), "centre": CENTRE,
+        "redis_url": redis_server.url, "queue_name": f"test-push-{uuid.uuid4().hex[:12]}", "testing": True,
+        "discovery": {"enabled": False}, "storage": {"directory": str(tmp_path / "central")},
+        "mqtt": {"host": "127.0.0.1", "port": broker.port, "username": "edge", "password": USERS["edge"]},
+    })
+    monkeypatch.setenv("EXAMKIOSK_EDGE_CONFIG", str(config_path))
+    monkeypatch.setattr(context, "_app", None)
+    limits = Redis.from_url(redis_server.url)  # no sign-in limiter keys left from other tests
+    for key in limits.scan_iter(f"{KEY_PREFIX}:*"):
+        limits.delete(key)
+    limits.close()
+    settings = load_settings(config_path)
     app = create_app(settings)
     with app.app_context():
         st1, _ = make_station(db.session, CENTRE, "st-01", seat="A01", token="st-01-token")
@@ -54,7 +83,32 @@ def app(broker, db_url, tmp_path):
     try:
         yield app
     finally:
+        forget_job_app()
         dispose_app(app)
+
+
+def run_pushes(app) -> None:
+    """The worker: runs the pushes queued so far (the requests only queued them)."""
+    settings = auth.settings(app)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        SimpleWorker(queues(settings, redis), connection=redis).work(burst=True, with_scheduler=False)
+    finally:
+        redis.close()
+
+
+def push_shown(staff, message_id: int, deadline_s: float = 30.0) -> str | None:
+    """The push outcome the help panel shows for a staff message, once it is no longer "sending"."""
+    deadline = time.monotonic() + deadline_s
+    shown = None
+    while time.monotonic() < deadline:
+        data = staff.get("/staff/api/messages").get_json()
+        messages = [m for t in data["threads"] for m in t["messages"]] + data["broadcasts"]
+        shown = next((m.get("push") for m in messages if m["id"] == message_id), None)
+        if shown not in (None, "sending"):
+            return shown
+        time.sleep(0.2)
+    raise AssertionError(f"the help panel still shows {shown!r} for message {message_id} after {deadline_s} s")
 
 
 @pytest.fixture
@@ -120,7 +174,9 @@ def test_a_reply_reaches_its_station_only(app, stations):
     staff, csrf = sign_in(app)
     resp = staff.post(f"/staff/help/{help_request['thread']['id']}/reply", data={"text": "马上来", "csrf_token": csrf},
                       headers={"Accept": "application/json"})
-    assert resp.status_code == 201 and resp.get_json()["pushed"] is True
+    assert resp.status_code == 201 and resp.get_json()["push"] == "sending"  # queued: the request did not wait
+    nothing_for(stations["st-01"], 0.5)  # nothing is sent before the worker runs
+    run_pushes(app)
     command = stations["st-01"].get(timeout=10)
     assert command.kind == "message"
     assert (command.payload["kind"], command.payload["text"], command.payload["thread"]) == (
@@ -131,6 +187,10 @@ def test_a_reply_reaches_its_station_only(app, stations):
     assert box.view(None, None)["unread"] == 1
     nothing_for(stations["st-02"])
     nothing_for(stations["st-03"], 0.2)
+    assert push_shown(staff, resp.get_json()["id"]) == "delivered"
+    with app.app_context():
+        pushed = db.session.scalars(select(Event).where(Event.kind == "command_pushed")).one()
+        assert pushed.payload["stations"] == ["st-01"] and pushed.payload["delivered"] is True
 
 
 def test_a_broadcast_reaches_the_sittings_stations_and_not_another(app, stations):
@@ -138,7 +198,8 @@ def test_a_broadcast_reaches_the_sittings_stations_and_not_another(app, stations
     resp = staff.post("/staff/broadcasts", data={"sitting": "morning", "text": "第二题更正", "csrf_token": csrf},
                       headers={"Accept": "application/json"})
     assert resp.status_code == 201
-    assert resp.get_json()["stations"] == ["st-01", "st-02"] and resp.get_json()["pushed"] is True
+    assert resp.get_json()["stations"] == ["st-01", "st-02"] and resp.get_json()["push"] == "sending"
+    run_pushes(app)
     for sid in ("st-01", "st-02"):
         command = stations[sid].get(timeout=10)
         assert (command.kind, command.attempt) == ("message", None)
@@ -148,3 +209,43 @@ def test_a_broadcast_reaches_the_sittings_stations_and_not_another(app, stations
         box.pushed(command.payload)
         assert [b["text"] for b in box.view(None, "morning")["broadcasts"]] == ["第二题更正"]
     nothing_for(stations["st-03"])
+    assert push_shown(staff, resp.get_json()["id"]) == "delivered"
+
+
+def test_a_push_the_broker_refuses_shows_as_not_delivered(app, stations, broker):
+    """The worker cannot log in (the broker refuses the edge's login): the panel says so, the station asks."""
+    help_request = app.test_client().post("/api/v1/help", json={"reason": "device", "text": "没有声音"},
+                                          headers={"Authorization": "Bearer st-01-token"}).get_json()
+    staff, csrf = sign_in(app)
+    resp = staff.post(f"/staff/help/{help_request['thread']['id']}/reply", data={"text": "稍等", "csrf_token": csrf},
+                      headers={"Accept": "application/json"})
+    assert resp.status_code == 201 and resp.get_json()["push"] == "sending"
+    config = Path(os.environ["EXAMKIOSK_EDGE_CONFIG"])
+    config.write_text(config.read_text().replace(USERS["edge"], "a wrong password"))
+    forget_job_app()  # the worker reads the configuration again
+    run_pushes(app)
+    assert push_shown(staff, resp.get_json()["id"]) == "not_delivered"
+    nothing_for(stations["st-01"], 0.5)
+
+
+def test_a_review_decision_reaches_its_station_and_the_attempt_page_says_so(app, stations):
+    with app.app_context():
+        attempt_id = db.session.scalars(select(Attempt.id).where(Attempt.station_id == "st-01")).one()
+    station = app.test_client()
+    review = station.post(f"/api/v1/attempts/{attempt_id}/review", json={"best_distance": 0.61},
+                          headers={"Authorization": "Bearer st-01-token"}).get_json()
+    staff, csrf = sign_in(app)
+    resp = staff.post(f"/staff/reviews/{review['id']}", data={"approve": "y", "reason": "matches", "csrf_token": csrf},
+                      headers={"Accept": "application/json"})
+    assert resp.status_code == 200 and resp.get_json() == {"id": review["id"], "status": "approved", "push": "sending"}
+    nothing_for(stations["st-01"], 0.5)
+    run_pushes(app)
+    command = stations["st-01"].get(timeout=10)
+    assert (command.kind, command.attempt, command.payload) == ("review_result", attempt_id,
+                                                                {"status": "approved", "reason": "matches"})
+    deadline = time.monotonic() + 30
+    while "delivered to the station" not in (page := staff.get(f"/staff/attempts/{attempt_id}").get_data(as_text=True)):
+        assert time.monotonic() < deadline, "the attempt page never said the decision reached the station"
+        time.sleep(0.2)
+    assert "not delivered" not in page
+    nothing_for(stations["st-02"], 0.2)

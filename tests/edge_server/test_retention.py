@@ -61,7 +61,7 @@ class Recorded:
 
 def record_attempt(app, settings: EdgeSettings, segments: int = 3) -> Recorded:
     """A finished attempt: verified segments in recordings/, one per-question file in joined/."""
-    from edge_server.jobs.sync import attempt_prefix
+    from edge_server.layout import attempt_prefix
 
     with app.app_context():
         station, _ = make_station(db.session, "c1")

@@ -45,7 +45,6 @@ ALLOWED: dict[str, set[str]] = {
     "api.open_attempt": {"own", "other", "former"},  # identification (the seat map may send them on)
     "api.sealed_paper": {"own", "other", "former"},
     "api.paper_key": {"own", "other", "former"},
-    "api.paper": {"own", "other", "former"},
     "api.acknowledge": {"own"},  # the broadcast went to the own station
     # The attempt: the station the candidate sits at ...
     "api.face_try": {"own"}, "api.request_review": {"own"}, "api.review_result": {"own"},

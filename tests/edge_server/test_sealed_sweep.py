@@ -1,4 +1,4 @@
-"""The sealed-paper sweep (F21): before the start, no route returns the paper or its key.
+"""The sealed-paper sweep: before the start, no route returns the paper or its key.
 
 Every rule of ``app.url_map`` with every method it has (path parameters filled with real ids) is
 called over HTTP as anonymous, a station (bearer token), a proctor, a regional admin and a centre

@@ -10,8 +10,8 @@ import requests
 
 from edge_server.extensions import db
 from examkiosk_wire.chain import ChainEntry, StationKey
-from station.journal import Journal
-from station.uploader import SegmentUploader
+from station.storage.journal import Journal
+from station.storage.uploader import SegmentUploader
 from tests.edge_server.helpers import make_attempt, make_candidate, make_sitting, make_station
 
 

@@ -14,8 +14,8 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from edge_server.daemon.announce import edge_fingerprint
 from edge_server.extensions import db
+from edge_server.identity import edge_fingerprint
 from edge_server.models import EnrolmentCode, Event, StaffRole, Station
 from edge_server.services import enrolment_codes as codes
 from edge_server.services.staff import create_user

@@ -1,4 +1,4 @@
-"""Help chat and broadcasts (F12, F24): the station API, the staff routes, roles, CSRF, the audit chain,
+"""Help chat and broadcasts: the station API, the staff routes, roles, CSRF, the audit chain,
 the broadcast recipients rule, acknowledgements, the manifest's history, and the station's MessageBox
 talking to a live edge (push unavailable: the fetch alone brings the replies)."""
 from __future__ import annotations
@@ -193,7 +193,7 @@ def test_a_proctor_replies_and_the_station_fetches_the_reply(app, client, world,
     thread = ask(client, world.h1, attempt_id=world.attempt, reason="device")["thread"]["id"]
     resp = proctor.post(f"/staff/help/{thread}/reply", {"text": "请稍等，监考老师马上过来"})
     assert resp.status_code == 201, resp.get_json()
-    assert resp.get_json()["pushed"] is False  # no broker in this test: the station fetches it
+    assert resp.get_json()["push"] == "not_delivered"  # no queue nor broker in this test: the station fetches it
     got = fetch(client, world.h1)
     assert [(m["kind"], m["from"]) for m in got["messages"]] == [("help", "candidate"), ("reply", "staff")]
     reply = got["messages"][1]
@@ -281,7 +281,7 @@ def test_broadcast_goes_to_the_sittings_stations_by_attempt_or_seat(app, client,
     assert resp.status_code == 201, resp.get_json()
     body = resp.get_json()
     # st-01 holds an attempt of the sitting, st-02 has the seat of a candidate who has not arrived.
-    assert body["stations"] == ["st-01", "st-02"] and body["pushed"] is False
+    assert body["stations"] == ["st-01", "st-02"] and body["push"] == "not_delivered"
     for headers in (world.h1, world.h2):
         (notice,) = fetch(client, headers)["messages"]
         assert (notice["kind"], notice["sitting"], notice["text"], notice["acknowledged"]) == (

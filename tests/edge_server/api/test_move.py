@@ -10,7 +10,7 @@ from edge_server.extensions import db
 from edge_server.models import Sitting
 from edge_server.services import seats
 from examkiosk_wire.chain import GENESIS, StationKey
-from station.journal import Journal
+from station.storage.journal import Journal
 from tests.edge_server.api.test_chain import add_segment, upload_all
 from tests.edge_server.helpers import make_candidate, make_sitting, make_station
 

@@ -1,6 +1,7 @@
 """The station API under /api/v1: auth, candidates, attempts, face tries, review, lots, paper, schedule."""
 from __future__ import annotations
 
+import base64
 import time
 from datetime import timedelta
 from types import SimpleNamespace
@@ -12,6 +13,7 @@ from edge_server.extensions import db
 from edge_server.models import Attempt, Candidate, Review, ReviewStatus, Sitting, SittingKind, Station
 from edge_server.services import attempts as attempt_service
 from edge_server.services.stations import revoke
+from examkiosk_wire import sealed
 from tests.edge_server.helpers import make_attempt, make_candidate, make_sitting, make_station, utcnow
 
 
@@ -255,29 +257,39 @@ def test_a_lot_drawn_after_the_deadline_is_marked_auto(app, client, world):
 
 # --- paper, schedule, time ----------------------------------------------------------------------
 
+def _opened_paper(client, world, sitting_id: str) -> dict:
+    """The paper as a station opens it: the sealed blob with the key from the start on."""
+    key = client.get(f"/api/v1/sittings/{sitting_id}/paper/key", headers=world.headers)
+    assert key.status_code == 200, key.get_json()
+    blob = client.get(f"/api/v1/sittings/{sitting_id}/paper/sealed", headers=world.headers).get_json()
+    return sealed.open_paper(base64.b64decode(key.get_json()["key"]),
+                             sealed.SealedBlob(base64.b64decode(blob["ciphertext"]), base64.b64decode(blob["nonce"])),
+                             sitting_id)
+
+
 def test_paper_is_sealed_until_the_start(client, world):
-    resp = client.get(f"/api/v1/sittings/{world.sitting}/paper", headers=world.headers)
+    resp = client.get(f"/api/v1/sittings/{world.sitting}/paper/key", headers=world.headers)
     assert resp.status_code == 403
     assert resp.get_json()["code"] == "paper_sealed"
     assert "Describe a time" not in resp.get_data(as_text=True)
+    blob = client.get(f"/api/v1/sittings/{world.sitting}/paper/sealed", headers=world.headers)
+    assert blob.status_code == 200 and "Describe a time" not in blob.get_data(as_text=True)
 
 
 def test_paper_is_released_at_the_start(app, client, world):
     with app.app_context():
         make_sitting(db.session, "c1", "c1-started", starts_in=-60, question_seconds=90)
         db.session.commit()
-    resp = client.get("/api/v1/sittings/c1-started/paper", headers=world.headers)
-    assert resp.status_code == 200
-    body = resp.get_json()
-    assert body["sitting"] == "c1-started"
+    body = _opened_paper(client, world, "c1-started")
     assert [q["position"] for q in body["questions"]] == [1, 2]
     assert all(q["text"] and q["seconds"] == 90 for q in body["questions"])
 
 
 def test_paper_of_an_unknown_or_foreign_sitting_is_404(client, world):
     for sitting_id in ("nope", world.other_sitting):
-        resp = client.get(f"/api/v1/sittings/{sitting_id}/paper", headers=world.headers)
-        assert resp.status_code == 404 and resp.get_json()["code"] == "sitting_unknown"
+        for route in ("paper/sealed", "paper/key"):
+            resp = client.get(f"/api/v1/sittings/{sitting_id}/{route}", headers=world.headers)
+            assert resp.status_code == 404 and resp.get_json()["code"] == "sitting_unknown"
 
 
 def test_schedule_lists_the_centres_sittings(app, client, world):

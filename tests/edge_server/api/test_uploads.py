@@ -18,8 +18,8 @@ from tusclient.uploader import Uploader
 from edge_server.extensions import db
 from edge_server.models import Attempt, Event, Segment, SegmentStatus
 from edge_server.services import attempts as attempt_service
-from station.journal import Journal
-from station.uploader import SegmentUploader, Sha256Uploader
+from station.storage.journal import Journal
+from station.storage.uploader import SegmentUploader, Sha256Uploader
 from tests.edge_server.helpers import make_attempt, make_candidate, make_sitting, make_station
 
 CHUNK = 64 * 1024

@@ -27,8 +27,10 @@ from edge_server.jobs import context
 from edge_server.jobs.media import EVENT_KIND, join_questions
 from edge_server.models import Event, Segment, SegmentStatus, utcnow
 from provisioning.demo import write_toml
-from station.devices import FileCamera, WavSource
-from station.recorder import SegmentInfo, SegmentRecorder
+from station.capture.audio import WavSource
+from station.capture.camera import FileCamera
+from station.recording.base import SegmentInfo
+from station.recording.pyav import SegmentRecorder
 from tests.edge_server.conftest import dispose_app
 from tests.edge_server.helpers import make_attempt, make_candidate, make_sitting, make_station
 
@@ -127,7 +129,7 @@ def recorded(app, settings: EdgeSettings, recording: list[SegmentInfo], tmp_path
         names = [f"{attempt.id}_{CAMERA}_{s.seq:05d}.mkv" for s in recording]
         folder = settings.recordings_dir / attempt.id
         folder.mkdir(parents=True)
-        for info, name in zip(recording, names):
+        for info, name in zip(recording, names, strict=True):
             shutil.copyfile(info.path, folder / name)
             db.session.add(Segment(
                 attempt_id=attempt.id, station_id=station.id, name=name, camera=CAMERA, seq=info.seq,

@@ -23,8 +23,9 @@ from rq.job import Job
 from edge_server import create_app
 from edge_server.config import EdgeSettings, load_settings
 from edge_server.extensions import db
-from edge_server.jobs import SYNC_RETRY, context, enqueue_sync
+from edge_server.jobs import context
 from edge_server.models import Attempt, Segment, SegmentStatus, SyncStatus
+from edge_server.work_queue import SYNC_RETRY, enqueue_sync
 from provisioning.demo import write_toml
 from tests.edge_server.conftest import SECRET_KEY, dispose_app
 from tests.edge_server.helpers import make_attempt, make_candidate, make_sitting, make_station

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 
 from edge_server.extensions import db
-from edge_server.jobs import enqueue_sync
 from edge_server.models import Attempt
 from edge_server.services import attempts as attempt_service
 from edge_server.services import frames
+from edge_server.work_queue import enqueue_sync
 from provisioning import assets
 from tests.edge_server.jobs.test_sync import SyncEdge, assert_central_copy, edge, make_recorded_attempt, read_directory  # noqa: F401
 

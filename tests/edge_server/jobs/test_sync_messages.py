@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 from edge_server.extensions import db
-from edge_server.jobs import enqueue_sync
 from edge_server.models import Attempt, HelpThread, StaffRole, Station
 from edge_server.services import messages as message_service
 from edge_server.services.staff import create_user
+from edge_server.work_queue import enqueue_sync
 from tests.edge_server.jobs.test_sync import (  # noqa: F401
     CANDIDATE_NAME,
     SyncEdge,

@@ -20,7 +20,7 @@ from edge_server.models import FaceTry, StaffRole
 from edge_server.services.live import LivePublisher
 from edge_server.services.staff import create_user
 from examkiosk_wire.topics import StationStatus, snapshot_topic, status_topic
-from station.snapshot import snapshot_jpeg
+from station.vision.snapshot import snapshot_jpeg
 from tests.edge_server.conftest import make_settings
 from tests.edge_server.helpers import make_attempt, make_candidate, make_sitting, make_station
 from tests.edge_server.staff.test_staff_pages import ARTIFACTS, PASSWORD, csrf_session, sign_in

@@ -13,15 +13,15 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from edge_server.daemon.announce import edge_fingerprint
 from edge_server.extensions import db
+from edge_server.identity import edge_fingerprint
 from edge_server.models import EnrolmentCode, Event, StaffRole
 from edge_server.services import snapshots
 from edge_server.services.staff import create_user
 from examkiosk_wire.enrolment_code import ALPHABET
 from examkiosk_wire.topics import StationStatus
 from station.link import StatusPublisher
-from station.snapshot import snapshot_jpeg
+from station.vision.snapshot import snapshot_jpeg
 from tests.edge_server.conftest import make_settings
 from tests.edge_server.staff.test_staff_pages import PASSWORD, csrf_session, sign_in
 from tests.services import MqttProbe, wait_for

@@ -98,7 +98,7 @@ def test_admission_ticket_qr_logs_back_to_the_ticket_number(app, staffed, chromi
     import cv2
     import numpy as np
 
-    from station.qr import decode_ticket
+    from station.vision.qr import decode_ticket
     from tests.edge_server.helpers import make_candidate, make_sitting
 
     with app.app_context():
