@@ -30,12 +30,10 @@ Reports:
   ``load_avg_1m`` before and after the timed part: wall-clock figures taken under load
   are not the machine's.
 
-The peer is a benchmark-only dependency, not one of the project's:
-
-    .venv/bin/pip install --no-deps face-recognition   # its dlib comes from dlib-bin
-
-(without ``--no-deps`` pip compiles dlib from source). It loads its own copy of the dlib
-models, which does not affect our timings.
+The peer is a benchmark-only dependency, not one of the project's; ``make bench`` installs it
+(``scripts/install-bench-peers.sh``: ``bench/requirements-peers.txt`` with ``--no-deps``, its dlib
+coming from the project's dlib-bin; without ``--no-deps`` pip compiles dlib from source). It loads
+its own copy of the dlib models, which does not affect our timings.
 
 Run: ``.venv/bin/python -m bench.face_login [--rounds 5]``.
 """
@@ -67,7 +65,7 @@ from examkiosk_wire.face import (  # noqa: E402
     load_image,
 )
 from provisioning import assets  # noqa: E402
-from station.face_quality import assess, detect_near  # noqa: E402
+from station.vision.face_quality import assess, detect_near  # noqa: E402
 
 logger = logging.getLogger("bench.face_login")
 
@@ -89,8 +87,8 @@ def _import_peer():
         import face_recognition  # noqa: PLC0415 (bench-only dependency)
     except ImportError as exc:
         raise BenchError(
-            "the peer library is missing: install it with "
-            "`.venv/bin/pip install --no-deps face-recognition` (dlib comes from dlib-bin; "
+            "the peer library is missing: install it with `make bench` or, as root, "
+            "`scripts/install-bench-peers.sh` (pip --no-deps: dlib comes from dlib-bin; "
             f"without --no-deps pip tries to compile dlib) [{exc}]") from exc
     return face_recognition
 

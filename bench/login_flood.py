@@ -47,6 +47,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -63,7 +64,13 @@ import requests
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the repository, for tests.services
-from tests.services import EdgeWebProc, RedisProc, start_edge_web, start_redis
+from examkiosk_wire.pinning import certificate_fingerprint, pinned_session  # noqa: E402
+from provisioning.demo import write_toml  # noqa: E402
+from tests.services import EdgeWebProc, RedisProc, start_edge_web, start_redis  # noqa: E402
+
+# The edge's own modules are imported where the edge is prepared and read, not here: the station
+# probe and the flood run in spawned processes that import this module, and they stay as light as
+# a station or a browser (no Flask app, no SQLAlchemy models).
 
 logger = logging.getLogger("bench.login_flood")
 
@@ -100,8 +107,6 @@ def edge_env(config: Path) -> dict[str, str]:
 
 def prepare_edge(root: Path, redis_url: str, serves: list[str]) -> tuple[dict[str, Path], Any]:
     """A config file per ``serve`` (otherwise alike), the migrated database, a user and a station."""
-    from provisioning.demo import write_toml
-
     root.mkdir(parents=True)
     common = {
         "secret_key": "bench-secret-key", "database_url": f"sqlite:///{root / 'edge.db'}",
@@ -119,7 +124,7 @@ def prepare_edge(root: Path, redis_url: str, serves: list[str]) -> tuple[dict[st
     if migrate.returncode != 0:
         raise RuntimeError(f"flask db upgrade failed:\n{migrate.stderr[-3000:]}")
 
-    from edge_server import create_app
+    from edge_server import create_app  # the edge only in this process (see the imports above)
     from edge_server.config import load_settings
     from edge_server.daemon.announce import edge_fingerprint
     from edge_server.extensions import db
@@ -145,8 +150,6 @@ def prepare_edge(root: Path, redis_url: str, serves: list[str]) -> tuple[dict[st
 def running_edge(name: str, root: Path, redis_url: str, instances: dict[str, tuple[int, int]]) -> Iterator[Edge]:
     """``instances``: serve -> (workers, threads), each its own gunicorn; the staff instance at the
     unit's ``Nice=`` (examkiosk-edge-web.service)."""
-    from examkiosk_wire.pinning import certificate_fingerprint
-
     configs, settings = prepare_edge(root, redis_url, list(instances))
     servers: dict[str, EdgeWebProc] = {}
     try:
@@ -177,8 +180,6 @@ def renice(master: int, nice: int) -> None:
 
 
 def database_counts(path: Path) -> dict[str, int]:
-    import sqlite3
-
     with contextlib.closing(sqlite3.connect(path)) as conn:
         return {
             "failures_recorded": conn.execute("SELECT COUNT(*) FROM login_attempt WHERE username = ? AND NOT ok",
@@ -193,8 +194,6 @@ def database_counts(path: Path) -> dict[str, int]:
 
 def station_probe(api_url: str, fp: str, stop: Any, out: Any) -> None:
     """``GET /api/v1/time`` every PROBE_INTERVAL until ``stop``; sends [(start, ms, status)] to ``out``."""
-    from examkiosk_wire.pinning import pinned_session
-
     session = pinned_session(fp)
     headers = {"Authorization": f"Bearer {TOKEN}"}
     samples: list[tuple[float, float, int]] = []
@@ -224,8 +223,6 @@ def flood(staff_url: str, fp: str, logins: int, out: Any) -> None:
     """``logins`` wrong-password sign-ins at once; sends the answers' statuses and the times the flood
     started, had every sign-in page, and ended to ``out``. Runs in a process of its own at
     CLIENT_NICE: in a centre the flood comes from other machines, whose CPU is not the edge's."""
-    from examkiosk_wire.pinning import pinned_session
-
     os.nice(CLIENT_NICE)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     barrier = threading.Barrier(logins + 1, timeout=3 * REQUEST_TIMEOUT)
@@ -333,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     if not shutil.which("redis-server"):
         parser.error("redis-server is not installed (apt-get install redis-server)")
 
-    from edge_server.services.staff import MAX_FAILURES
+    from edge_server.services.staff import MAX_FAILURES  # the edge only in this process (see the imports above)
 
     load_before = round(os.getloadavg()[0], 2)
     root = Path(tempfile.mkdtemp(prefix="ek-bench-login-"))

@@ -55,8 +55,13 @@ from pathlib import Path
 import av
 import numpy as np
 
-from station.devices import AudioChunk, FileCamera, VideoFrame, WavSource
-from station.recorder import SegmentInfo, SegmentRecorder
+from examkiosk_wire.face import FaceEngine
+from station.capture.audio import WavSource
+from station.capture.camera import FileCamera
+from station.capture.frames import AudioChunk, VideoFrame
+from station.recording.base import SegmentInfo
+from station.recording.pyav import SegmentRecorder
+from station.vision.face_quality import assess
 
 logger = logging.getLogger("bench.recording")
 
@@ -215,9 +220,6 @@ class MonitorLoad:
         self._thread = threading.Thread(target=self._run, name="bench-monitor")
 
     def _run(self) -> None:
-        from examkiosk_wire.face import FaceEngine
-        from station.face_quality import assess
-
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         engine = FaceEngine()
         cpu0 = time.thread_time()

@@ -54,15 +54,22 @@ from typing import Any, Iterator
 import av
 import numpy as np
 import requests
+from flask_migrate import upgrade
 from tusclient.exceptions import TusCommunicationError, TusUploadFailed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recording import AUDIO_RATE, FPS, HEIGHT, WIDTH, default_cache_dir, make_test_video, make_test_wav  # noqa: E402
 
-from station.devices import AudioChunk, VideoFrame  # noqa: E402
-from station.journal import Journal, JournalSegment  # noqa: E402
-from station.recorder import SegmentRecorder  # noqa: E402
-from station.uploader import SegmentUploader  # noqa: E402
+from edge_server import create_app  # noqa: E402
+from edge_server.config import load_settings  # noqa: E402
+from edge_server.extensions import db  # noqa: E402
+from edge_server.models import Attempt, Candidate, Centre, Paper, Question, Segment, SegmentStatus, Sitting
+from edge_server.services.stations import create_station  # noqa: E402
+from provisioning.demo import write_toml  # noqa: E402
+from station.capture.frames import AudioChunk, VideoFrame  # noqa: E402
+from station.recording.pyav import SegmentRecorder  # noqa: E402
+from station.storage.journal import Journal, JournalSegment  # noqa: E402
+from station.storage.uploader import SegmentUploader  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests.*
 from tests.faults.proxy import CuttingProxy  # noqa: E402  (shared with the fault test)
@@ -151,8 +158,6 @@ class Edge:
 
 def prepare_edge(root: Path, roles: list[str]) -> tuple[Path, Any, dict[str, str]]:
     """Settings file, migrated SQLite database, a station and one attempt per role."""
-    from provisioning.demo import write_toml
-
     config = root / "edge.toml"
     write_toml(config, {
         "secret_key": "bench-secret-key", "database_url": f"sqlite:///{root / 'edge.db'}",
@@ -163,14 +168,6 @@ def prepare_edge(root: Path, roles: list[str]) -> tuple[Path, Any, dict[str, str
     for key in [k for k in os.environ if k.startswith("EXAMKIOSK_") or k == "DATABASE_URL"]:
         del os.environ[key]
     os.environ["EXAMKIOSK_EDGE_CONFIG"] = str(config)
-
-    from flask_migrate import upgrade
-
-    from edge_server import create_app
-    from edge_server.config import load_settings
-    from edge_server.extensions import db
-    from edge_server.models import Attempt, Candidate, Centre, Paper, Question, Sitting
-    from edge_server.services.stations import create_station
 
     settings = load_settings(config)
     app = create_app(settings)
@@ -349,10 +346,6 @@ def upload_through_cuts(edge: Edge, root: Path, role: str, segments: list[Segmen
 
 def verified_on_edge(edge: Edge, role: str) -> tuple[int, int]:
     """(segments verified, bytes verified) of the role's attempt, read from the edge database."""
-    from edge_server import create_app
-    from edge_server.extensions import db
-    from edge_server.models import Segment, SegmentStatus
-
     app = create_app(edge.settings)
     with app.app_context():
         rows = db.session.scalars(db.select(Segment).where(Segment.attempt_id == edge.attempts[role])).all()
@@ -367,7 +360,7 @@ def verified_on_edge(edge: Edge, role: str) -> tuple[int, int]:
 def setup_logging() -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("station.uploader", "urllib3"):
+    for noisy in ("station.storage.uploader", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

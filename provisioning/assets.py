@@ -208,7 +208,7 @@ def build_demo_camera_video(out: Path, seconds: int = 20, size: tuple[int, int] 
     total = seconds * fps
     counts = [total // 2, total - total // 2]
     chains = []
-    for i, ((x, y, w, h), frames) in enumerate(zip(_CLIP_SOURCES.values(), counts)):
+    for i, ((x, y, w, h), frames) in enumerate(zip(_CLIP_SOURCES.values(), counts, strict=True)):
         # Upscale before zoompan: it moves in whole input pixels, which judders at 1:1.
         # Zoom 1 -> 1.15 while panning across the slack the zoom leaves (left to right, then back).
         progress = f"on/{max(frames - 1, 1)}"

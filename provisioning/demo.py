@@ -4,7 +4,8 @@ Starts a private Mosquitto (users and rights in its dynamic-security plugin; sta
 a private Redis, the edge web app under gunicorn twice as a centre runs it (the station API in one
 instance, the staff pages in another), the edge daemon (MQTT bridge, zeroconf, scheduler), an RQ
 worker and one station agent whose camera is a video file and whose microphone is a WAV file.
-Ctrl-C stops everything it started.
+Ctrl-C stops everything it started. The demo imports none of those programs: it runs each by
+its console script (``provisioning.programs``) or the edge's ``flask`` CLI, in a process of its own.
 The end-to-end tests start the same centre with short timers.
 """
 from __future__ import annotations
@@ -28,7 +29,8 @@ from pathlib import Path
 import requests
 
 from examkiosk_wire.broker import write_broker_files
-from provisioning import assets
+from examkiosk_wire.pinning import certificate_fingerprint, pinned_session
+from provisioning import assets, programs
 
 logger = logging.getLogger(__name__)
 
@@ -162,8 +164,6 @@ class DemoCentre:
 
     @property
     def fingerprint(self) -> str:
-        from examkiosk_wire.pinning import certificate_fingerprint
-
         return certificate_fingerprint(self.tls_path)
 
     @property
@@ -232,11 +232,11 @@ class DemoCentre:
             "discovery": {"enabled": True, "interfaces": list(self.interfaces),
                           "instance_name": f"examkiosk-{self.centre}"},
         })
-        from edge_server.config import load_settings
-        from edge_server.daemon.announce import edge_fingerprint
-
-        edge_settings = load_settings(self.edge_config)
-        fingerprint = edge_fingerprint(edge_settings)
+        # The edge makes its certificate (kept across runs) with its own CLI, in a process of its own.
+        said = self.flask("tls-certificate")
+        if not self.tls_path.is_file():
+            raise RuntimeError(f"the edge's certificate is not at {self.tls_path}: flask tls-certificate said {said!r}")
+        fingerprint = self.fingerprint
         tokens = {sid: self.station_secret(sec, sid, "token") for sid in self.station_ids}
         mqtt_users = {"edge": sec["edge_mqtt"]}
         for index, sid in enumerate(self.station_ids):
@@ -258,7 +258,7 @@ class DemoCentre:
                 config["second_camera"] = dict(config["camera"])
             write_toml(self.station_config(sid), config)
         write_broker_files(self.broker_dir, port=self.ports.mqtt, centre=self.centre, users=mqtt_users,
-                           tls_port=self.ports.mqtt_tls, tls_pem=edge_settings.tls_path)
+                           tls_port=self.ports.mqtt_tls, tls_pem=self.tls_path)
         self.flask("db", "upgrade")
         self.flask("demo-seed", "--start-in", str(self.start_in), "--question-seconds", str(self.question_seconds),
                    *[f"--station={sid}:{token}" for sid, token in tokens.items()], "--assets", str(media),
@@ -299,8 +299,8 @@ class DemoCentre:
             wait_port(self.ports.mqtt_tls, 10)
             self.start_redis()
             self.start_web()
-            self.spawn("edge-daemon",
-                       [self.python, "-m", "edge_server.daemon", "--interval", str(self.daemon_interval)])
+            self.spawn("edge-daemon", programs.command(programs.EDGE_DAEMON, "--interval", str(self.daemon_interval),
+                                                       python=self.python))
             self.start_worker()
             for sid in self.station_ids:
                 self.start_station(sid)
@@ -329,7 +329,7 @@ class DemoCentre:
         self._stop_together(["edge-api", "edge-web"])
 
     def start_worker(self) -> None:
-        self.spawn("edge-worker", [self.python, "-m", "edge_server.jobs.worker"])
+        self.spawn("edge-worker", programs.command(programs.EDGE_WORKER, python=self.python))
 
     def kill_station(self, station_id: str) -> None:
         """Power-cut stand-in: SIGKILL, no chance to clean up."""
@@ -338,12 +338,11 @@ class DemoCentre:
         proc.wait()
 
     def start_station(self, station_id: str) -> None:
-        self.spawn(f"station-{station_id}", [self.python, "-m", "station.agent"], station_id=station_id)
+        self.spawn(f"station-{station_id}", programs.command(programs.STATION, python=self.python),
+                   station_id=station_id)
         self.wait_http(self.kiosk_url(station_id), 60)
 
     def wait_http(self, url: str, timeout: float) -> None:
-        from examkiosk_wire.pinning import pinned_session
-
         session = pinned_session(self.fingerprint)  # https: the edge's own certificate
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -7,10 +7,15 @@
 3. Sends the code with this machine's name, the software version and the station's signing key
    to ``POST /api/v1/enrol``; the edge answers with a station id, an API token and MQTT
    credentials, and with its fingerprint, which must be the announced one.
-4. Writes the station's settings (``/etc/examkiosk/station.toml``: mode 0600, atomically) in the
-   format ``station.config`` loads: station id, centre, the edge's API and pinned fingerprint,
-   token, MQTT credentials, and the defaults for the rest. An existing file is replaced only with
-   ``--force`` (checked before the code is used, so a refusal wastes no code).
+4. Writes the station's settings (``/etc/examkiosk/station.toml``: mode 0600, atomically): station
+   id, centre, data directory, the edge's API and pinned fingerprint, token and MQTT credentials,
+   and empty ``[camera]``, ``[audio]``, ``[recording]`` and ``[kiosk]`` tables, which take the
+   station software's own defaults until someone edits them for this machine. An existing file is
+   replaced only with ``--force`` (checked before the code is used, so a refusal wastes no code).
+5. Checks the written file the way the station unit's ``ExecStartPre`` does: the station program
+   (the ``examkiosk-station`` entry point of the installed software, looked up when enrolling) runs
+   with ``--check-config`` in a process of its own. Provisioning itself imports nothing of the
+   station, so the station's settings model stays the only one.
 
 Progress goes to stdout; a failure is one line on stderr (exit status 1; 2 for a malformed code).
 """
@@ -18,22 +23,37 @@ from __future__ import annotations
 
 import argparse
 import email.utils
+import json
 import logging
+import os
 import socket
+import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import requests
+
+from examkiosk_wire.chain import StationKey
+from examkiosk_wire.discovery import EdgeNotFound, discover_edge
 from examkiosk_wire.enrolment_code import EXAMPLE, display, parse, prefix_of
 from examkiosk_wire.files import chown, write_private
+from examkiosk_wire.pinning import UntrustedServer, pinned_session
+from examkiosk_wire.version import package_version
+from provisioning import programs
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path("/etc/examkiosk/station.toml")
 DEFAULT_OWNER = "examkiosk"  # the station unit's User=
+DEFAULT_DATA_DIR = Path("/var/lib/examkiosk-station")  # the station unit's StateDirectory=
+KEY_FILE = "station_key.pem"  # the station's signing key, in its data directory
+CHECK_TIMEOUT = 120.0  # seconds for the station program to load and check its settings
 MAX_CLOCK_SKEW = 300.0
+# Tables the station fills with its own defaults; written empty so the operator sees where to edit.
+DEFAULT_TABLES = ("camera", "audio", "recording", "kiosk")
 
 
 class EnrolFailed(Exception):
@@ -47,8 +67,6 @@ class EnrolFailed(Exception):
 # --- the station's settings file ----------------------------------------------------------------
 
 def _toml_value(value: Any) -> str:
-    import json
-
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -73,9 +91,8 @@ def render_toml(data: dict[str, Any], header: str = "") -> str:
 
 def station_config(*, answer: dict[str, Any], service: Any, data_dir: Path, interfaces: list[str] | None,
                    discovery_timeout: float) -> dict[str, Any]:
-    """The settings of the enrolled station: its identity from the edge, defaults for the rest."""
-    from station.config import AudioSection, CameraSection, KioskSection, RecordingSection
-
+    """The settings of the enrolled station: its identity from the edge; the tables in
+    ``DEFAULT_TABLES`` empty, so the station's own defaults apply."""
     mqtt = answer["mqtt"]
     host = str(mqtt.get("host") or "")
     if host in ("", "0.0.0.0", "::"):
@@ -91,12 +108,34 @@ def station_config(*, answer: dict[str, Any], service: Any, data_dir: Path, inte
         "edge": edge,
         "mqtt": {"host": host, "port": int(mqtt.get("port") or service.mqtt_port), "tls": bool(mqtt.get("tls")),
                  "username": mqtt["username"], "password": mqtt["password"]},
-        # Defaults of this build; edit them for this machine's camera and microphone.
-        "camera": CameraSection().model_dump(),
-        "audio": AudioSection().model_dump(),
-        "recording": RecordingSection().model_dump(),
-        "kiosk": KioskSection().model_dump(),
+        **{table: {} for table in DEFAULT_TABLES},
     }
+
+
+# --- the station's own check of its settings ----------------------------------------------------
+
+def station_check_command() -> list[str]:
+    """The station program's ``--check-config``, as its unit's ``ExecStartPre`` runs it."""
+    try:
+        return programs.command(programs.STATION, "--check-config")
+    except programs.ProgramMissing as exc:
+        raise EnrolFailed(f"the station software is not installed here: {exc}") from exc
+
+
+def check_station_config(command: list[str], config: Path, timeout: float = CHECK_TIMEOUT) -> None:
+    """Run the station's check on ``config``; EnrolFailed with what it says when it refuses the file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXAMKIOSK_")}
+    env["EXAMKIOSK_STATION_CONFIG"] = str(config)  # what the station unit sets (Environment=)
+    try:
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout,
+                                stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as exc:
+        raise EnrolFailed(f"wrote {config}, but the station's check of it did not finish in {timeout:g} s; "
+                          f"run `{programs.STATION} --check-config`") from exc
+    if result.returncode != 0:
+        said = "; ".join(line.strip() for line in (result.stderr or result.stdout).splitlines() if line.strip())
+        raise EnrolFailed(f"wrote {config}, but the station refuses it (exit {result.returncode}): "
+                          f"{said[-600:] or 'no message'}")
 
 
 # --- talking to the edge ------------------------------------------------------------------------
@@ -139,14 +178,6 @@ def enrol(*, code: str, config: Path, force: bool = False, interfaces: list[str]
           hostname: str | None = None, owner: str | None = DEFAULT_OWNER, max_clock_skew: float = MAX_CLOCK_SKEW,
           out: Any = None) -> dict[str, Any]:
     """Enrol this station; returns the settings written. EnrolFailed says why not, in one line."""
-    import requests
-
-    from examkiosk_wire.chain import StationKey
-    from examkiosk_wire.discovery import EdgeNotFound, discover_edge
-    from examkiosk_wire.pinning import UntrustedServer, pinned_session
-    from examkiosk_wire.version import package_version
-    from station.config import StationSettings
-
     out = out or sys.stdout
 
     def say(message: str) -> None:
@@ -160,7 +191,8 @@ def enrol(*, code: str, config: Path, force: bool = False, interfaces: list[str]
     config = Path(config)
     if config.exists() and not force:
         raise EnrolFailed(f"{config} already exists (this station is enrolled); add --force to replace it")
-    data_dir = Path(data_dir) if data_dir else StationSettings.model_fields["data_dir"].default
+    data_dir = Path(data_dir) if data_dir else DEFAULT_DATA_DIR
+    check = station_check_command()  # before the code is used: no station software, no enrolment
 
     say(f"Looking for the edge server whose fingerprint starts with {prefix} (up to {timeout:g} s)…")
     try:
@@ -192,7 +224,7 @@ def enrol(*, code: str, config: Path, force: bool = False, interfaces: list[str]
             raise EnrolFailed(f"clock far off: this machine's clock is {abs(skew):.0f} s "
                               f"{'behind' if skew > 0 else 'ahead of'} the edge's; set it (timedatectl) and retry")
 
-        key = StationKey.load_or_create(data_dir / "station_key.pem")
+        key = StationKey.load_or_create(data_dir / KEY_FILE)
         body: dict[str, Any] = {"code": display(normalised), "hostname": hostname or socket.gethostname(),
                                 "version": package_version(), "public_key": key.public_b64}
         if station_id:
@@ -219,14 +251,17 @@ def enrol(*, code: str, config: Path, force: bool = False, interfaces: list[str]
                               discovery_timeout=10.0)
     header = (f"examkiosk station settings, written by `examkiosk-provision enrol` on "
               f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.\n"
-              "Identity, token and MQTT login come from the edge; camera, audio and kiosk are defaults.")
+              "Identity, token and MQTT login come from the edge. The empty tables take the station's\n"
+              "defaults: set this machine's camera and microphone there, then run\n"
+              f"`{programs.STATION} --check-config`.")
     try:
         write_private(config, render_toml(settings, header), replace=force, owner=owner)
     except FileExistsError as exc:
         raise EnrolFailed(f"{config} appeared meanwhile; station {answer['station_id']} is enrolled but its "
                           f"settings were not written: ask the admin to revoke it and enrol again") from exc
     chown(data_dir, owner)
-    chown(data_dir / "station_key.pem", owner)
+    chown(data_dir / KEY_FILE, owner)
+    check_station_config(check, config)
     say(f"Enrolled as station {answer['station_id']} of centre {answer['centre']}; "
         f"wrote {config} (mode 0600)")
     return settings

@@ -1,7 +1,9 @@
 """Real services for tests: private Mosquitto and Redis on free ports, MQTT probes, station processes.
 
 Plain helpers (no fixtures; ``tests/conftest.py`` wraps them). Everything binds to 127.0.0.1
-and every helper that starts a process returns an object whose ``stop()`` ends it.
+and every helper that starts a process returns an object whose ``stop()`` ends it. A wait for
+another process polls a condition until a deadline generous for a loaded 2-core machine
+(``wait_for``) and, when it runs out, says what it waited for and shows the tail of the logs.
 """
 from __future__ import annotations
 
@@ -20,10 +22,71 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[1]
+
+
+# --- waiting for what other processes do ---------------------------------------------------------
+
+# Deadlines of waits for other processes, generous for a loaded 2-core machine: a wait returns as
+# soon as its condition holds, so only a failing test waits this long.
+START_TIMEOUT = 60.0  # a process starts listening (gunicorn imports the app, mosquitto loads its files)
+JOB_TIMEOUT = 120.0  # a background job finishes (the RQ sync job, the daemon's rounds)
+
+Log = Path | Callable[[], str]
+
+
+def log_tail(log: Log, chars: int = 3000) -> str:
+    """The end of a log file (or what a callable returns), headed by its name, for an error message."""
+    if callable(log):
+        return f"--- {getattr(log, '__name__', 'log')} ---\n{log()[-chars:]}"
+    path = Path(log)
+    text = path.read_text(errors="replace")[-chars:] if path.exists() else "(no such file)"
+    return f"--- {path} (last {chars} characters) ---\n{text}"
+
+
+def explain(what: str, logs: Iterable[Log] = ()) -> str:
+    """``what`` followed by the tail of every log in ``logs``."""
+    return "\n".join([what, *(log_tail(log) for log in logs)])
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str | None = None,
+             logs: Iterable[Log] = (), *, interval: float = 0.05, message: str | None = None) -> Any:
+    """Poll ``condition`` until it returns something truthy, which is returned (for state other
+    processes change). After ``timeout`` seconds: TimeoutError saying ``what`` was waited for, the
+    condition's last value and the tail of each of ``logs`` (log files, or callables giving text).
+    ``message`` is the older name of ``what``."""
+    what = what or message or "condition"
+    logs = list(logs)
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(explain(f"{what}: not met within {timeout:g} s (last value {value!r:.200})", logs))
+        time.sleep(interval)
+
+
+def wait_port(host: str, port: int, timeout: float = START_TIMEOUT, proc: subprocess.Popen | None = None,
+              logs: Iterable[Log] = ()) -> None:
+    """Until a TCP connect to ``host:port`` succeeds; fails early if ``proc`` exits."""
+    logs = list(logs)
+
+    def listening() -> bool:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(explain(f"process {proc.args!r} exited with {proc.returncode} before listening on "
+                                       f"{port}", logs))
+        return False
+
+    wait_for(listening, timeout, f"something listening on {host}:{port}", logs, interval=0.02)
 
 
 # --- ports and processes ------------------------------------------------------------------------
@@ -32,22 +95,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         return sock.getsockname()[1]
-
-
-def wait_port(host: str, port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:
-    """Until a TCP connect to ``host:port`` succeeds; fails early if ``proc`` exits."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            pass
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode} before listening on {port}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s")
-        time.sleep(0.02)
 
 
 def stop_process(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
@@ -69,7 +116,7 @@ def read_line(proc: subprocess.Popen, timeout: float) -> str:
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
     if not ready:
-        raise TimeoutError(f"no output from {proc.args!r} within {timeout} s")
+        raise TimeoutError(f"no output from {proc.args!r} within {timeout:g} s")
     line = proc.stdout.readline()
     return line.decode() if isinstance(line, bytes) else line
 
@@ -145,9 +192,9 @@ def start_mosquitto(tmp_path: Path, centre: str, users: dict[str, str], *, edge_
         broker = MosquittoProc(proc=proc, port=port, centre=centre, users=dict(users), conf=conf, log_path=log_path,
                                files_dir=files_dir, remove_files_dir=remove, tls_port=tls_port)
         try:
-            wait_port(HOST, port, timeout=10, proc=proc)
+            wait_port(HOST, port, proc=proc)
             if tls_port:
-                wait_port(HOST, tls_port, timeout=10, proc=proc)
+                wait_port(HOST, tls_port, proc=proc)
             return broker
         except (RuntimeError, TimeoutError) as exc:  # e.g. the port was taken meanwhile
             last_error = RuntimeError(f"{exc}\n--- mosquitto log ---\n{broker.log()}")
@@ -192,9 +239,9 @@ def start_redis(tmp_path: Path, attempts: int = 3) -> RedisProc:
             )
         server = RedisProc(proc=proc, port=port, log_path=log_path)
         try:
-            wait_port(HOST, port, timeout=10, proc=proc)
+            wait_port(HOST, port, proc=proc, logs=[log_path])
             return server
-        except (RuntimeError, TimeoutError) as exc:
+        except (RuntimeError, TimeoutError) as exc:  # e.g. the port was taken meanwhile
             last_error = exc
             server.stop()
     raise RuntimeError(f"redis-server did not start: {last_error}")
@@ -240,41 +287,46 @@ class MqttProbe:
     def _wait_ack(self, mid: int, timeout: float) -> Any:
         with self._cond:
             if not self._cond.wait_for(lambda: mid in self._acks, timeout):
-                raise TimeoutError(f"no acknowledgement for message {mid} within {timeout} s")
+                raise TimeoutError(f"no acknowledgement from the broker at {self.host}:{self.port} for message "
+                                   f"{mid} within {timeout:g} s")
             return self._acks.pop(mid)
 
-    def connect(self, timeout: float = 5.0) -> Any:
+    def connect(self, timeout: float = 30.0) -> Any:
         """The CONNACK reason code (check ``.is_failure``)."""
         self.client.connect(self.host, self.port, keepalive=30)
         self.client.loop_start()
         try:
             return self._connack.get(timeout=timeout)
         except queue.Empty:
-            raise TimeoutError(f"no CONNACK from {self.host}:{self.port}") from None
+            raise TimeoutError(f"no CONNACK from {self.host}:{self.port} within {timeout:g} s") from None
 
-    def subscribe(self, topic: str, qos: int = 1, timeout: float = 5.0) -> list[Any]:
+    def subscribe(self, topic: str, qos: int = 1, timeout: float = 30.0) -> list[Any]:
         _, mid = self.client.subscribe(topic, qos)
         return self._wait_ack(mid, timeout)
 
     def publish(self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False,
-                timeout: float = 5.0) -> Any:
+                timeout: float = 30.0) -> Any:
         """The PUBACK reason code of a QoS 1 publish (``>= 0x80`` when the broker refused it)."""
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         return self._wait_ack(info.mid, timeout)
 
-    def expect(self, predicate: Callable[[Received], bool], timeout: float = 5.0) -> Received:
-        """The first message matching ``predicate``; earlier ones are dropped."""
+    def expect(self, predicate: Callable[[Received], bool], timeout: float = 30.0,
+               what: str = "the expected MQTT message") -> Received:
+        """The first message matching ``predicate``; earlier ones are dropped (and named on timeout)."""
         deadline = time.monotonic() + timeout
+        dropped: list[str] = []
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError("the expected MQTT message did not arrive")
+                raise TimeoutError(f"{what} did not arrive from {self.host}:{self.port} within {timeout:g} s; "
+                                   f"{len(dropped)} other messages did: {dropped[-10:]}")
             try:
                 msg = self.messages.get(timeout=left)
             except queue.Empty:
                 continue
             if predicate(msg):
                 return msg
+            dropped.append(f"{msg.topic} {msg.payload[:80]!r}")
 
     def drain(self) -> list[Received]:
         out = []
@@ -349,7 +401,7 @@ class StationProc:
 
 def start_station(port: int, username: str, password: str, centre: str, station: str, *,
                   status: dict[str, Any] | None = None, events: list[dict[str, Any]] | None = None,
-                  timeout: float = 15.0) -> StationProc:
+                  timeout: float = START_TIMEOUT) -> StationProc:
     """A process running ``station.link.StatusPublisher``; returns once its status (and events) are acknowledged."""
     import json
 
@@ -390,7 +442,7 @@ class EdgeWebProc:
 
 
 def start_edge_web(config: Path, log_path: Path, *, workers: int = 2, threads: int = 4,
-                   timeout: float = 60.0, certfile: Path | None = None) -> EdgeWebProc:
+                   timeout: float = 2 * START_TIMEOUT, certfile: Path | None = None) -> EdgeWebProc:
     """``edge_server:create_app()`` under gunicorn on a free port, as the demo and the unit run it.
 
     The app reads ``config`` (``EXAMKIOSK_EDGE_CONFIG``); no other ``EXAMKIOSK_*`` variable of
@@ -420,8 +472,8 @@ def start_edge_web(config: Path, log_path: Path, *, workers: int = 2, threads: i
                 return edge
         if proc.poll() is not None or time.monotonic() > deadline:
             edge.stop()
-            raise RuntimeError(f"the edge under gunicorn did not answer (exit code {proc.poll()}):\n"
-                               f"{edge.log()[-3000:]}")
+            raise RuntimeError(explain(f"the edge under gunicorn did not answer /healthz within {timeout:g} s "
+                                       f"(exit code {proc.poll()})", [log_path]))
         time.sleep(0.1)
 
 
@@ -454,19 +506,6 @@ def migrate_database(settings: Any, timeout: float = 120.0) -> None:
                             env=env, cwd=str(REPO), capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"flask db upgrade failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05,
-             message: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy (for state other processes change)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{message} not met within {timeout} s")
-        time.sleep(interval)
 
 
 @dataclass

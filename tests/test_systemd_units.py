@@ -1,4 +1,4 @@
-"""The systemd units in ``systemd/`` (F41): one per process, each restarts on failure, and each
+"""The systemd units in ``systemd/``, one per process of the appliance: each restarts on failure, and each
 passes ``systemd-analyze verify``.
 
 Units name the installed paths (``/opt/examkiosk/venv/bin/...``, ``/usr/bin/cage``); verify

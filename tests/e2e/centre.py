@@ -5,13 +5,20 @@ from __future__ import annotations
 import contextlib
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
 from provisioning.demo import DemoCentre, Ports, free_port
+from tests.services import Log, explain
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "e2e"
+# Milliseconds a page waits for what the station or the edge does in the background (an MQTT
+# round trip, a restart, the dashboard's refresh): generous for a loaded 2-core machine. Waits
+# whose length is what a test checks (a question's time) say so where they are.
+UI_TIMEOUT = 60_000
 
 
 def free_port_pair() -> int:
@@ -49,5 +56,33 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
-def on_screen(page, screen: str, timeout: float = 20_000) -> None:
-    page.wait_for_selector(f"html[data-screen={screen}]", timeout=timeout)
+def logs_of(demo: DemoCentre, *names: str) -> list[Path]:
+    """The log files of the demo's processes ``names`` (``station-st-01``, ``edge-worker``, ...)."""
+    return [demo.logs / f"{name}.log" for name in names]
+
+
+@contextlib.contextmanager
+def explained(what: str, logs: Iterable[Log] = ()) -> Iterator[None]:
+    """A Playwright wait that runs out becomes a TimeoutError saying what the page waited for, with
+    the tail of ``logs``."""
+    try:
+        yield
+    except PlaywrightTimeoutError as exc:
+        raise TimeoutError(explain(f"{what}: {str(exc).splitlines()[0]}", logs)) from exc
+
+
+def wait_selector(page, selector: str, what: str, logs: Iterable[Log] = (), timeout: float = UI_TIMEOUT,
+                  **options: Any):
+    """``page.wait_for_selector`` that says on timeout what it waited for and shows ``logs``."""
+    with explained(f"{what} (waited for {selector} on {page.url})", logs):
+        return page.wait_for_selector(selector, timeout=timeout, **options)
+
+
+def on_screen(page, screen: str, timeout: float = UI_TIMEOUT, logs: Iterable[Log] = ()) -> None:
+    """Until the kiosk page shows ``screen``; on timeout, which screen it shows and the ``logs``."""
+    try:
+        page.wait_for_selector(f"html[data-screen={screen}]", timeout=timeout)
+    except PlaywrightTimeoutError as exc:
+        shown = page.evaluate("document.documentElement.dataset.screen")
+        raise TimeoutError(explain(f"the kiosk {page.url} did not show screen {screen} within {timeout / 1000:g} s; "
+                                   f"it shows {shown!r}", logs)) from exc

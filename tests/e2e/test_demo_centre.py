@@ -18,7 +18,8 @@ import pytest
 
 from examkiosk_wire.chain import link_problems, verify
 from provisioning.demo import DemoCentre
-from tests.e2e.centre import on_screen, running_centre, shot
+from tests.e2e.centre import UI_TIMEOUT, explained, logs_of, on_screen, running_centre, shot, wait_selector
+from tests.services import JOB_TIMEOUT, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -34,33 +35,34 @@ def centre(tmp_path_factory: pytest.TempPathFactory):
         yield running
 
 
-def identify(page, ticket: str) -> None:
-    on_screen(page, "identify")
+def identify(page, ticket: str, logs=()) -> None:
+    on_screen(page, "identify", logs=logs)
     for digit in ticket:
         page.click(f"[data-key='{digit}']")
     page.click("[data-action=identify]")
-    on_screen(page, "face_login")
+    on_screen(page, "face_login", logs=logs)
 
 
-def draw_lot(page, screenshot: str | None = None) -> None:
+def draw_lot(page, screenshot: str | None = None, logs=()) -> None:
     """Draw, unless the lot deadline passed and the edge assigned one already.
 
     A station that has just restarted may still be looking for the edge: the kiosk's footer
     says so, and a candidate (like this test) waits for it to say the server is reachable.
     """
-    page.wait_for_selector("#server.ok", timeout=40_000)
-    page.wait_for_selector("html[data-screen=device_check], [data-action=draw_lot]:not([disabled])", timeout=20_000)
+    wait_selector(page, "#server.ok", "the kiosk's footer saying the server is reachable", logs)
+    wait_selector(page, "html[data-screen=device_check], [data-action=draw_lot]:not([disabled])",
+                  "the lot to draw (or one drawn by the edge)", logs)
     if page.evaluate("document.documentElement.dataset.screen") == "draw_lot":
         if screenshot:
             shot(page, screenshot)
         page.click("[data-action=draw_lot]")
-    on_screen(page, "device_check")
+    on_screen(page, "device_check", logs=logs)
 
 
-def read_all(page) -> None:
+def read_all(page, logs=()) -> None:
     overflowing = 0
     for screen in ("read_flow", "read_pledge", "read_notice"):
-        on_screen(page, screen)
+        on_screen(page, screen, logs=logs)
         if page.eval_on_selector("#reading", "el => el.scrollHeight > el.clientHeight + 4"):
             overflowing += 1
             assert page.is_disabled("[data-action=accept]"), "accept must wait until the text is read to the end"
@@ -74,6 +76,8 @@ def read_all(page) -> None:
 def test_demo_centre_end_to_end(centre, chromium):
     browser = chromium
     demo, login = centre
+    st01, st02 = logs_of(demo, "station-st-01"), logs_of(demo, "station-st-02")
+    edge = logs_of(demo, "edge-daemon", "edge-web", "edge-api")
     kiosk1 = browser.new_page(viewport={"width": 1280, "height": 800})
     kiosk2 = browser.new_page(viewport={"width": 1280, "height": 800})
     staff = browser.new_page(viewport={"width": 1280, "height": 800}, ignore_https_errors=True)  # the edge's own cert
@@ -89,27 +93,31 @@ def test_demo_centre_end_to_end(centre, chromium):
     staff.fill("input[name=username]", login["username"])
     staff.fill("input[name=password]", login["password"])
     staff.click("input[type=submit]")
-    staff.wait_for_selector("[data-station=st-01][data-online=true]", timeout=20_000)
-    staff.wait_for_selector("[data-station=st-02][data-online=true]", timeout=20_000)
+    for sid, logs in (("st-01", st01), ("st-02", st02)):
+        wait_selector(staff, f"[data-station={sid}][data-online=true]", f"{sid} online on the dashboard",
+                      logs + edge)
 
     # Candidate 2's enrolled photo is someone else: 3 failed tries, then manual review.
-    identify(kiosk2, "20240002")
+    identify(kiosk2, "20240002", st02)
     for attempt in range(1, 4):
         kiosk2.click("[data-action=face_capture]")
         if attempt < 3:
-            kiosk2.wait_for_function(f"document.querySelector('[data-live=tries]').textContent === '{attempt}'",
-                                     timeout=20_000)
-    on_screen(kiosk2, "manual_review")
+            with explained(f"st-02's kiosk counting face try {attempt}", st02):
+                kiosk2.wait_for_function(
+                    f"document.querySelector('[data-live=tries]').textContent === '{attempt}'", timeout=UI_TIMEOUT)
+    on_screen(kiosk2, "manual_review", logs=st02)
     shot(kiosk2, "03_manual_review")
-    staff.wait_for_selector("[data-review]", timeout=15_000)
+    wait_selector(staff, "[data-review]", "st-02's candidate in the review queue", st02 + edge)
     assert "20240002" in staff.inner_text("[data-review]")
     # The proctor sees the station's best frame beside the enrolled photo.
     for image in ("frame", "photo"):
-        staff.wait_for_function(
-            f"document.querySelector('[data-review] img[data-image={image}]')?.naturalWidth > 0", timeout=10_000)
+        with explained(f"the review's {image} image loaded", st02 + edge):
+            staff.wait_for_function(
+                f"document.querySelector('[data-review] img[data-image={image}]')?.naturalWidth > 0",
+                timeout=UI_TIMEOUT)
     shot(staff, "staff_review_queue")
     staff.click("[data-review] [data-action=approve]")
-    on_screen(kiosk2, "read_flow", timeout=15_000)
+    on_screen(kiosk2, "read_flow", logs=st02 + edge)
     kiosk2.eval_on_selector("#reading", "el => el.scrollTop = el.scrollHeight")
     kiosk2.click("[data-action=accept]")
     on_screen(kiosk2, "read_pledge")
@@ -118,70 +126,73 @@ def test_demo_centre_end_to_end(centre, chromium):
     demo.kill_station("st-02")
     demo.start_station("st-02")
     kiosk2.reload()
-    on_screen(kiosk2, "read_pledge", timeout=15_000)
+    on_screen(kiosk2, "read_pledge", logs=st02)
     assert "李华" in kiosk2.inner_text("#candidate-info")
     # Approved by the proctor, candidate 2 goes on to the waiting room (the camera still shows
     # someone else: the monitor must flag the mismatch during the exam).
     for screen in ("read_pledge", "read_notice"):
-        on_screen(kiosk2, screen)
+        on_screen(kiosk2, screen, logs=st02)
         kiosk2.eval_on_selector("#reading", "el => el.scrollTop = el.scrollHeight")
         kiosk2.click("[data-action=accept]")
-    draw_lot(kiosk2)
-    kiosk2.wait_for_selector("[data-live=mic-ok].ok", timeout=15_000)
+    draw_lot(kiosk2, logs=st02)
+    wait_selector(kiosk2, "[data-live=mic-ok].ok", "st-02's microphone working", st02)
     kiosk2.click("[data-action=devices_ok]")
-    on_screen(kiosk2, "info_confirm")
+    on_screen(kiosk2, "info_confirm", logs=st02)
     kiosk2.click("[data-action=confirm_info]")
-    on_screen(kiosk2, "waiting")
+    on_screen(kiosk2, "waiting", logs=st02)
 
     # Candidate 1 goes through the whole flow.
     shot(kiosk1, "01_identify")
-    identify(kiosk1, "20240001")
-    kiosk1.wait_for_timeout(800)
+    identify(kiosk1, "20240001", st01)
+    kiosk1.wait_for_timeout(800)  # the preview's first frames, for the screenshot
     shot(kiosk1, "02_face_login")
     kiosk1.click("[data-action=face_capture]")
-    read_all(kiosk1)
-    draw_lot(kiosk1, "06_draw_lot")
-    kiosk1.wait_for_selector("[data-live=mic-ok].ok", timeout=15_000)
-    kiosk1.wait_for_selector("[data-live=camera-ok].ok", timeout=15_000)
+    read_all(kiosk1, st01)
+    draw_lot(kiosk1, "06_draw_lot", logs=st01)
+    wait_selector(kiosk1, "[data-live=mic-ok].ok", "st-01's microphone working", st01)
+    wait_selector(kiosk1, "[data-live=camera-ok].ok", "st-01's camera working", st01)
     shot(kiosk1, "07_device_check")
     kiosk1.click("[data-action=devices_ok]")
-    on_screen(kiosk1, "info_confirm")
+    on_screen(kiosk1, "info_confirm", logs=st01)
     assert "张明" in kiosk1.inner_text("[data-field=name]")
     id_shown = kiosk1.inner_text("[data-field=id_number]")
     assert "*" in id_shown and "110105199003070" not in id_shown  # masked
     lot = int(kiosk1.inner_text("[data-field=lot]"))
     shot(kiosk1, "08_info_confirm")
     kiosk1.click("[data-action=confirm_info]")
-    on_screen(kiosk1, "waiting")
+    on_screen(kiosk1, "waiting", logs=st01)
     # Mandarin voice prompts are served to the kiosk page (built offline with espeak-ng).
     voice = kiosk1.request.get(demo.kiosk_url("st-01") + "voice/waiting_room.wav")
     assert voice.status == 200 and voice.body()[:4] == b"RIFF"
-    kiosk1.wait_for_timeout(500)
+    kiosk1.wait_for_timeout(500)  # the waiting room's countdown drawn, for the screenshot
     shot(kiosk1, "09_waiting")
 
     # The dashboard shows what the station publishes over MQTT (through the daemon).
-    staff.wait_for_selector("[data-station=st-01][data-state=waiting]", timeout=10_000)
+    wait_selector(staff, "[data-station=st-01][data-state=waiting]", "st-01 waiting on the dashboard", st01 + edge)
     assert staff.inner_text("[data-station=st-01] [data-field=lot]") == str(lot)
     shot(staff, "staff_dashboard_waiting")
 
-    on_screen(kiosk1, "answering", timeout=(START_IN + 30) * 1000)
-    kiosk1.wait_for_selector("[data-live=question-text][data-loaded=yes]", timeout=10_000)
+    on_screen(kiosk1, "answering", timeout=START_IN * 1000 + UI_TIMEOUT, logs=st01 + edge)  # the exam's start
+    wait_selector(kiosk1, "[data-live=question-text][data-loaded=yes]", "question 1's text", st01 + edge)
     assert kiosk1.inner_text("[data-live=question]") == "1"
     shot(kiosk1, "10_answering_q1")
-    staff.wait_for_selector("[data-station=st-01][data-state=answering]", timeout=10_000)
+    wait_selector(staff, "[data-station=st-01][data-state=answering]", "st-01 answering on the dashboard",
+                  st01 + edge)
     # Monitoring: station 2 shows a different person than its candidate; station 1's page loses focus.
-    staff.wait_for_selector("[data-station=st-02] [data-field=flags]:has-text('人脸不符')", timeout=15_000)
+    wait_selector(staff, "[data-station=st-02] [data-field=flags]:has-text('人脸不符')",
+                  "st-02's face-mismatch flag on the dashboard", st02 + edge)
     shot(staff, "staff_dashboard_flags")
     for visible in ("false", "true"):
         kiosk1.evaluate("v => fetch('/api/focus', {method: 'POST', headers: {'Content-Type': 'application/json'},"
                         " body: JSON.stringify({visible: v})})", visible == "true")
-        kiosk1.wait_for_timeout(1200)
-    kiosk1.wait_for_function("document.querySelector('[data-live=question]').textContent === '2'",
-                             timeout=(QUESTION_SECONDS + 5) * 1000)
+        kiosk1.wait_for_timeout(1200)  # the page hidden (then visible) for a while: one focus_lost flag
+    with explained("st-01's kiosk on question 2", st01):
+        kiosk1.wait_for_function("document.querySelector('[data-live=question]').textContent === '2'",
+                                 timeout=QUESTION_SECONDS * 1000 + UI_TIMEOUT)
     shot(kiosk1, "11_answering_q2")
-    on_screen(kiosk1, "uploading", timeout=(QUESTION_SECONDS + 10) * 1000)
+    on_screen(kiosk1, "uploading", timeout=QUESTION_SECONDS * 1000 + UI_TIMEOUT, logs=st01)
     shot(kiosk1, "12_uploading")
-    on_screen(kiosk1, "done", timeout=60_000)
+    on_screen(kiosk1, "done", timeout=JOB_TIMEOUT * 1000, logs=st01 + logs_of(demo, "edge-api"))
     assert kiosk1.inner_text("[data-live=upload-ok]") == "上传成功"
     shot(kiosk1, "13_done")
 
@@ -204,10 +215,8 @@ def test_demo_centre_end_to_end(centre, chromium):
     # The RQ worker copied the recording and a manifest to central storage, filed under the lot.
     prefix = demo.central_dir / demo.centre / f"{demo.centre}-interview" / f"lot-{lot:03d}"
     manifest_path = prefix / "manifest.json"
-    for _ in range(100):
-        if manifest_path.exists():
-            break
-        staff.wait_for_timeout(200)
+    worker = logs_of(demo, "edge-worker", "edge-daemon")
+    wait_for(manifest_path.exists, JOB_TIMEOUT, f"the sync job writing {manifest_path}", worker)
     manifest = json.loads(manifest_path.read_text())
     assert manifest["lot"] == lot and "张明" not in manifest_path.read_text()
     assert sorted(Path(o["key"]).name for o in manifest["objects"]) == station_segments
@@ -231,8 +240,9 @@ def test_demo_centre_end_to_end(centre, chromium):
     for joined in manifest["questions"]:
         assert joined["complete"] and abs(joined["duration"] - joined["expected_duration"]) <= 2.0
         assert hashlib.sha256((demo.central_dir / joined["key"]).read_bytes()).hexdigest() == joined["sha256"]
-    db_sync = db.execute("SELECT sync_status FROM attempt WHERE id = ?", (attempt_id,)).fetchone()[0]
-    assert db_sync == "synced"
+    sync_status = "SELECT sync_status FROM attempt WHERE id = ?"
+    wait_for(lambda: db.execute(sync_status, (attempt_id,)).fetchone()[0] == "synced", JOB_TIMEOUT,
+             "the sync job marking the attempt synced", worker)
 
     # Flags are events that point into the recording (segment and offset), with a thumbnail.
     flags = {}
@@ -248,7 +258,8 @@ def test_demo_centre_end_to_end(centre, chromium):
     # The daemon logged station events that arrived over MQTT.
     kinds = {k for (k,) in db.execute("SELECT kind FROM event WHERE source = 'mqtt' AND station_id = 'st-01'")}
     assert {"entered_waiting_room", "answering_finished"} <= kinds
-    staff.wait_for_selector(f"[data-attempt='{attempt_id}'] [data-field=sync]:has-text('synced')", timeout=10_000)
+    wait_selector(staff, f"[data-attempt='{attempt_id}'] [data-field=sync]:has-text('synced')",
+                  "the attempt synced on the dashboard", edge)
     shot(staff, "staff_dashboard_done")
 
 

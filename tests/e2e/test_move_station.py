@@ -15,8 +15,9 @@ import sqlite3
 import pytest
 
 from provisioning.demo import DemoCentre
-from tests.e2e.centre import running_centre, shot
+from tests.e2e.centre import logs_of, running_centre, shot, wait_selector
 from tests.faults.harness import Kiosk, journal_segments
+from tests.services import JOB_TIMEOUT, START_TIMEOUT
 
 pytestmark = pytest.mark.e2e
 
@@ -34,12 +35,14 @@ def centre(tmp_path_factory: pytest.TempPathFactory):
 
 def seat_page(staff, demo: DemoCentre, sitting: str):
     staff.goto(f"{demo.web_url}/staff/sittings/{sitting}/seats")
-    staff.wait_for_selector("[data-list=seats]")
+    wait_selector(staff, "[data-list=seats]", "the seat map", logs_of(demo, "edge-web"))
 
 
 def test_move_to_a_spare_station_mid_question(centre, chromium):
     demo, login = centre
-    old, new = Kiosk(demo.kiosk_url("st-01")), Kiosk(demo.kiosk_url("st-02"))
+    st01, st02, edge = (logs_of(demo, "station-st-01"), logs_of(demo, "station-st-02"),
+                        logs_of(demo, "edge-web", "edge-api", "edge-daemon"))
+    old, new = Kiosk(demo.kiosk_url("st-01"), st01), Kiosk(demo.kiosk_url("st-02"), st02)
     sitting = _sitting_id(demo)
 
     staff = chromium.new_page(viewport={"width": 1280, "height": 800}, ignore_https_errors=True)
@@ -51,56 +54,57 @@ def test_move_to_a_spare_station_mid_question(centre, chromium):
     row = staff.locator(f"[data-list=unseated] tr[data-ticket='{TICKET}']")
     row.locator("select[name=station]").select_option("st-01")
     row.locator("[type=submit]").click()
-    staff.wait_for_selector(f"[data-station=st-01][data-ticket='{TICKET}']")
+    wait_selector(staff, f"[data-station=st-01][data-ticket='{TICKET}']", "the candidate seated at st-01", edge)
 
     state = old.enter_waiting_room(TICKET)
     attempt = _attempt_of(demo, "st-01")
     starts_at = state["sitting"]["starts_at"]
     old.wait(lambda s: s["screen"] == "answering" and s["time_left"] is not None
-             and s["time_left"] < QUESTION_SECONDS - 4, START_IN + 30, "answering question 1 for a few seconds")
+             and s["time_left"] < QUESTION_SECONDS - 4, START_IN + START_TIMEOUT,
+             "answering question 1 for a few seconds")
 
     # The proctor moves the candidate to the spare station (an interruption under the policy).
     seat_page(staff, demo, sitting)
     seat = staff.locator(f"[data-station=st-01][data-ticket='{TICKET}']")
     seat.locator("select[name=station]").select_option("st-02")
     seat.locator("[data-form=move] [type=submit]").click()
-    staff.wait_for_selector(f"[data-station=st-02][data-ticket='{TICKET}']")
+    wait_selector(staff, f"[data-station=st-02][data-ticket='{TICKET}']", "the candidate seated at st-02", edge)
     assert "interruption 1 of 1" in staff.inner_text("body")
 
     # st-01 stops recording and says where the candidate went, then frees itself once all is verified.
     kiosk_old = chromium.new_page(viewport={"width": 1280, "height": 800})
     kiosk_old.goto(demo.kiosk_url("st-01"))
-    moved = old.wait_screen("moved", 15)
+    moved = old.wait_screen("moved")
     assert moved["moved_to"] == "A02"
-    kiosk_old.wait_for_selector("html[data-screen=moved]")
+    wait_selector(kiosk_old, "html[data-screen=moved]", "st-01's page showing the move", st01)
     assert "A02" in kiosk_old.inner_text("[data-live=moved-to]")
     shot(kiosk_old, "move_old_station")
-    old.wait(lambda s: s["screen"] == "identify" and s["candidate"] is None, 60, "st-01 handed over")
+    old.wait(lambda s: s["screen"] == "identify" and s["candidate"] is None, JOB_TIMEOUT, "st-01 handed over")
 
     # st-02: ticket, face login again, its camera and microphone checked, then "continue" on the
     # same question with the server's time.
-    new.wait(lambda s: s["server_ok"], 30, "edge found")
+    new.wait(lambda s: s["server_ok"], START_TIMEOUT, "edge found")
     new.send("identify", ticket_no=TICKET)
     new.wait_screen("face_login")
     new.send("face_capture")
-    new.wait_screen("device_check", 30)
-    new.wait(lambda s: s["camera_ok"] and s["mic_ok"], 20, "st-02's devices working")
+    new.wait_screen("device_check")
+    new.wait(lambda s: s["camera_ok"] and s["mic_ok"], START_TIMEOUT, "st-02's devices working")
     new.send("devices_ok")
-    resume = new.wait_screen("resume", 30)
+    resume = new.wait_screen("resume")
     kiosk_new = chromium.new_page(viewport={"width": 1280, "height": 800})
     kiosk_new.goto(demo.kiosk_url("st-02"))
-    kiosk_new.wait_for_selector("html[data-screen=resume]")
+    wait_selector(kiosk_new, "html[data-screen=resume]", "st-02's page offering to continue", st02)
     assert "moved to this station" in kiosk_new.inner_text("body") or "您已转至本考位" in kiosk_new.inner_text("body")
     shot(kiosk_new, "move_new_station_resume")
     assert resume["interruptions"] == 1
     new.send("resume")
-    going = new.wait(lambda s: s["screen"] in ("answering", "uploading", "done"), 20, "answering again")
+    going = new.wait(lambda s: s["screen"] in ("answering", "uploading", "done"), START_TIMEOUT, "answering again")
     if going["screen"] == "answering":
         q = going["question"]
         window_end = starts_at + q * QUESTION_SECONDS
         assert abs(going["time_left"] - (window_end - going["server_time"])) < 1.0, "time left not on server time"
         assert set(range(1, q)) <= set(going["answered"])
-    done = new.wait_screen("done", timeout=2 * QUESTION_SECONDS + 90)
+    done = new.wait_screen("done", timeout=2 * QUESTION_SECONDS + JOB_TIMEOUT)
     assert set(done["answered"]) == {1, 2}
 
     # The edge: one attempt, every segment of both stations verified, the chain runs across the move.

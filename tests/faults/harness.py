@@ -11,14 +11,20 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import requests
 
+from provisioning.demo import write_toml
+from tests.services import START_TIMEOUT, Log, explain
+
 
 class Kiosk:
-    def __init__(self, url: str):
+    """One station's kiosk; ``logs`` (its process's log, say) are shown when a wait runs out."""
+
+    def __init__(self, url: str, logs: Iterable[Log] = ()):
         self.url = url.rstrip("/")
+        self.logs = list(logs)
 
     def state(self) -> dict[str, Any]:
         return requests.get(f"{self.url}/api/state", timeout=5).json()
@@ -38,9 +44,10 @@ class Kiosk:
             except requests.RequestException:
                 pass
             time.sleep(0.1)
-        raise AssertionError(f"{self.url}: {what} did not happen in {timeout:.0f} s; last state {state}")
+        raise AssertionError(explain(f"{self.url}: {what} did not happen in {timeout:.0f} s; last state {state}",
+                                     self.logs))
 
-    def wait_screen(self, screen: str, timeout: float = 30) -> dict[str, Any]:
+    def wait_screen(self, screen: str, timeout: float = START_TIMEOUT) -> dict[str, Any]:
         return self.wait(lambda s: s["screen"] == screen, timeout, f"screen {screen}")
 
     def enter_waiting_room(self, ticket: str, until: tuple[str, ...] = ("waiting",)) -> dict[str, Any]:
@@ -48,23 +55,23 @@ class Kiosk:
 
         A candidate who confirms after the start goes straight to the paper: ``until=("answering",)``.
         """
-        self.wait(lambda s: s["screen"] == "identify" and s["server_ok"], 30, "edge found")
+        self.wait(lambda s: s["screen"] == "identify" and s["server_ok"], START_TIMEOUT, "edge found")
         self.send("identify", ticket_no=ticket)
         self.wait_screen("face_login")
         self.send("face_capture")
-        self.wait_screen("read_flow", 30)
+        self.wait_screen("read_flow")
         for screen in ("read_flow", "read_pledge", "read_notice"):
             self.wait_screen(screen)
             self.send("accept", read_to_end=True)
-        self.wait(lambda s: s["screen"] in ("draw_lot", "device_check"), 20, "lot screen")
+        self.wait(lambda s: s["screen"] in ("draw_lot", "device_check"), START_TIMEOUT, "lot screen")
         if self.state()["screen"] == "draw_lot":
             self.send("draw_lot")
         self.wait_screen("device_check")
-        self.wait(lambda s: s["camera_ok"] and s["mic_ok"], 20, "devices working")
+        self.wait(lambda s: s["camera_ok"] and s["mic_ok"], START_TIMEOUT, "devices working")
         self.send("devices_ok")
         self.wait_screen("info_confirm")
         self.send("confirm_info")
-        return self.wait(lambda s: s["screen"] in until, 30, f"screen {' or '.join(until)}")
+        return self.wait(lambda s: s["screen"] in until, START_TIMEOUT, f"screen {' or '.join(until)}")
 
 
 @dataclass(frozen=True)
@@ -100,8 +107,6 @@ def kill_points(question_seconds: float) -> list[KillPoint]:
 
 def configure(path: Path, **tables: dict[str, Any]) -> None:
     """Add or change keys of tables in a TOML file the demo wrote (``retention={"keep_hours": 0}``)."""
-    from provisioning.demo import write_toml
-
     values = tomllib.loads(path.read_text())
     for name, table in tables.items():
         values.setdefault(name, {}).update(table)

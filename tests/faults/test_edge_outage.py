@@ -18,6 +18,7 @@ import pytest
 
 from provisioning.demo import DemoCentre, Ports, free_port
 from tests.faults.harness import Kiosk
+from tests.services import JOB_TIMEOUT, START_TIMEOUT, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -34,12 +35,12 @@ def test_edge_down_mid_exam_then_redis_loses_queued_jobs(tmp_path_factory):
     demo.prepare()
     demo.start()
     try:
-        kiosk = Kiosk(demo.kiosk_url())
+        kiosk = Kiosk(demo.kiosk_url(), logs=[demo.logs / "station-st-01.log"])
         state = kiosk.enter_waiting_room("20240001")
         offset = state["server_time"] - time.time()
         starts_at = state["sitting"]["starts_at"]
         ends_at = starts_at + 2 * QUESTION_SECONDS
-        kiosk.wait_screen("answering", timeout=starts_at - offset - time.time() + 10)
+        kiosk.wait_screen("answering", timeout=starts_at - offset - time.time() + START_TIMEOUT)
         time.sleep(3)
 
         demo.stop_process("edge-worker")
@@ -54,7 +55,7 @@ def test_edge_down_mid_exam_then_redis_loses_queued_jobs(tmp_path_factory):
         assert kiosk.state()["screen"] == "answering"
         demo.start_web()
 
-        kiosk.wait_screen("done", timeout=ends_at - offset - time.time() + 90)
+        kiosk.wait_screen("done", timeout=ends_at - offset - time.time() + JOB_TIMEOUT)
         db = sqlite3.connect(demo.root / "edge.db")
         attempt, expected, sync = db.execute(
             "SELECT a.id, a.expected_segments, a.sync_status FROM attempt a JOIN candidate c ON c.id = a.candidate_id"
@@ -68,12 +69,9 @@ def test_edge_down_mid_exam_then_redis_loses_queued_jobs(tmp_path_factory):
         demo.stop_process("redis")
         demo.start_redis()
         demo.start_worker()
-        manifest = next((demo.central_dir / demo.centre).glob("*/lot-*/manifest.json"), None)
-        deadline = time.monotonic() + 60
-        while manifest is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-            manifest = next((demo.central_dir / demo.centre).glob("*/lot-*/manifest.json"), None)
-        assert manifest is not None, "the daemon did not queue the lost sync job again"
+        manifest = wait_for(lambda: next((demo.central_dir / demo.centre).glob("*/lot-*/manifest.json"), None),
+                            JOB_TIMEOUT, "the daemon queueing the lost sync job again, the worker writing its manifest",
+                            [demo.logs / f"{name}.log" for name in ("edge-daemon", "edge-worker")], interval=0.5)
         objects = json.loads(manifest.read_text())["objects"]
         assert sorted(o["key"].rsplit("/", 1)[1] for o in objects) == sorted(statuses)
     finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -22,6 +23,7 @@ import pytest
 
 from provisioning.demo import DemoCentre, Ports, free_port
 from tests.faults.harness import KillPoint, Kiosk, choose, closed_segments, journal_segments, kill_points
+from tests.services import JOB_TIMEOUT, START_TIMEOUT, explain, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -38,8 +40,6 @@ def batches() -> list[list[KillPoint]]:
 
 
 def consecutive_free_ports(count: int) -> int:
-    import socket
-
     for _ in range(100):
         base = free_port()
         socks = []
@@ -76,7 +76,7 @@ def test_kill_9_at_points_across_the_exam(points: list[KillPoint], tmp_path_fact
 
 def run_batch(demo: DemoCentre, points: list[KillPoint]) -> None:
     tickets = ["20240001"] + [f"2024{n + 3:04d}" for n in range(STATIONS - 1)]
-    kiosks = {sid: Kiosk(demo.kiosk_url(sid)) for sid in demo.station_ids}
+    kiosks = {sid: Kiosk(demo.kiosk_url(sid), logs=[demo.logs / f"station-{sid}.log"]) for sid in demo.station_ids}
     reports: dict[str, dict] = {}
     errors: list[BaseException] = []
     kill_lock = threading.Lock()  # one restart at a time keeps the 2 cores from thrashing
@@ -89,11 +89,15 @@ def run_batch(demo: DemoCentre, points: list[KillPoint]) -> None:
                                          f"{demo.log_tail(f'station-{sid}')}"))
 
     threads = [threading.Thread(target=station, args=(sid, ticket, point))
-               for sid, ticket, point in zip(demo.station_ids, tickets, points)]
+               for sid, ticket, point in zip(demo.station_ids, tickets, points, strict=True)]
     for t in threads:
         t.start()
+    deadline = time.monotonic() + 600  # the exam (80 s + 2 questions) and each station's restart, loaded
     for t in threads:
-        t.join(timeout=400)
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
+    stuck = [sid for sid, t in zip(demo.station_ids, threads, strict=True) if t.is_alive()]
+    assert not stuck, explain(f"stations still being driven after 600 s: {stuck}",
+                              [demo.logs / f"station-{sid}.log" for sid in stuck])
     assert not errors, "\n".join(str(e) for e in errors)
     assert set(reports) == set(demo.station_ids)
     check_edge(demo, reports)
@@ -111,11 +115,10 @@ def drive(demo: DemoCentre, sid: str, kiosk: Kiosk, ticket: str, point: KillPoin
     with kill_lock:
         before = kiosk.state()
         attempt = json.loads(sqlite3.connect(journal).execute("SELECT data FROM state").fetchone()[0])["attempt_id"]
-        if point.after_rotation:
+        if point.after_rotation:  # kill at once after a segment closes (2 s segments)
             closed = closed_segments(journal, attempt)
-            deadline = time.monotonic() + 5
-            while closed_segments(journal, attempt) == closed and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_for(lambda: closed_segments(journal, attempt) != closed, START_TIMEOUT,
+                     f"{sid} closing its next segment", [demo.logs / f"station-{sid}.log"], interval=0.01)
             before = kiosk.state()
         verified_before = {name: sha for name, sha, status in journal_segments(journal) if status == "verified"}
         demo.kill_station(sid)
@@ -123,13 +126,14 @@ def drive(demo: DemoCentre, sid: str, kiosk: Kiosk, ticket: str, point: KillPoin
         parts = list((demo.station_data(sid) / "segments" / attempt).glob("*.part"))
         demo.start_station(sid)
     recording = before["screen"] in ("waiting", "answering")
-    after = kiosk.wait(lambda s: s["screen"] != "identify", 20, "restore")
+    after = kiosk.wait(lambda s: s["screen"] != "identify", START_TIMEOUT, "restore")
     if recording:
-        after = kiosk.wait(lambda s: s["screen"] in ("resume", "uploading", "done"), 20, "resume offered")
+        after = kiosk.wait(lambda s: s["screen"] in ("resume", "uploading", "done"), START_TIMEOUT, "resume offered")
     resumed = None
     if after["screen"] == "resume":
         kiosk.send("resume")
-        resumed = kiosk.wait(lambda s: s["screen"] in ("waiting", "answering", "uploading", "done"), 20, "resumed")
+        resumed = kiosk.wait(lambda s: s["screen"] in ("waiting", "answering", "uploading", "done"), START_TIMEOUT,
+                             "resumed")
         now = resumed["server_time"]
         if resumed["screen"] == "answering":
             q = resumed["question"]
@@ -139,7 +143,7 @@ def drive(demo: DemoCentre, sid: str, kiosk: Kiosk, ticket: str, point: KillPoin
             assert set(range(1, q)) <= set(resumed["answered"])
         elif resumed["screen"] == "waiting":
             assert abs(resumed["time_left"] - (starts_at - now)) < 1.0
-    done = kiosk.wait_screen("done", timeout=ends_at - time.time() - offset + 90)
+    done = kiosk.wait_screen("done", timeout=ends_at - time.time() - offset + JOB_TIMEOUT)
     assert set(done["answered"]) == {1, 2}, done["answered"]
     return {"attempt": attempt, "point": point.name, "recording": recording, "resumed": resumed is not None,
             "verified_before": verified_before, "parts": [p.name for p in parts], "killed_at": killed_at,

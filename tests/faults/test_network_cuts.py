@@ -22,8 +22,8 @@ import requests
 from tusclient.exceptions import TusCommunicationError, TusUploadFailed
 
 from edge_server.models import SegmentStatus
-from station.journal import Journal
-from station.uploader import SegmentUploader
+from station.storage.journal import Journal
+from station.storage.uploader import SegmentUploader
 from tests.edge_server.served import ServedEdge, served_edge
 from tests.faults.proxy import CuttingProxy, upload_through_cuts
 
@@ -64,7 +64,7 @@ def test_cuts_mid_chunk_cost_at_most_one_chunk_each(edge: ServedEdge, tmp_path: 
         for name, data in files.items():
             # Three cut points inside the segment's bytes, so all three happen before it is done.
             points = sorted(rng.sample(range(1, len(data)), CUTS_PER_SEGMENT))
-            gaps = [b - a for a, b in zip([0, *points], points)]
+            gaps = [b - a for a, b in zip([0, *points], points, strict=False)]
             reports[name] = upload_through_cuts(proxy, uploader, journal, edge.attempt, name, gaps, edge.offset,
                                                 network_errors=NETWORK_ERRORS)
     finally:

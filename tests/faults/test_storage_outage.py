@@ -23,7 +23,7 @@ import pytest
 
 from provisioning.demo import DemoCentre, Ports, free_port
 from tests.faults.harness import Kiosk, configure, journal_segments
-from tests.services import wait_for
+from tests.services import JOB_TIMEOUT, START_TIMEOUT, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -64,15 +64,16 @@ def test_central_storage_unwritable_then_back(tmp_path_factory):
     demo.central_dir.write_text("a file where the central storage directory should be\n")
     demo.start()
     try:
-        kiosk = Kiosk(demo.kiosk_url())
+        kiosk = Kiosk(demo.kiosk_url(), logs=[demo.logs / "station-st-01.log"])
+        worker = [demo.logs / f"{name}.log" for name in ("edge-worker", "edge-daemon")]
         # The exam has begun: the candidate goes straight to question 1, then 2, then ends it.
         kiosk.enter_waiting_room(TICKET, until=("answering",))
         time.sleep(2.5)
         kiosk.send("next_question")
-        kiosk.wait(lambda s: s["question"] == 2, 10, "question 2")
+        kiosk.wait(lambda s: s["question"] == 2, START_TIMEOUT, "question 2")
         time.sleep(2.5)
         kiosk.send("end_exam", confirmed=True)
-        kiosk.wait_screen("done", timeout=60)
+        kiosk.wait_screen("done", timeout=JOB_TIMEOUT)
 
         attempt, _, _ = attempt_row(demo)
         journal = demo.station_data(demo.station_ids[0]) / "journal.db"
@@ -81,13 +82,14 @@ def test_central_storage_unwritable_then_back(tmp_path_factory):
         recordings = demo.edge_data / "recordings" / attempt
 
         # The sync fails: central storage cannot be written.
-        *_, error = wait_for(lambda: (row := attempt_row(demo)) and row[1] == "failed" and row, 30,
-                             message="a failed sync")
+        *_, error = wait_for(lambda: (row := attempt_row(demo)) and row[1] == "failed" and row, JOB_TIMEOUT,
+                             "the sync job failing on the unwritable central storage", worker)
         assert "cannot write" in error
         # The station kept nothing it had verified; the edge, the only copy left, keeps everything
         # through several retention sweeps.
         segments_dir = demo.station_data(demo.station_ids[0]) / "segments" / attempt
-        wait_for(lambda: not any(segments_dir.glob("*.mkv")), 10, message="the station's retention")
+        wait_for(lambda: not any(segments_dir.glob("*.mkv")), START_TIMEOUT, "the station's retention deleting "
+                 "its verified segments", [demo.logs / "station-st-01.log"])
         for _ in range(3):
             assert {p.name: sha256(p) for p in recordings.glob("*.mkv")} == recorded
             assert attempt_row(demo)[1] == "failed"
@@ -96,8 +98,8 @@ def test_central_storage_unwritable_then_back(tmp_path_factory):
         # Storage is back: the sync completes by itself.
         demo.central_dir.unlink()
         manifest_path = wait_for(lambda: next(demo.central_dir.glob(f"{demo.centre}/*/*/manifest.json"), None),
-                                 60, message="the manifest in central storage")
-        wait_for(lambda: attempt_row(demo)[1] == "synced", 10, message="the attempt marked synced")
+                                 JOB_TIMEOUT, "the retried sync job writing the manifest in central storage", worker)
+        wait_for(lambda: attempt_row(demo)[1] == "synced", JOB_TIMEOUT, "the attempt marked synced", worker)
         manifest = json.loads(manifest_path.read_text())
         prefix = manifest_path.parent
         objects = {o["key"].rsplit("/", 1)[1]: o for o in manifest["objects"]}
@@ -112,7 +114,8 @@ def test_central_storage_unwritable_then_back(tmp_path_factory):
         # Only now, confirmed by central storage, the edge lets its copies go.
         joined = demo.edge_data / "joined" / attempt
         # One sweep deletes the segments, then the per-question files, each read back first.
-        wait_for(lambda: not recordings.exists() and not joined.exists(), 15, message="the edge's retention")
+        wait_for(lambda: not recordings.exists() and not joined.exists(), JOB_TIMEOUT,
+                 "the edge's retention deleting its copies", worker)
         assert edge_segments(demo, attempt) == {name: ("verified", sha) for name, sha in recorded.items()}
     finally:
         demo.stop()

@@ -74,7 +74,7 @@ def test_face_images_two_processes_share_one_download(tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     results = [p.communicate(timeout=300) for p in procs]
-    for proc, (out, err) in zip(procs, results):
+    for proc, (out, err) in zip(procs, results, strict=True):
         assert proc.returncode == 0, err
         assert int(out) >= 6
     leftovers = [p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith(".sdist-")]

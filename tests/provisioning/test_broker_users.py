@@ -13,11 +13,12 @@ import pytest
 
 from edge_server.services import broker as broker_service
 from edge_server.services.broker import BrokerError, cut_off_station
+from edge_server.services.push import push_to_station
 from examkiosk_wire import topics
 from examkiosk_wire.broker import conf_text, dynsec_config, station_role
 from examkiosk_wire.topics import StationStatus
 from station.link import StatusPublisher
-from tests.services import MqttProbe, broker_files_dir, edge_settings, free_port, wait_for, wait_port
+from tests.services import START_TIMEOUT, MqttProbe, broker_files_dir, edge_settings, free_port, wait_for, wait_port
 
 CENTRE = "c-users"
 USERS = {"edge": "edge-secret", "st-01": "pw-one"}
@@ -75,7 +76,8 @@ def test_an_added_user_logs_in_with_its_own_rights_and_a_removed_one_is_dropped(
         assert five.publish(topics.event_topic(CENTRE, "st-01"), b"{}").is_failure  # not its own topic
         five.client.on_disconnect = lambda c, u, flags, rc, props: dropped.put(rc)
         assert broker_service.remove_user(settings, "st-05") is True
-        dropped.get(timeout=5)  # deleting the client disconnects it
+        wait_for(lambda: not dropped.empty(), START_TIMEOUT, "the broker dropping the deleted user's connection",
+                 [broker.log_path])  # deleting the client disconnects it
         assert connack(broker, "st-05", "pw-five").is_failure
         assert broker_service.remove_user(settings, "st-05") is False  # already gone
         # Everyone else stays connected and may publish.
@@ -86,7 +88,8 @@ def test_an_added_user_logs_in_with_its_own_rights_and_a_removed_one_is_dropped(
         one.close()
     assert set(broker_service.station_users(settings)) == {"edge", "st-01"}
     # The broker keeps its file up to date: a restart would know the same users.
-    wait_for(lambda: set(broker.dynsec_users()) == {"edge", "st-01"}, timeout=5, message="the broker saved its users")
+    wait_for(lambda: set(broker.dynsec_users()) == {"edge", "st-01"}, START_TIMEOUT, "the broker saving its users",
+             [broker.log_path, broker.dynsec_file])
 
 
 def test_an_existing_user_is_not_overwritten(broker, settings):
@@ -115,7 +118,7 @@ def test_a_broker_without_the_plugin_is_named(tmp_path):
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
     proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_port("127.0.0.1", port, timeout=10, proc=proc)
+        wait_port("127.0.0.1", port, proc=proc)
         plain = edge_settings(tmp_path, centre=CENTRE, mqtt={"host": "127.0.0.1", "port": port, "username": ""})
         with pytest.raises(BrokerError, match="did not answer"):
             broker_service.control(plain, [{"command": "listClients"}], timeout=1.5)
@@ -129,7 +132,7 @@ def test_broker_config_sets_up_a_system_mosquitto(tmp_path, settings):
     mosquitto.conf and the plugin's file; after the broker starts, ``--check`` works, the edge has a
     loopback listener and stations a TLS one with the edge's certificate."""
     from edge_server import create_app
-    from edge_server.daemon.announce import edge_fingerprint
+    from edge_server.identity import edge_fingerprint
 
     port, tls_port = free_port(), free_port()
     mine = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"port": port, "tls_port": tls_port})})
@@ -155,21 +158,21 @@ def test_broker_config_sets_up_a_system_mosquitto(tmp_path, settings):
     main.write_text(f"persistence false\nlog_dest stdout\ninclude_dir {conf_d}\n")
     proc = subprocess.Popen(["mosquitto", "-c", str(main)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_port("127.0.0.1", port, timeout=10, proc=proc)
-        wait_port("127.0.0.1", tls_port, timeout=10, proc=proc)
+        wait_port("127.0.0.1", port, proc=proc)
+        wait_port("127.0.0.1", tls_port, proc=proc)
         check = runner.invoke(args=["broker-config", "--check"])
         assert check.exit_code == 0 and "1 user(s)" in check.output, check.output
         broker_service.add_user(mine, "st-01", "pw-one")
         station = StatusPublisher("127.0.0.1", tls_port, "st-01", "pw-one", CENTRE, "st-01", tls=True, fingerprint=fp)
         try:
             station.start()
-            assert station.wait_connected(10)
+            assert station.wait_connected(START_TIMEOUT), "st-01 did not connect to the broker's TLS listener"
         finally:
             station.stop(timeout=0.5)
         # Run again (say after an upgrade): the enrolled station stays.
         again = runner.invoke(args=args)
         assert again.exit_code == 0 and "kept" in again.output and "warning" not in again.output
-        wait_for(lambda: "st-01" in dynsec.read_text(), timeout=5, message="the broker saved the new user")
+        wait_for(lambda: "st-01" in dynsec.read_text(), START_TIMEOUT, "the broker saving the new user", [dynsec])
     finally:
         proc.terminate()
         proc.wait(10)
@@ -195,27 +198,29 @@ def test_revoking_cuts_a_real_station_client_off(broker, settings):
         assert not edge.connect().is_failure
         edge.subscribe(topics.status_topic(CENTRE, "st-01"))
         station.start()
-        assert station.wait_connected(10)
-        station.publish_status(StationStatus(station="st-01", online=True, version="test")).wait_for_publish(5)
-        edge.expect(lambda m: json.loads(m.payload)["online"] is True)
+        assert station.wait_connected(START_TIMEOUT), broker.log()
+        station.publish_status(StationStatus(station="st-01", online=True, version="test")).wait_for_publish(
+            START_TIMEOUT)
+        edge.expect(lambda m: json.loads(m.payload)["online"] is True, what="st-01's online status")
         # The subscription to the cmd topic is in place once a command sent now arrives.
         nonce = uuid.uuid4().hex
-        from edge_server.services.push import push_to_station
-
         wait_for(lambda: push_to_station(settings, "st-01", "ping", {"n": nonce}) and _got(commands, "ping"),
-                 timeout=5, message="the station receives commands")
+                 START_TIMEOUT, "the station receiving commands", [broker.log_path])
 
         cut = cut_off_station(settings, "st-01")
         assert (cut.notified, cut.removed, cut.problem) == (True, True, "")
-        assert _got(commands, "revoked", timeout=5).payload == {"station": "st-01"}
+        revoked = _got(commands, "revoked", timeout=START_TIMEOUT)
+        assert revoked is not None, f"no revoked command reached the station\n{broker.log()[-3000:]}"
+        assert revoked.payload == {"station": "st-01"}
         # Dropped by the broker, and paho's reconnects are refused; its retained status says revoked.
-        wait_for(lambda: not station.connected, timeout=5, message="the station is disconnected")
-        status = edge.expect(lambda m: json.loads(m.payload)["online"] is False, timeout=5)
+        wait_for(lambda: not station.connected, START_TIMEOUT, "the broker disconnecting the station",
+                 [broker.log_path])
+        status = edge.expect(lambda m: json.loads(m.payload)["online"] is False, what="st-01's offline status")
         assert json.loads(status.payload)["state"] == "revoked"
         with MqttProbe(broker.port, "edge", USERS["edge"]) as late:  # what a bridge starting now reads
             assert not late.connect().is_failure
             late.subscribe(topics.status_topic(CENTRE, "st-01"))
-            retained = late.expect(lambda m: m.retain, timeout=5)
+            retained = late.expect(lambda m: m.retain, what="st-01's retained status")
             assert json.loads(retained.payload)["state"] == "revoked"
         assert connack(broker, "st-01", USERS["st-01"]).is_failure
         assert not station.connected and not station.wait_connected(2.5)  # its own reconnects fail too

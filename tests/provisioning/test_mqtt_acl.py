@@ -110,7 +110,7 @@ def test_last_will_marks_a_dead_station_offline(broker, edge):
         online = edge.expect(lambda m: m.topic == topic and json.loads(m.payload)["online"])
         assert json.loads(online.payload)["state"] == "waiting"
         station.kill()  # no DISCONNECT: the socket just dies
-        offline = edge.expect(lambda m: m.topic == topic, timeout=10)
+        offline = edge.expect(lambda m: m.topic == topic, timeout=30, what="the last will (offline status) of st-02")
         assert json.loads(offline.payload)["online"] is False
     finally:
         station.kill()
