@@ -35,6 +35,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from examkiosk_wire import topics
 from examkiosk_wire.files import chown, write_private
 from examkiosk_wire.topics import check_level
 
@@ -77,19 +78,22 @@ def _read(topic: str) -> list[dict[str, Any]]:
     return [_acl("subscribePattern", topic), _acl("publishClientReceive", topic)]
 
 
+# The rights below are built from the topic builders (examkiosk_wire.topics), so a topic and the
+# right to use it cannot drift apart.
+
 def edge_role_acls(centre: str) -> list[dict[str, Any]]:
-    root = f"examkiosk/{check_level(centre, 'centre')}"
-    return [_acl("publishClientSend", f"{root}/#"), *_read(f"{root}/#"),
+    everything = topics.centre_wildcard(centre)
+    return [_acl("publishClientSend", everything), *_read(everything),
             _acl("publishClientSend", f"{CONTROL_TOPIC}/#"), *_read(f"{CONTROL_TOPIC}/#")]
 
 
 def stations_role_acls(centre: str) -> list[dict[str, Any]]:
-    return _read(f"examkiosk/{check_level(centre, 'centre')}/sitting/#")
+    return _read(topics.sitting_wildcard(centre))
 
 
 def station_role_acls(centre: str, station_id: str) -> list[dict[str, Any]]:
-    own = f"examkiosk/{check_level(centre, 'centre')}/station/{check_level(station_id, 'station id')}"
-    return [_acl("publishClientSend", f"{own}/#"), *_read(f"{own}/cmd")]
+    return [_acl("publishClientSend", topics.station_wildcard(centre, station_id)),
+            *_read(topics.cmd_topic(centre, station_id))]
 
 
 def check_password(user: str, password: str) -> None:

@@ -1,5 +1,5 @@
 """The admission ticket's QR payload: ``EXAMKIOSK-TICKET:<ticket_no>``, printed by the edge
-(``edge_server.services.tickets``) and read by the station camera (``station.qr``). Any other
+(``edge_server.services.tickets``) and read by the station camera (``station.vision.qr``). Any other
 text is not a ticket."""
 from __future__ import annotations
 

@@ -57,6 +57,16 @@ def sitting_control_topic(centre: str, sitting: str) -> str:
     return f"{PREFIX}/{check_level(centre, 'centre')}/sitting/{check_level(sitting, 'sitting id')}/control"
 
 
+def station_wildcard(centre: str, station: str) -> str:
+    """Every topic of one station (what its broker role may write)."""
+    return _station_topic(centre, station, "#")
+
+
+def sitting_wildcard(centre: str) -> str:
+    """Every sitting's control topic of the centre (what every station may read)."""
+    return f"{PREFIX}/{check_level(centre, 'centre')}/sitting/#"
+
+
 def status_wildcard(centre: str) -> str:
     return f"{PREFIX}/{check_level(centre, 'centre')}/station/+/status"
 
