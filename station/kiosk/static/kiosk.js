@@ -132,10 +132,10 @@ const SCREENS = {
     <h1>${t("identify_title")}</h1><p class="hint">${t("identify_hint")}</p>
     <div class="row"><div>
     <input id="ticket" class="ticket" readonly value="${esc(ticket)}" data-field="ticket_no" aria-label="ticket">
-    ${keypad()}
+    ${keypad()}</div>
+    <div class="qr-preview">${preview()}
     ${notice(s)}
-    <button type="button" class="primary big" data-action="identify">${t("confirm")}</button></div>
-    <div class="qr-preview">${preview()}</div></div>`,
+    <button type="button" class="primary big" data-action="identify">${t("confirm")}</button></div></div>`,
   face_login: (s) => `
     <h1>${t("face_title")}</h1><p class="hint">${t("face_hint")}</p>
     <div class="row">${preview()}<div><p class="guidance" data-live="guidance"></p>
