@@ -17,22 +17,7 @@ PY="$VENV/bin/python"
 
 DEBIAN_PACKAGES=(ffmpeg curl redis-server rclone)
 
-missing=()
-for pkg in "${DEBIAN_PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$pkg")
-  fi
-done
-if ((${#missing[@]})); then
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "missing Debian packages: ${missing[*]} (run as root to install them)" >&2
-    exit 1
-  fi
-  echo "installing Debian packages: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+bash "$(dirname "$0")/apt-missing.sh" "${DEBIAN_PACKAGES[@]}"
 
 # face_recognition pins dlib, which pip would compile from source: the project already has dlib
 # as dlib-bin (a wheel) and face_recognition's other needs (face_recognition_models, numpy,
