@@ -10,25 +10,18 @@ import uuid
 from pathlib import Path
 
 import pytest
-from redis import Redis
-from rq import SimpleWorker
 from sqlalchemy import select
 
-from edge_server import auth, create_app
-from edge_server.config import load_settings
 from edge_server.extensions import db
-from edge_server.jobs import context
 from edge_server.models import Attempt, Event, StaffRole
-from edge_server.services.login_limit import KEY_PREFIX
 from edge_server.services.staff import create_user
-from edge_server.work_queue import queues
 from examkiosk_wire.topics import StationCommand, cmd_topic
-from provisioning.demo import write_toml
 from station.link import StatusPublisher
 from station.messages import MessageBox
-from tests.edge_server.conftest import SECRET_KEY, dispose_app
+from tests.edge_server.conftest import dispose_app
 from tests.edge_server.helpers import make_attempt, make_candidate, make_sitting, make_station
 from tests.edge_server.jobs.test_sync import forget_job_app
+from tests.edge_server.worker_edge import work_queued_jobs, worker_edge_app
 from tests.services import MqttProbe, start_mosquitto
 
 CENTRE = f"c-msg{uuid.uuid4().hex[:6]}"
@@ -52,25 +45,10 @@ def app(broker, db_url, tmp_path, redis_server, monkeypatch):
     """st-01 holds an attempt of the sitting, st-02 has the seat of its other candidate, st-03 neither.
 
     The staff views queue their pushes; the push job reads the same configuration file, as it does
-    under ``examkiosk-edge-worker`` (``run_pushes`` works the queue)."""
-    for key in list(os.environ):
-        if (key.startswith("EXAMKIOSK_") and key != "EXAMKIOSK_TEST_POSTGRES_URL") or key == "DATABASE_URL":
-            monkeypatch.delenv(key)
-    config_path = tmp_path / "edge.toml"
-    write_toml(config_path, {
-        "secret_key": SECRET_KEY, "database_url": db_url, "data_dir": str(tmp_path / "data"), "centre": CENTRE,
-        "redis_url": redis_server.url, "queue_name": f"test-push-{uuid.uuid4().hex[:12]}", "testing": True,
-        "discovery": {"enabled": False}, "storage": {"directory": str(tmp_path / "central")},
-        "mqtt": {"host": "127.0.0.1", "port": broker.port, "username": "edge", "password": USERS["edge"]},
-    })
-    monkeypatch.setenv("EXAMKIOSK_EDGE_CONFIG", str(config_path))
-    monkeypatch.setattr(context, "_app", None)
-    limits = Redis.from_url(redis_server.url)  # no sign-in limiter keys left from other tests
-    for key in limits.scan_iter(f"{KEY_PREFIX}:*"):
-        limits.delete(key)
-    limits.close()
-    settings = load_settings(config_path)
-    app = create_app(settings)
+    under ``examkiosk-edge-worker`` (``work_queued_jobs`` works the queue)."""
+    app = worker_edge_app(monkeypatch, tmp_path, db_url=db_url, redis_url=redis_server.url, centre=CENTRE,
+                          queue_prefix="test-push", mqtt={"host": "127.0.0.1", "port": broker.port,
+                                                          "username": "edge", "password": USERS["edge"]})
     with app.app_context():
         st1, _ = make_station(db.session, CENTRE, "st-01", seat="A01", token="st-01-token")
         make_station(db.session, CENTRE, "st-02", seat="A02")
@@ -85,16 +63,6 @@ def app(broker, db_url, tmp_path, redis_server, monkeypatch):
     finally:
         forget_job_app()
         dispose_app(app)
-
-
-def run_pushes(app) -> None:
-    """The worker: runs the pushes queued so far (the requests only queued them)."""
-    settings = auth.settings(app)
-    redis = Redis.from_url(settings.redis_url)
-    try:
-        SimpleWorker(queues(settings, redis), connection=redis).work(burst=True, with_scheduler=False)
-    finally:
-        redis.close()
 
 
 def push_shown(staff, message_id: int, deadline_s: float = 30.0) -> str | None:
@@ -176,7 +144,7 @@ def test_a_reply_reaches_its_station_only(app, stations):
                       headers={"Accept": "application/json"})
     assert resp.status_code == 201 and resp.get_json()["push"] == "sending"  # queued: the request did not wait
     nothing_for(stations["st-01"], 0.5)  # nothing is sent before the worker runs
-    run_pushes(app)
+    work_queued_jobs(app)
     command = stations["st-01"].get(timeout=10)
     assert command.kind == "message"
     assert (command.payload["kind"], command.payload["text"], command.payload["thread"]) == (
@@ -199,7 +167,7 @@ def test_a_broadcast_reaches_the_sittings_stations_and_not_another(app, stations
                       headers={"Accept": "application/json"})
     assert resp.status_code == 201
     assert resp.get_json()["stations"] == ["st-01", "st-02"] and resp.get_json()["push"] == "sending"
-    run_pushes(app)
+    work_queued_jobs(app)
     for sid in ("st-01", "st-02"):
         command = stations[sid].get(timeout=10)
         assert (command.kind, command.attempt) == ("message", None)
@@ -223,7 +191,7 @@ def test_a_push_the_broker_refuses_shows_as_not_delivered(app, stations, broker)
     config = Path(os.environ["EXAMKIOSK_EDGE_CONFIG"])
     config.write_text(config.read_text().replace(USERS["edge"], "a wrong password"))
     forget_job_app()  # the worker reads the configuration again
-    run_pushes(app)
+    work_queued_jobs(app)
     assert push_shown(staff, resp.get_json()["id"]) == "not_delivered"
     nothing_for(stations["st-01"], 0.5)
 
@@ -239,7 +207,7 @@ def test_a_review_decision_reaches_its_station_and_the_attempt_page_says_so(app,
                       headers={"Accept": "application/json"})
     assert resp.status_code == 200 and resp.get_json() == {"id": review["id"], "status": "approved", "push": "sending"}
     nothing_for(stations["st-01"], 0.5)
-    run_pushes(app)
+    work_queued_jobs(app)
     command = stations["st-01"].get(timeout=10)
     assert (command.kind, command.attempt, command.payload) == ("review_result", attempt_id,
                                                                 {"status": "approved", "reason": "matches"})

@@ -2,29 +2,20 @@
 Stations page says the MQTT login is being removed, and once the worker ran, that it is gone."""
 from __future__ import annotations
 
-import os
 import re
-import uuid
 
 import pytest
 import requests
-from redis import Redis
-from rq import SimpleWorker
 from sqlalchemy import select
 
-from edge_server import create_app
-from edge_server.config import load_settings
 from edge_server.extensions import db
-from edge_server.jobs import context
 from edge_server.models import Event, StaffRole
 from edge_server.services.enrolment_codes import ensure_centre
-from edge_server.services.login_limit import KEY_PREFIX
 from edge_server.services.staff import create_user
-from edge_server.work_queue import queues
-from provisioning.demo import write_toml
-from tests.edge_server.conftest import SECRET_KEY, dispose_app
+from tests.edge_server.conftest import dispose_app
 from tests.edge_server.jobs.test_sync import forget_job_app
 from tests.edge_server.staff.test_staff_pages import PASSWORD, csrf_session
+from tests.edge_server.worker_edge import work_queued_jobs, worker_edge_app
 
 CENTRE = "c-rq"
 EDGE_PASSWORD = "edge-secret"
@@ -38,23 +29,9 @@ def broker(mosquitto_factory):
 @pytest.fixture
 def app(db_url, tmp_path, broker, redis_server, monkeypatch):
     """The edge, its worker's configuration file and a queue of the test's own on the session's Redis."""
-    for key in list(os.environ):
-        if (key.startswith("EXAMKIOSK_") and key != "EXAMKIOSK_TEST_POSTGRES_URL") or key == "DATABASE_URL":
-            monkeypatch.delenv(key)
-    config_path = tmp_path / "edge.toml"
-    write_toml(config_path, {
-        "secret_key": SECRET_KEY, "database_url": db_url, "data_dir": str(tmp_path / "data"), "centre": CENTRE,
-        "redis_url": redis_server.url, "queue_name": f"test-revoke-{uuid.uuid4().hex[:12]}", "testing": True,
-        "discovery": {"enabled": False}, "storage": {"directory": str(tmp_path / "central")},
-        "mqtt": {"host": "127.0.0.1", "port": broker.port, "username": "edge", "password": EDGE_PASSWORD},
-    })
-    monkeypatch.setenv("EXAMKIOSK_EDGE_CONFIG", str(config_path))
-    monkeypatch.setattr(context, "_app", None)
-    limits = Redis.from_url(redis_server.url)  # no sign-in limiter keys left from other tests
-    for key in limits.scan_iter(f"{KEY_PREFIX}:*"):
-        limits.delete(key)
-    limits.close()
-    app = create_app(load_settings(config_path))
+    app = worker_edge_app(monkeypatch, tmp_path, db_url=db_url, redis_url=redis_server.url, centre=CENTRE,
+                          queue_prefix="test-revoke", mqtt={"host": "127.0.0.1", "port": broker.port,
+                                                            "username": "edge", "password": EDGE_PASSWORD})
     with app.app_context():
         ensure_centre(db.session, CENTRE, "Centre RQ")
         create_user(db.session, "admin", PASSWORD, StaffRole.CENTRE_ADMIN, CENTRE)
@@ -82,12 +59,7 @@ def test_the_worker_removes_the_revoked_stations_mqtt_login(app, live_server, br
     assert station_id in broker.dynsec_users()  # queued, not done in the request
     assert "removing its MQTT login" in admin.get(f"{base}/staff/stations").text
 
-    settings = app.extensions["examkiosk.settings"]
-    redis = Redis.from_url(settings.redis_url)
-    try:
-        SimpleWorker(queues(settings, redis), connection=redis).work(burst=True, with_scheduler=False)
-    finally:
-        redis.close()
+    work_queued_jobs(app)
     assert station_id not in broker.dynsec_users()
     assert "MQTT login removed" in admin.get(f"{base}/staff/stations").text
     with app.app_context():
