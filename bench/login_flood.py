@@ -126,8 +126,8 @@ def prepare_edge(root: Path, redis_url: str, serves: list[str]) -> tuple[dict[st
 
     from edge_server import create_app  # the edge only in this process (see the imports above)
     from edge_server.config import load_settings
-    from edge_server.daemon.announce import edge_fingerprint
     from edge_server.extensions import db
+    from edge_server.identity import edge_fingerprint
     from edge_server.models import Centre, StaffRole
     from edge_server.services.staff import create_user
     from edge_server.services.stations import create_station
