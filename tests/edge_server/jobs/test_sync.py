@@ -26,6 +26,7 @@ from edge_server.extensions import db
 from edge_server.jobs import context
 from edge_server.models import Attempt, Segment, SegmentStatus, SyncStatus
 from edge_server.work_queue import SYNC_RETRY, enqueue_sync
+from examkiosk_wire import central
 from provisioning.demo import write_toml
 from tests.edge_server.conftest import SECRET_KEY, dispose_app
 from tests.edge_server.helpers import make_attempt, make_candidate, make_sitting, make_station
@@ -175,6 +176,8 @@ def assert_central_copy(read: Callable[[str], bytes | None], recorded: Recorded)
     raw = read(f"{recorded.prefix}/manifest.json")
     assert raw is not None, "no manifest.json"
     manifest = json.loads(raw)
+    parsed = central.parse_attempt_manifest(f"{recorded.prefix}/manifest.json", raw)  # what the region reads
+    assert parsed.attempt == recorded.attempt_id and len(parsed.objects) == len(recorded.files)
     assert manifest["centre"] == CENTRE and manifest["sitting"] == recorded.sitting_id
     assert manifest["lot"] == LOT and manifest["attempt"] == recorded.attempt_id
     assert {o["key"] for o in manifest["objects"]} == {recorded.key(n) for n in recorded.files}
