@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from examkiosk_wire.bodies import Body, Number, Text, check_tree
+from examkiosk_wire.commands import MessagePush, PaperKey
 
 API_PREFIX = "/api/v1"  # every station API route lives under it
 TUS_VERSION = "1.0.0"  # the tus protocol version of the segment uploads (core, creation, checksum, termination)
@@ -83,3 +84,183 @@ class Enrol(Body):
     version: Text(64, min_length=1)
     public_key: Text(128, min_length=1) | None = None
     station_id: Text(32, min_length=1) | None = None
+
+
+# --- replies ------------------------------------------------------------------------------------
+# What each route answers, as the edge builds it and the station reads it. Unknown fields are
+# ignored, so a station keeps working with a newer edge that answers more.
+class Reply(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class ServerTime(Reply):
+    server_time: float
+
+
+class SittingInfo(Reply):
+    id: str
+    name: str
+    kind: str
+    timing_mode: str
+    waiting_opens_at: float
+    starts_at: float
+    entry_closes_at: float
+    lot_deadline_at: float
+    question_seconds: list[int]
+    total_seconds: int
+    early_finish: bool = True
+    max_interruptions: int = 1
+    max_gap_seconds: float = 120.0
+
+
+class ScheduleReply(Reply):
+    server_time: float
+    centre: str
+    station: str
+    sittings: list[SittingInfo]
+
+
+class CandidateInfo(Reply):
+    ticket_no: str
+    name: str
+    id_number_masked: str
+    seat: str | None = None
+    sitting: str
+    descriptor: list[float] | None = None
+
+
+class ReviewInfo(Reply):
+    id: int
+    status: str  # pending, approved, rejected
+    reason: str | None = None
+
+
+class CentreSettings(Reply):
+    face_threshold: float | None = None
+    voice_prompts: bool | None = None
+
+
+class ResumeInfo(Reply):
+    """Where an attempt stands when a station opens it again (after a move or a restart)."""
+
+    moved: bool = False
+    moves: int = 0
+    moved_at: float | None = None
+    entered: bool = False
+    question: int | None = None
+    question_started_at: float | None = None
+    answered: list[int] = []
+    interruptions: int = 0
+    seq_from: int = 0
+
+
+class AttemptInfo(Reply):
+    id: str
+    sitting: SittingInfo
+    candidate: CandidateInfo
+    lot: int | None = None
+    lot_auto: bool = False
+    face_verified: str | None = None  # how the face was verified: "face", "review"; None: not yet
+    face_tries: int = 0
+    review: ReviewInfo | None = None
+    finished: bool = False
+    centre: CentreSettings = CentreSettings()
+    resume: ResumeInfo = ResumeInfo()
+    moved_to: str | None = None  # the seat map moved the candidate to this station (its label)
+
+
+class FaceTryReply(Reply):
+    tries: int
+    face_verified: str | None
+
+
+class FallbackReply(Reply):
+    status: str
+    review: int
+    face_verified: str | None
+
+
+class LotReply(Reply):
+    lot: int
+    auto: bool
+
+
+class Accepted(Reply):
+    ok: bool = True
+
+
+class KeyReply(Reply):
+    station: str
+    public_key: str | None
+
+
+class UploadStatus(Reply):
+    """An attempt's uploads as the edge has them: what arrived verified, what is missing, the chain."""
+
+    attempt: str
+    finished: bool
+    expected: int
+    verified: int
+    missing: list[str]
+    corrupt: list[str]
+    bytes_received: int
+    chain_ok: bool
+    chain_problems: list[str]
+    awaiting_handover: list[str]  # stations moved away from that have not declared their segments
+    complete: bool
+    sync: str
+
+
+# A message (the help chat, broadcasts) is ``commands.MessagePush``, pushed or fetched alike; the paper
+# key route answers the ``paper_key`` command's payload, ``commands.PaperKey``.
+PaperKeyReply = PaperKey
+
+
+class SealedPaperReply(Reply):
+    sitting: str
+    ciphertext: str  # base64
+    nonce: str  # base64
+    sha256: str
+    starts_at: float
+
+
+class MessagePage(Reply):
+    messages: list[MessagePush]
+    last_id: int | None = None
+    more: bool = False
+
+
+class ThreadInfo(Reply):
+    id: int
+    status: str
+
+
+class MessageReply(Reply):
+    message: MessagePush
+    thread: ThreadInfo | None = None
+
+
+class AckReply(Reply):
+    message: int
+    acknowledged_at: float
+    new: bool
+
+
+class MqttAccess(Reply):
+    host: str
+    port: int
+    tls: bool
+    username: str
+    password: str
+
+
+class EnrolReply(Reply):
+    station_id: str
+    token: str
+    centre: str
+    fingerprint: str | None = None
+    server_time: float
+    mqtt: MqttAccess

@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from pydantic import ValidationError
 
+from examkiosk_wire import api
 from examkiosk_wire.chain import StationKey
 from examkiosk_wire.discovery import EdgeNotFound, discover_edge
 from examkiosk_wire.enrolment_code import EXAMPLE, display, parse, prefix_of
@@ -89,25 +91,25 @@ def render_toml(data: dict[str, Any], header: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def station_config(*, answer: dict[str, Any], service: Any, data_dir: Path, interfaces: list[str] | None,
+def station_config(*, answer: api.EnrolReply, service: Any, data_dir: Path, interfaces: list[str] | None,
                    discovery_timeout: float) -> dict[str, Any]:
     """The settings of the enrolled station: its identity from the edge; the tables in
     ``DEFAULT_TABLES`` empty, so the station's own defaults apply."""
-    mqtt = answer["mqtt"]
-    host = str(mqtt.get("host") or "")
+    mqtt = answer.mqtt
+    host = mqtt.host
     if host in ("", "0.0.0.0", "::"):
         host = service.mqtt_host  # the edge listens everywhere: the address it was found at
-    edge: dict[str, Any] = {"api": service.api, "fingerprint": answer["fingerprint"], "token": answer["token"],
+    edge: dict[str, Any] = {"api": service.api, "fingerprint": answer.fingerprint, "token": answer.token,
                             "discovery_timeout": discovery_timeout}
     if interfaces:
         edge["discovery_interfaces"] = list(interfaces)
     return {
-        "station_id": answer["station_id"],
-        "centre": answer["centre"],
+        "station_id": answer.station_id,
+        "centre": answer.centre,
         "data_dir": str(data_dir),
         "edge": edge,
-        "mqtt": {"host": host, "port": int(mqtt.get("port") or service.mqtt_port), "tls": bool(mqtt.get("tls")),
-                 "username": mqtt["username"], "password": mqtt["password"]},
+        "mqtt": {"host": host, "port": mqtt.port or service.mqtt_port, "tls": mqtt.tls,
+                 "username": mqtt.username, "password": mqtt.password},
         **{table: {} for table in DEFAULT_TABLES},
     }
 
@@ -242,10 +244,14 @@ def enrol(*, code: str, config: Path, force: bool = False, interfaces: list[str]
         if error_code == "too_many_tries" and resp.headers.get("Retry-After"):
             explained = f"{explained}: try again in {resp.headers['Retry-After']} s"
         raise EnrolFailed(explained or f"the edge refused the enrolment ({resp.status_code} {error_code}): {message}")
-    answer = resp.json()
-    if str(answer.get("fingerprint", "")).lower() != service.fp:
+    try:
+        answer = api.EnrolReply.model_validate(resp.json())
+    except (ValueError, ValidationError) as exc:
+        raise EnrolFailed(f"the edge at {service.api} answered the enrolment with something that is not an enrolment "
+                          f"({exc.__class__.__name__})") from exc
+    if str(answer.fingerprint or "").lower() != service.fp:
         raise EnrolFailed(f"fingerprint mismatch: the edge at {service.api} answered as "
-                          f"{str(answer.get('fingerprint'))[:16]}…, announced {service.fp[:16]}…")
+                          f"{str(answer.fingerprint)[:16]}…, announced {service.fp[:16]}…")
 
     settings = station_config(answer=answer, service=service, data_dir=data_dir, interfaces=interfaces,
                               discovery_timeout=10.0)
@@ -257,12 +263,12 @@ def enrol(*, code: str, config: Path, force: bool = False, interfaces: list[str]
     try:
         write_private(config, render_toml(settings, header), replace=force, owner=owner)
     except FileExistsError as exc:
-        raise EnrolFailed(f"{config} appeared meanwhile; station {answer['station_id']} is enrolled but its "
+        raise EnrolFailed(f"{config} appeared meanwhile; station {answer.station_id} is enrolled but its "
                           f"settings were not written: ask the admin to revoke it and enrol again") from exc
     chown(data_dir, owner)
     chown(data_dir / KEY_FILE, owner)
     check_station_config(check, config)
-    say(f"Enrolled as station {answer['station_id']} of centre {answer['centre']}; "
+    say(f"Enrolled as station {answer.station_id} of centre {answer.centre}; "
         f"wrote {config} (mode 0600)")
     return settings
 

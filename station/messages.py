@@ -25,6 +25,9 @@ import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from pydantic import ValidationError
+
+from examkiosk_wire.commands import MessagePush
 from station.link import EdgeRejected, EdgeUnavailable
 
 if TYPE_CHECKING:
@@ -217,12 +220,11 @@ class MessageBox:
             self._send_outgoing(client)
             self._send_acks(client)
             for _ in range(50):  # at most 50 pages a round
-                data = client.get(f"/messages?after={self._after}")
-                self.merge(data.get("messages") or [])
-                last = data.get("last_id")
-                if isinstance(last, int) and not isinstance(last, bool) and last > self._after:
-                    self._after = last
-                if not data.get("more"):
+                page = client.messages(self._after)
+                self.merge(list(page.messages))
+                if page.last_id is not None and page.last_id > self._after:
+                    self._after = page.last_id
+                if not page.more:
                     break
         except EdgeUnavailable as exc:
             logger.debug("messages wait for the edge: %s", exc)
@@ -240,30 +242,29 @@ class MessageBox:
             item.tries += 1
             try:
                 try:
-                    data = client.post("/help", {"attempt_id": item.attempt, "reason": item.reason,
-                                                 "text": item.text})
+                    reply = client.ask_for_help(item.reason, item.text, attempt_id=item.attempt)
                 except EdgeRejected as exc:
                     if exc.code not in ("attempt_elsewhere", "attempt_unknown") or item.attempt is None:
                         raise
                     # The candidate moved on or to another station: the request still reaches staff.
                     logger.info("help for attempt %s goes to the station's own thread (%s)", item.attempt, exc.code)
-                    data = client.post("/help", {"attempt_id": None, "reason": item.reason, "text": item.text})
+                    reply = client.ask_for_help(item.reason, item.text)
             except EdgeRejected as exc:
                 # The edge will never take it (e.g. the attempt moved to another station): drop it.
                 logger.warning("the edge refused a help request: %s", exc)
                 self.refused.append(exc.code)
-                data = None
+                reply = None
             with self._lock:
                 self._outgoing.remove(item)
-            if data is not None:
-                self.merge([data.get("message")])
+            if reply is not None:
+                self.merge([reply.message])
 
     def _send_acks(self, client: "EdgeClient") -> None:
         with self._lock:
             acks = dict(self._acks)
         for message_id, attempt in acks.items():
             try:
-                client.post(f"/messages/{message_id}/ack", {"attempt_id": attempt})
+                client.acknowledge(message_id, attempt)
             except EdgeRejected as exc:
                 logger.warning("the edge refused the acknowledgement of broadcast %d: %s", message_id, exc)
             with self._lock:
@@ -271,20 +272,13 @@ class MessageBox:
 
 
 def _valid(raw: Any) -> dict[str, Any] | None:
-    """A message from the edge with the types the kiosk relies on, or None."""
-    if not isinstance(raw, dict):
-        return None
-    ident, kind, at = raw.get("id"), raw.get("kind"), raw.get("at")
-    if not isinstance(ident, int) or isinstance(ident, bool) or kind not in ("help", "reply", "broadcast"):
-        return None
-    if not isinstance(at, (int, float)) or isinstance(at, bool):
-        return None
-    text, reason = raw.get("text", ""), raw.get("reason", "")
-    attempt, sitting = raw.get("attempt"), raw.get("sitting")
-    if not isinstance(text, str) or not isinstance(reason, str):
-        return None
-    if not (attempt is None or isinstance(attempt, str)) or not (sitting is None or isinstance(sitting, str)):
-        return None
-    return {"id": ident, "kind": kind, "text": text[:MAX_TEXT], "reason": reason, "attempt": attempt,
-            "sitting": sitting, "from": "candidate" if kind == "help" else "staff", "at": float(at),
-            "acknowledged": bool(raw.get("acknowledged"))}
+    """A message from the edge (``examkiosk_wire.commands.MessagePush``, pushed or fetched) as the kiosk keeps it,
+    or None if it is not one."""
+    if not isinstance(raw, MessagePush):
+        try:
+            raw = MessagePush.model_validate(raw)
+        except ValidationError:
+            return None
+    return {"id": raw.id, "kind": raw.kind, "text": raw.text[:MAX_TEXT], "reason": raw.reason, "attempt": raw.attempt,
+            "sitting": raw.sitting, "from": "candidate" if raw.kind == "help" else "staff", "at": raw.at,
+            "acknowledged": raw.acknowledged}

@@ -65,16 +65,15 @@ class PaperKeeper:
             raise EdgeUnavailable("the edge server has not been found yet")
         data = client.sealed_paper(sitting)
         try:
-            blob = sealed.SealedBlob(sealed.unb64(data["ciphertext"], "the ciphertext"),
-                                     sealed.unb64(data["nonce"], "the nonce"))
-        except (KeyError, TypeError, sealed.SealError) as exc:
+            blob = sealed.SealedBlob(sealed.unb64(data.ciphertext, "the ciphertext"), sealed.unb64(data.nonce, "the nonce"))
+        except sealed.SealError as exc:
             raise PaperDamaged(f"the edge sent a sealed paper that cannot be read: {exc}") from exc
-        if blob.sha256 != data.get("sha256"):
+        if blob.sha256 != data.sha256:
             raise PaperDamaged("the downloaded sealed paper does not match its SHA-256 (damaged on the way)")
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         path = self._path(sitting)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"sitting": sitting, "ciphertext": data["ciphertext"], "nonce": data["nonce"],
+        tmp.write_text(json.dumps({"sitting": sitting, "ciphertext": data.ciphertext, "nonce": data.nonce,
                                    "sha256": blob.sha256}))
         os.replace(tmp, path)
         logger.info("sealed paper of %s downloaded (%d bytes, sha256 %s)", sitting, len(blob.ciphertext),
@@ -116,7 +115,7 @@ class PaperKeeper:
             if exc.code == "paper_sealed":
                 return False
             raise
-        return self.key_pushed(data if isinstance(data, dict) else {})
+        return self.key_pushed(data.to_payload())
 
     def forget(self) -> None:
         with self._lock:

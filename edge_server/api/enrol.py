@@ -79,11 +79,8 @@ def enrol(body: api.Enrol):
         broker.remove_user(edge, result.mqtt_username)
         raise
     logger.info("station %s enrolled from %s (%s, %s)", result.station.id, address, hostname, version)
-    return jsonify(
-        station_id=result.station.id,
-        token=result.token,
-        centre=result.station.centre_id,
-        fingerprint=fingerprint,
+    return api.EnrolReply(
+        station_id=result.station.id, token=result.token, centre=result.station.centre_id, fingerprint=fingerprint,
         server_time=server_time(),
-        mqtt={**station_mqtt(edge), "username": result.mqtt_username, "password": result.mqtt_password},
-    ), 201
+        mqtt=api.MqttAccess(**station_mqtt(edge), username=result.mqtt_username, password=result.mqtt_password),
+    ).to_json(), 201

@@ -14,7 +14,7 @@ is pushed over MQTT as the payload of a ``message`` command.
 """
 from __future__ import annotations
 
-from flask import g, jsonify, request
+from flask import g, request
 
 from edge_server.api.blueprint import bp
 from edge_server.auth import station
@@ -32,8 +32,8 @@ def ask_for_help(body: api.HelpRequest):
                                            reason=body.reason, text=body.text)
     thread = db.session.get(HelpThread, message.thread_id)
     db.session.commit()
-    return jsonify(message=message_service.station_json(message),
-                   thread={"id": thread.id, "status": str(thread.status)}), 201
+    return api.MessageReply(message=message_service.station_message(message),
+                            thread=api.ThreadInfo(id=thread.id, status=str(thread.status))).to_json(), 201
 
 
 @bp.get("/messages")
@@ -44,8 +44,8 @@ def station_messages():
         raise EdgeError("after must be a message id (a non-negative integer)", code="bad_field")
     found, more = message_service.messages_for_station(db.session, g.station, int(raw))
     acked = message_service.acked_by(db.session, g.station.id, [m.id for m in found])
-    return jsonify(messages=[message_service.station_json(m, acknowledged=m.id in acked) for m in found],
-                   last_id=found[-1].id if found else int(raw), more=more)
+    return api.MessagePage(messages=[message_service.station_message(m, acknowledged=m.id in acked) for m in found],
+                           last_id=found[-1].id if found else int(raw), more=more).to_json()
 
 
 @bp.post("/messages/<int:message_id>/ack")
@@ -53,4 +53,4 @@ def station_messages():
 def acknowledge(message_id: int, body: api.Acknowledge):
     ack, new = message_service.acknowledge(db.session, g.station, message_id, attempt_id=body.attempt_id)
     db.session.commit()
-    return jsonify(message=message_id, acknowledged_at=ack.at.timestamp(), new=new)
+    return api.AckReply(message=message_id, acknowledged_at=ack.at.timestamp(), new=new).to_json()

@@ -9,13 +9,14 @@ Only stations of the sitting's centre are served; every key handed out is audite
 """
 from __future__ import annotations
 
-from flask import g, jsonify
+from flask import g
 
 from edge_server.api.blueprint import bp
 from edge_server.api.helpers import now
 from edge_server.auth import settings, station
 from edge_server.extensions import db
 from edge_server.services import papers
+from examkiosk_wire import api
 
 
 def _sitting(sitting_id: str):
@@ -25,7 +26,7 @@ def _sitting(sitting_id: str):
 @bp.get("/sittings/<sitting_id>/paper/sealed")
 @station
 def sealed_paper(sitting_id: str):
-    return jsonify(papers.sealed_blob(_sitting(sitting_id)))
+    return api.SealedPaperReply(**papers.sealed_blob(_sitting(sitting_id))).to_json()
 
 
 @bp.get("/sittings/<sitting_id>/paper/key")
@@ -34,4 +35,4 @@ def paper_key(sitting_id: str):
     sitting = _sitting(sitting_id)
     key = papers.fetch_key(db.session, settings().data_dir, g.station.id, sitting, now())
     db.session.commit()
-    return jsonify(papers.key_command(sitting.id, key).to_payload())
+    return papers.key_command(sitting.id, key).to_payload()

@@ -1,7 +1,7 @@
 """Station API: time, schedule, candidates, attempts, face login, review, lots, events (paper: papers.py)."""
 from __future__ import annotations
 
-from flask import g, jsonify
+from flask import g
 from sqlalchemy import select
 
 from edge_server.api.blueprint import bp
@@ -23,30 +23,23 @@ from examkiosk_wire import api
 @bp.get("/time")
 @station
 def time_now():
-    return jsonify(server_time=server_time())
+    return api.ServerTime(server_time=server_time()).to_json()
 
 
-def sitting_json(sitting: Sitting) -> dict:
+def sitting_info(sitting: Sitting) -> api.SittingInfo:
     seconds = sitting.paper.question_seconds
     if seconds is None:  # a paper from before sealing (plaintext rows)
         seconds = [q.seconds for q in sitting.paper.questions]
     # The sitting's own per-question duration, when set, overrides the paper's.
     seconds = [sitting.question_seconds or n for n in seconds]
-    return {
-        "id": sitting.id,
-        "name": sitting.name,
-        "kind": str(sitting.kind),
-        "timing_mode": str(sitting.timing_mode),
-        "waiting_opens_at": epoch(sitting.waiting_opens_at),
-        "starts_at": epoch(sitting.starts_at),
-        "entry_closes_at": epoch(sitting.entry_closes_at),
-        "lot_deadline_at": epoch(sitting.lot_deadline_at),
-        "question_seconds": seconds,
-        "total_seconds": sitting.total_seconds or sum(seconds),
-        "early_finish": sitting.early_finish_allowed,
-        "max_interruptions": sitting.max_interruptions,
-        "max_gap_seconds": sitting.max_gap_seconds,
-    }
+    return api.SittingInfo(
+        id=sitting.id, name=sitting.name, kind=str(sitting.kind), timing_mode=str(sitting.timing_mode),
+        waiting_opens_at=epoch(sitting.waiting_opens_at), starts_at=epoch(sitting.starts_at),
+        entry_closes_at=epoch(sitting.entry_closes_at), lot_deadline_at=epoch(sitting.lot_deadline_at),
+        question_seconds=list(seconds), total_seconds=sitting.total_seconds or sum(seconds),
+        early_finish=sitting.early_finish_allowed, max_interruptions=sitting.max_interruptions,
+        max_gap_seconds=float(sitting.max_gap_seconds),
+    )
 
 
 @bp.get("/schedule")
@@ -55,49 +48,45 @@ def schedule():
     sittings = db.session.scalars(
         select(Sitting).where(Sitting.centre_id == g.station.centre_id).order_by(Sitting.starts_at)
     ).all()
-    return jsonify(server_time=server_time(), centre=g.station.centre_id, station=g.station.id,
-                   sittings=[sitting_json(s) for s in sittings])
+    return api.ScheduleReply(server_time=server_time(), centre=g.station.centre_id, station=g.station.id,
+                             sittings=[sitting_info(s) for s in sittings]).to_json()
 
 
 @bp.get("/candidates/<ticket_no>")
 @station
 def candidate(ticket_no: str):
     cand = attempt_service.find_candidate(db.session, g.station.centre_id, ticket_no)
-    return jsonify(candidate_json(cand))
+    return candidate_info(cand).to_json()
 
 
-def candidate_json(cand) -> dict:
-    return {
-        "ticket_no": cand.ticket_no,
-        "name": cand.name,
-        "id_number_masked": mask_id_number(cand.id_number),
-        "seat": cand.seat,
-        "sitting": cand.sitting_id,
-        "descriptor": cand.descriptor,
-    }
+def candidate_info(cand) -> api.CandidateInfo:
+    return api.CandidateInfo(ticket_no=cand.ticket_no, name=cand.name, id_number_masked=mask_id_number(cand.id_number),
+                             seat=cand.seat, sitting=cand.sitting_id,
+                             descriptor=[float(v) for v in cand.descriptor] if cand.descriptor else None)
 
 
-def attempt_json(attempt: Attempt) -> dict:
+def attempt_info(attempt: Attempt) -> api.AttemptInfo:
     review = attempt_service.latest_review(db.session, attempt)
     seat = attempt.candidate.station_id
     moved_to = None
     if seat is not None and seat != g.station.id:  # the seat map moved the candidate away from this station
         target = db.session.get(Station, seat)
         moved_to = seats.label(target) if target is not None else seat
-    return {
-        "id": attempt.id,
-        "sitting": sitting_json(attempt.sitting),
-        "candidate": candidate_json(attempt.candidate),
-        "lot": attempt.lot,
-        "lot_auto": attempt.lot_auto,
-        "face_verified": attempt.face_verified,
-        "face_tries": attempt_service.face_tries(db.session, attempt),
-        "review": None if review is None else {"id": review.id, "status": str(review.status), "reason": review.reason},
-        "finished": attempt.finished_at is not None,
-        "centre": centre_service.station_settings(centre_service.get_centre(db.session, attempt.sitting.centre_id)),
-        "resume": moves.resume_info(db.session, attempt),
-        "moved_to": moved_to,
-    }
+    centre = centre_service.get_centre(db.session, attempt.sitting.centre_id)
+    return api.AttemptInfo(
+        id=attempt.id, sitting=sitting_info(attempt.sitting), candidate=candidate_info(attempt.candidate),
+        lot=attempt.lot, lot_auto=bool(attempt.lot_auto), face_verified=attempt.face_verified,
+        face_tries=attempt_service.face_tries(db.session, attempt),
+        review=None if review is None else review_info(review),
+        finished=attempt.finished_at is not None,
+        centre=api.CentreSettings(**centre_service.station_settings(centre)),
+        resume=api.ResumeInfo(**moves.resume_info(db.session, attempt)),
+        moved_to=moved_to,
+    )
+
+
+def review_info(review) -> api.ReviewInfo:
+    return api.ReviewInfo(id=review.id, status=str(review.status), reason=review.reason)
 
 
 @bp.post("/attempts")
@@ -105,13 +94,13 @@ def attempt_json(attempt: Attempt) -> dict:
 def open_attempt(body: api.OpenAttempt):
     attempt = actions.identify(db.session, g.station, body.ticket_no, now())
     db.session.commit()
-    return jsonify(attempt_json(attempt)), 201
+    return attempt_info(attempt).to_json(), 201
 
 
 @bp.get("/attempts/<attempt_id>")
 @station(attempt="handover")
 def get_attempt(attempt_id: str):
-    return jsonify(attempt_json(g.attempt))
+    return attempt_info(g.attempt).to_json()
 
 
 @bp.post("/attempts/<attempt_id>/face-tries")
@@ -122,7 +111,7 @@ def face_try(attempt_id: str, body: api.FaceTry):
                              matched=body.matched, liveness=body.liveness,
                              frame=frames.decode_jpeg_b64(body.frame_jpeg))
     db.session.commit()
-    return jsonify(tries=tries, face_verified=attempt.face_verified)
+    return api.FaceTryReply(tries=tries, face_verified=attempt.face_verified).to_json()
 
 
 @bp.post("/attempts/<attempt_id>/review")
@@ -131,7 +120,7 @@ def request_review(attempt_id: str, body: api.ReviewRequest):
     review = actions.request_review(db.session, settings().data_dir, g.station, g.attempt,
                                     best_distance=body.best_distance, frame=frames.decode_jpeg_b64(body.frame_jpeg))
     db.session.commit()
-    return jsonify(id=review.id, status=str(review.status)), 201
+    return review_info(review).to_json(), 201
 
 
 @bp.get("/attempts/<attempt_id>/review")
@@ -140,7 +129,7 @@ def review_result(attempt_id: str):
     review = attempt_service.latest_review(db.session, g.attempt)
     if review is None:
         raise EdgeError("no review was requested for this attempt", code="no_review", status=404)
-    return jsonify(id=review.id, status=str(review.status), reason=review.reason)
+    return review_info(review).to_json()
 
 
 @bp.post("/attempts/<attempt_id>/fallback-code")
@@ -155,7 +144,7 @@ def fallback_code(attempt_id: str, body: api.FallbackCode):
         db.session.commit()  # the refusal is audited and a wrong try counted
         raise
     db.session.commit()
-    return jsonify(status=str(review.status), review=review.id, face_verified=attempt.face_verified)
+    return api.FallbackReply(status=str(review.status), review=review.id, face_verified=attempt.face_verified).to_json()
 
 
 @bp.post("/attempts/<attempt_id>/lot")
@@ -164,7 +153,7 @@ def draw_lot(attempt_id: str, body: api.NoFields):
     attempt = g.attempt
     lot = actions.draw_lot(db.session, g.station, attempt, now())
     db.session.commit()
-    return jsonify(lot=lot, auto=attempt.lot_auto)
+    return api.LotReply(lot=lot, auto=bool(attempt.lot_auto)).to_json()
 
 
 @bp.post("/events")
@@ -172,7 +161,7 @@ def draw_lot(attempt_id: str, body: api.NoFields):
 def post_event(body: api.StationEvent):
     actions.report_event(db.session, g.station, body.kind, body.attempt, body.payload)
     db.session.commit()
-    return jsonify(ok=True), 201
+    return api.Accepted().to_json(), 201
 
 
 @bp.post("/station-key")
@@ -180,7 +169,7 @@ def post_event(body: api.StationEvent):
 def station_key(body: api.StationKey):
     register_key(db.session, g.station, body.public_key)
     db.session.commit()
-    return jsonify(station=g.station.id, public_key=g.station.public_key)
+    return api.KeyReply(station=g.station.id, public_key=g.station.public_key).to_json()
 
 
 @bp.post("/attempts/<attempt_id>/finish")
@@ -190,10 +179,10 @@ def finish(attempt_id: str, body: api.Finish):
     actions.finish(db.session, g.station, attempt, list(body.segments), body.reason)
     attempt_service.queue_sync_if_complete(db.session, settings(), attempt)
     db.session.commit()
-    return jsonify(attempt_service.upload_status(db.session, attempt))
+    return api.UploadStatus(**attempt_service.upload_status(db.session, attempt)).to_json()
 
 
 @bp.get("/attempts/<attempt_id>/uploads")
 @station(attempt="handover")
 def uploads_status(attempt_id: str):
-    return jsonify(attempt_service.upload_status(db.session, g.attempt))
+    return api.UploadStatus(**attempt_service.upload_status(db.session, g.attempt)).to_json()

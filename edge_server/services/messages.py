@@ -44,6 +44,7 @@ from edge_server.models import (
     utcnow,
 )
 from edge_server.services import attempts as attempt_service
+from examkiosk_wire.commands import MessagePush
 
 REASONS = ("device", "network", "login", "other")
 MAX_TEXT = 500
@@ -124,7 +125,7 @@ def get_thread(session: Session, centre_id: str, thread_id: int) -> HelpThread:
 
 
 def reply(session: Session, thread: HelpThread, *, staff: StaffUser, text: Any, now: datetime | None = None) -> Message:
-    """A proctor's answer; the caller pushes it to the station after the commit (:func:`station_json`)."""
+    """A proctor's answer; the caller pushes it to the station after the commit (:func:`station_message`)."""
     _chat_staff(staff)
     text = clean_text(text, required=True)
     now = now or utcnow()
@@ -253,20 +254,12 @@ def acked_by(session: Session, station_id: str, message_ids: Iterable[int]) -> s
                                                                    MessageAck.message_id.in_(ids))))
 
 
-def station_json(message: Message, *, acknowledged: bool = False) -> dict[str, Any]:
+def station_message(message: Message, *, acknowledged: bool = False) -> MessagePush:
     """A message as a station sees it (pushed over MQTT and fetched): no staff names."""
-    return {
-        "id": message.id,
-        "kind": str(message.kind),
-        "thread": message.thread_id,
-        "attempt": message.attempt_id,
-        "sitting": message.sitting_id,
-        "reason": message.reason,
-        "text": message.text,
-        "from": "candidate" if message.kind == MessageKind.HELP else "staff",
-        "at": message.created_at.timestamp(),
-        "acknowledged": acknowledged,
-    }
+    return MessagePush(id=message.id, kind=str(message.kind), thread=message.thread_id, attempt=message.attempt_id,
+                       sitting=message.sitting_id, reason=message.reason, text=message.text,
+                       sender="candidate" if message.kind == MessageKind.HELP else "staff",
+                       at=message.created_at.timestamp(), acknowledged=acknowledged)
 
 
 # --- what staff see -------------------------------------------------------------------------------

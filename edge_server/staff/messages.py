@@ -24,7 +24,7 @@ from edge_server.extensions import db
 from edge_server.services import messages as message_service
 from edge_server.staff.blueprint import bp
 from edge_server.work_queue import enqueue_push, push_outcomes
-from examkiosk_wire.commands import MessagePush, command
+from examkiosk_wire.commands import command
 
 LENGTH = Length(max=message_service.MAX_TEXT,
                 message=f"最多 {message_service.MAX_TEXT} 字 · At most {message_service.MAX_TEXT} characters")
@@ -87,7 +87,7 @@ def reply(thread_id: int):
         return _edge_error(exc)
     db.session.commit()
     push = enqueue_push(auth.settings(), message_service.push_about(message), [thread.station_id],
-                        command(MessagePush.model_validate(message_service.station_json(message)),
+                        command(message_service.station_message(message),
                                 attempt=thread.attempt_id, ts=time.time()))
     return _answer({"id": message.id, "thread": thread.id, "push": push}, 201,
                    f"已回复考位 {thread.station_id} · Reply sent")
@@ -122,6 +122,6 @@ def send_broadcast():
     db.session.commit()
     stations = list(message.recipients or [])
     push = enqueue_push(auth.settings(), message_service.push_about(message), stations,
-                        command(MessagePush.model_validate(message_service.station_json(message)), ts=time.time()))
+                        command(message_service.station_message(message), ts=time.time()))
     return _answer({"id": message.id, "sitting": sitting.id, "stations": stations, "push": push}, 201,
                    f"通知已发送到 {len(stations)} 个考位 · Broadcast sent to {len(stations)} stations")

@@ -7,17 +7,21 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import requests
+from pydantic import BaseModel, ValidationError
 
+from examkiosk_wire import api
 from examkiosk_wire.api import API_PREFIX
 from examkiosk_wire.pinning import UntrustedServer, pinned_session
 from examkiosk_wire.version import package_version
 from station.link.errors import EdgeRejected, EdgeUnavailable, EdgeUntrusted
 
 logger = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=BaseModel)
 
 
 class EdgeClient:
@@ -101,70 +105,103 @@ class EdgeClient:
     def post(self, path: str, json: Any = None, *, idempotent: bool = False) -> Any:
         return self.request("POST", path, json=json, idempotent=idempotent)
 
-    # The station API (edge_server/api/routes.py).
+    def _reply(self, model: type[R], data: Any, what: str) -> R:
+        """The edge's answer as its model (``examkiosk_wire.api``); an answer that is not one is a failing edge."""
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "the body"
+            raise EdgeUnavailable(f"{what}: the edge answered something this station cannot read "
+                                  f"({where}: {first['msg']})") from exc
+
+    # The station API (edge_server/api/routes.py); each call answers its reply model.
     def time(self) -> float:
-        return float(self.get("/time")["server_time"])
+        return self._reply(api.ServerTime, self.get("/time"), "GET /time").server_time
 
-    def schedule(self) -> dict[str, Any]:
-        return self.get("/schedule")
+    def schedule(self) -> api.ScheduleReply:
+        return self._reply(api.ScheduleReply, self.get("/schedule"), "GET /schedule")
 
-    def candidate(self, ticket_no: str) -> dict[str, Any]:
-        return self.get(f"/candidates/{quote(ticket_no, safe='')}")
+    def candidate(self, ticket_no: str) -> api.CandidateInfo:
+        return self._reply(api.CandidateInfo, self.get(f"/candidates/{quote(ticket_no, safe='')}"), "GET /candidates")
 
-    def open_attempt(self, ticket_no: str) -> dict[str, Any]:
+    def open_attempt(self, ticket_no: str) -> api.AttemptInfo:
         """The candidate's attempt; the edge returns the same one when asked again."""
-        return self.post("/attempts", {"ticket_no": ticket_no}, idempotent=True)
+        data = self.post("/attempts", api.OpenAttempt(ticket_no=ticket_no).model_dump(), idempotent=True)
+        return self._reply(api.AttemptInfo, data, "POST /attempts")
 
-    def attempt(self, attempt_id: str) -> dict[str, Any]:
-        return self.get(f"/attempts/{quote(attempt_id, safe='')}")
+    def attempt(self, attempt_id: str) -> api.AttemptInfo:
+        return self._reply(api.AttemptInfo, self.get(_attempt(attempt_id)), "GET /attempts/<id>")
 
-    def register_key(self, public_key_b64: str) -> dict[str, Any]:
+    def register_key(self, public_key_b64: str) -> api.KeyReply:
         """Register the station's Ed25519 chain-signing key (idempotent for the same key)."""
-        return self.post("/station-key", {"public_key": public_key_b64})
+        data = self.post("/station-key", api.StationKey(public_key=public_key_b64).model_dump())
+        return self._reply(api.KeyReply, data, "POST /station-key")
 
     def face_try(self, attempt_id: str, *, matched: bool, distance: float | None = None,
-                 liveness: str | None = None, frame_jpeg: bytes | None = None) -> dict[str, Any]:
+                 liveness: str | None = None, frame_jpeg: bytes | None = None) -> api.FaceTryReply:
         """Log one face try with its distance, the liveness outcome and the frame it was decided on."""
-        body: dict[str, Any] = {"matched": matched, "distance": distance, "liveness": liveness}
-        if frame_jpeg:
-            body["frame_jpeg"] = base64.b64encode(frame_jpeg).decode()
-        return self.post(f"/attempts/{quote(attempt_id, safe='')}/face-tries", body)
+        body = api.FaceTry(matched=matched, distance=distance, liveness=liveness, frame_jpeg=_b64(frame_jpeg))
+        data = self.post(_attempt(attempt_id, "face-tries"), body.model_dump())
+        return self._reply(api.FaceTryReply, data, "POST face-tries")
 
     def request_review(self, attempt_id: str, best_distance: float | None = None,
-                       frame_jpeg: bytes | None = None) -> dict[str, Any]:
+                       frame_jpeg: bytes | None = None) -> api.ReviewInfo:
         """Ask for a manual review; the best captured frame goes with it for the proctor."""
-        body: dict[str, Any] = {"best_distance": best_distance}
-        if frame_jpeg:
-            body["frame_jpeg"] = base64.b64encode(frame_jpeg).decode()
-        return self.post(f"/attempts/{quote(attempt_id, safe='')}/review", body)
+        body = api.ReviewRequest(best_distance=best_distance, frame_jpeg=_b64(frame_jpeg))
+        data = self.post(_attempt(attempt_id, "review"), body.model_dump())
+        return self._reply(api.ReviewInfo, data, "POST review")
 
-    def redeem_fallback_code(self, attempt_id: str, code: str) -> dict[str, Any]:
+    def redeem_fallback_code(self, attempt_id: str, code: str) -> api.FallbackReply:
         """A proctor's one-time code instead of the review; EdgeRejected carries why it was refused."""
-        return self.post(f"/attempts/{quote(attempt_id, safe='')}/fallback-code", {"code": code})
+        data = self.post(_attempt(attempt_id, "fallback-code"), api.FallbackCode(code=code).model_dump())
+        return self._reply(api.FallbackReply, data, "POST fallback-code")
 
-    def review(self, attempt_id: str) -> dict[str, Any]:
-        return self.get(f"/attempts/{quote(attempt_id, safe='')}/review")
+    def review(self, attempt_id: str) -> api.ReviewInfo:
+        return self._reply(api.ReviewInfo, self.get(_attempt(attempt_id, "review")), "GET review")
 
-    def draw_lot(self, attempt_id: str) -> dict[str, Any]:
+    def draw_lot(self, attempt_id: str) -> api.LotReply:
         """The attempt's lot number; once drawn, the edge answers the same one."""
-        return self.post(f"/attempts/{quote(attempt_id, safe='')}/lot", idempotent=True)
+        return self._reply(api.LotReply, self.post(_attempt(attempt_id, "lot"), idempotent=True), "POST lot")
 
-    def event(self, kind: str, payload: dict[str, Any] | None = None, *, attempt: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"kind": kind, "payload": payload or {}}
-        if attempt is not None:
-            body["attempt"] = attempt
-        return self.post("/events", body)
+    def event(self, kind: str, payload: dict[str, Any] | None = None, *, attempt: str | None = None) -> api.Accepted:
+        body = api.StationEvent(kind=kind, payload=payload or {}, attempt=attempt)
+        return self._reply(api.Accepted, self.post("/events", body.model_dump()), "POST /events")
 
-    def sealed_paper(self, sitting_id: str) -> dict[str, Any]:
+    def sealed_paper(self, sitting_id: str) -> api.SealedPaperReply:
         """The sitting's paper as ciphertext (any time): ciphertext, nonce, sha256."""
-        return self.get(f"/sittings/{quote(sitting_id, safe='')}/paper/sealed")
+        data = self.get(f"/sittings/{quote(sitting_id, safe='')}/paper/sealed")
+        return self._reply(api.SealedPaperReply, data, "GET paper/sealed")
 
-    def paper_key(self, sitting_id: str) -> dict[str, Any]:
+    def paper_key(self, sitting_id: str) -> api.PaperKeyReply:
         """The paper key from the start time on; before it EdgeRejected ``paper_sealed``."""
-        return self.get(f"/sittings/{quote(sitting_id, safe='')}/paper/key")
+        data = self.get(f"/sittings/{quote(sitting_id, safe='')}/paper/key")
+        return self._reply(api.PaperKeyReply, data, "GET paper/key")
 
-    def finish(self, attempt_id: str, segments: list[str], reason: str = "") -> dict[str, Any]:
-        return self.post(f"/attempts/{quote(attempt_id, safe='')}/finish", {"segments": segments, "reason": reason})
+    def finish(self, attempt_id: str, segments: list[str], reason: str = "") -> api.UploadStatus:
+        body = api.Finish(segments=segments, reason=reason)
+        return self._reply(api.UploadStatus, self.post(_attempt(attempt_id, "finish"), body.model_dump()), "POST finish")
 
-    def upload_status(self, attempt_id: str) -> dict[str, Any]:
-        return self.get(f"/attempts/{quote(attempt_id, safe='')}/uploads")
+    def upload_status(self, attempt_id: str) -> api.UploadStatus:
+        return self._reply(api.UploadStatus, self.get(_attempt(attempt_id, "uploads")), "GET uploads")
+
+    # Help chat and broadcasts (edge_server/api/messages.py).
+    def messages(self, after: int) -> api.MessagePage:
+        return self._reply(api.MessagePage, self.get(f"/messages?after={int(after)}"), "GET /messages")
+
+    def ask_for_help(self, reason: str, text: str = "", attempt_id: str | None = None) -> api.MessageReply:
+        body = api.HelpRequest(reason=reason, text=text, attempt_id=attempt_id)
+        return self._reply(api.MessageReply, self.post("/help", body.model_dump()), "POST /help")
+
+    def acknowledge(self, message_id: int, attempt_id: str | None = None) -> api.AckReply:
+        body = api.Acknowledge(attempt_id=attempt_id)
+        return self._reply(api.AckReply, self.post(f"/messages/{int(message_id)}/ack", body.model_dump()),
+                           "POST ack")
+
+
+def _attempt(attempt_id: str, *rest: str) -> str:
+    return "/".join([f"/attempts/{quote(attempt_id, safe='')}", *rest])
+
+
+def _b64(data: bytes | None) -> str | None:
+    return base64.b64encode(data).decode() if data else None

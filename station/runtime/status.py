@@ -88,12 +88,12 @@ class StatusLoop:
             except (EdgeUnavailable, EdgeRejected) as exc:
                 logger.debug("review poll: %s", exc)
             else:
-                if review.get("status") in ("approved", "rejected"):
-                    self.ctx.post("review_result", {"status": review["status"], "reason": review.get("reason", "")})
+                if review.status in ("approved", "rejected"):
+                    self.ctx.post("review_result", {"status": review.status, "reason": review.reason or ""})
         # A move to another station is pushed too; the API is asked every 10 s (every 3 s without the broker).
         if state.screen in MOVABLE_SCREENS and ticks % (10 if mqtt_up else 3) == 0:
             try:
-                moved_to = client.attempt(state.attempt_id).get("moved_to")
+                moved_to = client.attempt(state.attempt_id).moved_to
             except (EdgeUnavailable, EdgeRejected) as exc:
                 logger.debug("move poll: %s", exc)
                 return

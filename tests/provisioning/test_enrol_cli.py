@@ -196,7 +196,7 @@ def test_enrols_past_a_rogue_announcer_and_writes_a_working_config(centre):
     assert settings.camera.kind == "opencv" and settings.audio.kind == "pyaudio" and settings.kiosk.port == 8700
     # Its token works on the edge API, with the signing key the CLI made registered at enrolment.
     with EdgeClient(settings.edge.api, settings.edge.token, fingerprint=settings.edge.fingerprint) as client:
-        assert client.schedule()["station"] == "st-01"
+        assert client.schedule().station == "st-01"
     from edge_server.extensions import db
     from edge_server.models import Station
     from examkiosk_wire.chain import StationKey

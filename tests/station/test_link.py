@@ -114,6 +114,16 @@ def test_fingerprint_is_stable_and_key_private(tmp_path):
 
 # --- HTTP client and clock against a tiny real server ------------------------------------------
 
+def attempt_reply(attempt_id: str) -> dict:
+    """An attempt as the edge answers it (``examkiosk_wire.api.AttemptInfo``)."""
+    sitting = {"id": "s1", "name": "Formal", "kind": "formal", "timing_mode": "per_question",
+               "waiting_opens_at": 1.0, "starts_at": 2.0, "entry_closes_at": 3.0, "lot_deadline_at": 2.5,
+               "question_seconds": [60, 90], "total_seconds": 150}
+    candidate = {"ticket_no": attempt_id.removeprefix("a-"), "name": "王小明", "id_number_masked": "1101**********1234",
+                 "sitting": "s1"}
+    return {"id": attempt_id, "sitting": sitting, "candidate": candidate}
+
+
 def fake_edge() -> Flask:
     app = Flask("fake_edge")
 
@@ -125,7 +135,7 @@ def fake_edge() -> Flask:
     def schedule():
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return jsonify(error="unknown station token", code="token_invalid"), 401
-        return jsonify(sittings=[])
+        return jsonify(server_time=time.time(), centre="c1", station="st-01", sittings=[])
 
     @app.get("/api/v1/candidates/<ticket>")
     def candidate(ticket):
@@ -133,8 +143,8 @@ def fake_edge() -> Flask:
 
     @app.post("/api/v1/events")
     def event():
-        body = request.get_json()
-        return jsonify(ok=True, echo=body), 201
+        app.config["calls"]["event_body"] = request.get_json()
+        return jsonify(ok=True), 201
 
     # The first call for a ticket finds the edge failing; the next ones are answered (same attempt).
     calls = app.config["calls"] = {"attempts": 0, "face_tries": 0}
@@ -144,7 +154,11 @@ def fake_edge() -> Flask:
         calls["attempts"] += 1
         if calls["attempts"] == 1:
             return "busy", 503
-        return jsonify(id="a-" + request.get_json()["ticket_no"]), 201
+        return jsonify(attempt_reply("a-" + request.get_json()["ticket_no"])), 201
+
+    @app.get("/api/v1/attempts/<attempt_id>")
+    def unreadable_attempt(attempt_id):
+        return jsonify(id=attempt_id, sitting={"id": "s1"})  # not an attempt: the sitting has no times
 
     @app.post("/api/v1/attempts/<attempt_id>/face-tries")
     def face_try(attempt_id):
@@ -189,11 +203,13 @@ def test_clock_offset_matches_the_server_shift(fake_server):
     assert abs(clock.now() - (time.time() + SHIFT)) < 0.05
 
 
-def test_client_answers_and_errors(fake_server):
+def test_client_answers_and_errors(fake_server, fake_app):
     with EdgeClient(fake_server + "/api/v1/", TOKEN) as client:
-        assert client.schedule() == {"sittings": []}
-        assert client.event("mic_silent", {"seconds": 3}, attempt="a1") == {
-            "ok": True, "echo": {"kind": "mic_silent", "payload": {"seconds": 3}, "attempt": "a1"}}
+        schedule = client.schedule()
+        assert (schedule.station, schedule.sittings) == ("st-01", [])
+        assert client.event("mic_silent", {"seconds": 3}, attempt="a1").ok
+        assert fake_app.config["calls"]["event_body"] == {"kind": "mic_silent", "payload": {"seconds": 3},
+                                                          "attempt": "a1"}
         with pytest.raises(EdgeRejected) as info:
             client.candidate("A 123-4")
         assert (info.value.status, info.value.code) == (404, "candidate_unknown")
@@ -212,11 +228,19 @@ def test_client_answers_and_errors(fake_server):
 def test_calls_safe_to_repeat_are_tried_again_and_others_are_not(fake_server, fake_app):
     calls = fake_app.config["calls"]
     with EdgeClient(fake_server, TOKEN) as client:
-        assert client.open_attempt("20240001") == {"id": "a-20240001"}  # the edge failed once, then answered
+        attempt = client.open_attempt("20240001")  # the edge failed once, then answered
+        assert (attempt.id, attempt.candidate.ticket_no, attempt.sitting.question_seconds) == ("a-20240001", "20240001",
+                                                                                             [60, 90])
         assert calls["attempts"] == 2
         with pytest.raises(EdgeUnavailable, match="503"):  # a face try counts: never sent twice
             client.face_try("a-20240001", matched=True, distance=0.3)
         assert calls["face_tries"] == 1
+
+
+def test_an_answer_the_station_cannot_read_is_an_unavailable_edge_naming_the_field(fake_server):
+    with EdgeClient(fake_server, TOKEN) as client:
+        with pytest.raises(EdgeUnavailable, match=r"GET /attempts/<id>: .*cannot read \(sitting\.name: Field required"):
+            client.attempt("a-1")
 
 
 def test_closed_port_is_unavailable():
@@ -251,11 +275,11 @@ def test_client_against_the_edge_api(tmp_path):
         url = f"http://127.0.0.1:{server.server_port}"
         with EdgeClient(url, token) as client:
             assert abs(client.time() - time.time()) < 1
-            assert client.schedule()["station"] == "st-01"
+            assert client.schedule().station == "st-01"
             with pytest.raises(EdgeRejected) as info:
                 client.candidate("nobody")
             assert (info.value.status, info.value.code) == (404, "candidate_unknown")
-            assert client.event("kiosk_started", {"ok": 1}) == {"ok": True}
+            assert client.event("kiosk_started", {"ok": 1}).ok
         with EdgeClient(url, "forged") as client:
             with pytest.raises(EdgeRejected) as info:
                 client.schedule()

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from examkiosk_wire import api
 from station.kiosk.app import create_kiosk_app
 from station.link import EdgeRejected, EdgeUnavailable
 from station.messages import MAX_TEXT, STATION_WINDOW, MessageBox, MessageError
@@ -17,10 +18,10 @@ NOW = 1_800_000_000.0
 
 
 class FakeEdge:
-    """``GET /messages?after=``, ``POST /help``, ``POST /messages/<id>/ack`` as the edge answers them."""
+    """The client's ``messages``, ``ask_for_help`` and ``acknowledge``, answering what the edge answers."""
 
     def __init__(self) -> None:
-        self.messages: list[dict] = []
+        self.stored: list[dict] = []
         self.acks: list[tuple[int, str | None]] = []
         self.helps: list[dict] = []
         self.gets = 0
@@ -29,33 +30,35 @@ class FakeEdge:
         self.limit = 100
 
     def add(self, kind: str, *, attempt=None, sitting=None, text="", at=NOW) -> dict:
-        message = {"id": len(self.messages) + 1, "kind": kind, "thread": 1 if kind != "broadcast" else None,
+        message = {"id": len(self.stored) + 1, "kind": kind, "thread": 1 if kind != "broadcast" else None,
                    "attempt": attempt, "sitting": sitting, "reason": "device" if kind == "help" else "",
                    "text": text, "from": "candidate" if kind == "help" else "staff", "at": at, "acknowledged": False}
-        self.messages.append(message)
+        self.stored.append(message)
         return message
 
-    def get(self, path: str):
+    def messages(self, after: int) -> api.MessagePage:
         if self.down:
             raise EdgeUnavailable("down")
         self.gets += 1
-        after = int(path.split("after=")[1])
-        found = [m for m in self.messages if m["id"] > after]
+        found = [m for m in self.stored if m["id"] > after]
         page = found[: self.limit]
-        return {"messages": page, "last_id": page[-1]["id"] if page else after, "more": len(found) > self.limit}
+        return api.MessagePage.model_validate(
+            {"messages": page, "last_id": page[-1]["id"] if page else after, "more": len(found) > self.limit})
 
-    def post(self, path: str, body: dict):
+    def ask_for_help(self, reason: str, text: str = "", attempt_id: str | None = None) -> api.MessageReply:
         if self.down:
             raise EdgeUnavailable("down")
-        if path == "/help":
-            if body["attempt_id"] in self.refuse_attempts:
-                raise EdgeRejected(403, "attempt_elsewhere", "this attempt is at another station")
-            self.helps.append(body)
-            return {"message": self.add("help", attempt=body["attempt_id"], text=body["text"]),
-                    "thread": {"id": 1, "status": "open"}}
-        message_id = int(path.split("/")[2])
-        self.acks.append((message_id, body["attempt_id"]))
-        return {"message": message_id, "new": True}
+        if attempt_id in self.refuse_attempts:
+            raise EdgeRejected(403, "attempt_elsewhere", "this attempt is at another station")
+        self.helps.append({"attempt_id": attempt_id, "reason": reason, "text": text})
+        return api.MessageReply.model_validate({"message": self.add("help", attempt=attempt_id, text=text),
+                                                "thread": {"id": 1, "status": "open"}})
+
+    def acknowledge(self, message_id: int, attempt_id: str | None = None) -> api.AckReply:
+        if self.down:
+            raise EdgeUnavailable("down")
+        self.acks.append((message_id, attempt_id))
+        return api.AckReply(message=message_id, acknowledged_at=NOW, new=True)
 
 
 @pytest.fixture

@@ -132,7 +132,7 @@ def test_without_a_broker_the_key_comes_from_the_api(app, settings, live_server,
     assert not keeper.has_key("c1-sit")
     assert keeper.fetch_key("c1-sit") is True
     assert [q["text"] for q in keeper.open("c1-sit")["questions"]] == QUESTIONS
-    key = client.paper_key("c1-sit")["key"]
+    key = client.paper_key("c1-sit").key
     assert_key_not_on_disk(tmp_path, sealed.unb64(key, "key"))
     # A restarted station has the ciphertext on disk, but no key until it asks again.
     again = PaperKeeper(tmp_path / "station" / "papers", client=lambda: None)

@@ -45,7 +45,7 @@ def test_the_api_and_uploads_work_over_pinned_https(edge: ServedEdge, tmp_path: 
     # The pin as `openssl x509 -fingerprint -sha256` prints it is accepted too.
     shown = ":".join(edge.fp[i:i + 2] for i in range(0, 64, 2)).upper()
     with EdgeClient(edge.web.url, edge.token, fingerprint=shown) as client:
-        assert client.schedule()["station"] == "st-tls"
+        assert client.schedule().station == "st-tls"
 
     journal, name = journal_with_segment(tmp_path, edge.attempt, seq=0)
     uploader = SegmentUploader(journal, base_url=lambda: edge.web.url, token=edge.token, chunk_bytes=128 * 1024,

@@ -43,7 +43,7 @@ def finish_attempt(ctx: Context, cmd: flow.FinishAttempt) -> None:
                     names = [s.name for s in ctx.journal.segments_of(attempt)]
                     if not any(s.attempt_id == attempt for s in ctx.journal.pending()):
                         status = ctx.need_client().finish(attempt, names, reason=cmd.reason)
-                        if status.get("complete"):
+                        if status.complete:
                             return Event("uploads_verified", {})
                     ctx.uploader.wake()
             except (EdgeUnavailable, EdgeRejected) as exc:
@@ -67,7 +67,7 @@ def hand_over(ctx: Context, cmd: flow.HandOver) -> None:
                     names = [s.name for s in ctx.journal.segments_of(attempt)]
                     status = ctx.need_client().finish(attempt, names, reason="moved")
                     uploaded = not any(s.attempt_id == attempt for s in ctx.journal.pending())
-                    if uploaded and not set(names) & set(status.get("missing", [])):
+                    if uploaded and not set(names) & set(status.missing):
                         logger.info("attempt %s handed over: %d segments verified", attempt, len(names))
                         return Event("handed_over", {})
                 ctx.uploader.wake()

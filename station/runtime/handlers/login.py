@@ -35,9 +35,9 @@ def face_jpeg(image: np.ndarray) -> bytes | None:
 
 def open_attempt(ctx: Context, cmd: flow.OpenAttempt) -> None:
     def work() -> Event:
-        data = ctx.need_client().open_attempt(cmd.ticket_no)
-        ctx.submit(prefetch_paper, ctx, str(data["sitting"]["id"]))
-        return Event("attempt_opened", data)
+        attempt = ctx.need_client().open_attempt(cmd.ticket_no)
+        ctx.submit(prefetch_paper, ctx, attempt.sitting.id)
+        return Event("attempt_opened", attempt.to_json())
 
     ctx.background(work, failure="attempt_failed")
 

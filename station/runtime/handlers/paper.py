@@ -22,8 +22,8 @@ def draw_lot(ctx: Context, cmd: flow.DrawLot) -> None:
     attempt = ctx.state.attempt_id
 
     def work() -> Event:
-        data = ctx.need_client().draw_lot(attempt)
-        return Event("lot_drawn", {"lot": data["lot"], "auto": data.get("auto", False)})
+        reply = ctx.need_client().draw_lot(attempt)
+        return Event("lot_drawn", {"lot": reply.lot, "auto": reply.auto})
 
     ctx.background(work)
 
