@@ -35,6 +35,26 @@ class Move:
     after: str
     interruption: int | None  # the attempt's interruption count after a mid-exam move
     attempt: str | None = None  # the candidate's attempt, when there is one (its old station is told)
+    event_id: int | None = None  # the audit row of the move
+
+    @property
+    def push_about(self) -> str:
+        """The name the push telling the old station is queued under (``work_queue.enqueue_push``)."""
+        return move_push_about(self.event_id)
+
+
+@dataclass(frozen=True)
+class MoveNotice:
+    """The latest move of a candidate with an attempt: which station was told to stop, and the push's name."""
+
+    ticket_no: str
+    before: str
+    about: str
+    delivered: bool | None  # from the push job's audit row; None while it has not run
+
+
+def move_push_about(event_id: int | None) -> str:
+    return f"move-{event_id}"
 
 
 def label(station: Station) -> str:
@@ -99,8 +119,29 @@ def assign(session: Session, sitting: Sitting, ticket_no: str, station_id: str, 
     candidate.station_id = station.id
     candidate.seat = label(station)
     session.flush()
-    audit.append(session, kind="seat_moved" if before else "seat_assigned", station_id=station.id,
-                 attempt_id=attempt.id if attempt is not None else None, source="staff",
-                 payload={"sitting": sitting.id, "ticket_no": candidate.ticket_no, "from": before,
-                          "to": station.id, "during_exam": count is not None, "by": by})
-    return Move(candidate, before, station.id, count, attempt.id if attempt is not None else None)
+    event = audit.append(session, kind="seat_moved" if before else "seat_assigned", station_id=station.id,
+                         attempt_id=attempt.id if attempt is not None else None, source="staff",
+                         payload={"sitting": sitting.id, "ticket_no": candidate.ticket_no, "from": before,
+                                  "to": station.id, "during_exam": count is not None, "by": by})
+    return Move(candidate, before, station.id, count, attempt.id if attempt is not None else None, event.id)
+
+
+def move_notices(session: Session, sitting: Sitting) -> dict[str, MoveNotice]:
+    """Per ticket number, the latest move of the sitting that had an old station to tell, with what the
+    push job recorded of it (``command_pushed``)."""
+    moves = session.scalars(select(Event).join(Attempt, Event.attempt_id == Attempt.id)
+                            .where(Attempt.sitting_id == sitting.id, Event.kind == "seat_moved")
+                            .order_by(Event.id)).all()
+    latest = {m.payload.get("ticket_no"): m for m in moves if m.payload.get("from")}
+    abouts = {move_push_about(m.id): ticket for ticket, m in latest.items()}
+    delivered: dict[str, bool] = {}
+    if abouts:
+        pushed = session.scalars(select(Event).where(Event.kind == "command_pushed",
+                                                     Event.attempt_id.in_({m.attempt_id for m in latest.values()})))
+        for row in pushed:
+            about = row.payload.get("about")
+            if about in abouts:
+                delivered[about] = bool(row.payload.get("delivered"))
+    return {ticket: MoveNotice(ticket, str(m.payload["from"]), move_push_about(m.id),
+                               delivered.get(move_push_about(m.id)))
+            for ticket, m in latest.items()}

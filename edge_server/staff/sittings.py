@@ -26,7 +26,7 @@ from edge_server.services import seats as seat_service
 from edge_server.services import sittings as sitting_service
 from edge_server.staff.blueprint import bp
 from edge_server.staff.forms import LogoutForm
-from edge_server.work_queue import enqueue_push
+from edge_server.work_queue import DELIVERED, NOT_DELIVERED, enqueue_push, push_outcomes
 from examkiosk_wire.commands import Moved, command
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M"
@@ -227,11 +227,17 @@ def _render_seats(sitting, *, error: str | None = None, status: int = 200):
     seats = seat_service.seat_map(db.session, sitting)
     candidates = seat_service.candidates(db.session, sitting)
     stations = {s.station.id: s.station for s in seats}
+    notices = seat_service.move_notices(db.session, sitting)
+    queued = push_outcomes(auth.settings(), [n.about for n in notices.values() if n.delivered is None])
+    # What became of telling each moved candidate's old station: the push job's audit row, else the queue.
+    move_push = {ticket: (NOT_DELIVERED, DELIVERED)[n.delivered] if n.delivered is not None
+                 else queued.get(n.about, NOT_DELIVERED) for ticket, n in notices.items()}
     return render_template(
         "staff/seats.html", sitting=sitting, seats=seats, form=SeatForm(), error=error, logout_form=LogoutForm(),
         unseated=[c for c in candidates if c.station_id is None], spare=[s.station for s in seats
                                                                          if s.candidate is None and s.station.revoked_at is None],
-        stations=stations, started=now >= sitting.starts_at, label=seat_service.label,
+        stations=stations, started=now >= sitting.starts_at, label=seat_service.label, notices=notices,
+        move_push=move_push,
         can_move=current_user.role in (StaffRole.CENTRE_ADMIN, StaffRole.PROCTOR)), status
 
 
@@ -258,7 +264,7 @@ def move_seat(sitting_id: str):
     db.session.commit()
     if move.before is not None and move.attempt is not None:
         # The old station stops and hands its recording over (it also learns it from the API's attempt answer).
-        enqueue_push(auth.settings(), f"move-{move.attempt}-{move.before}-{time.time_ns()}", [move.before],
+        enqueue_push(auth.settings(), move.push_about, [move.before],
                      command(Moved(to=move.candidate.seat, station=move.after), attempt=move.attempt, ts=time.time()))
     text = f"{move.candidate.name}（{move.candidate.ticket_no}）→ {move.candidate.seat}"
     if move.interruption is not None:

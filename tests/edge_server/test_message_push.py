@@ -217,3 +217,48 @@ def test_a_review_decision_reaches_its_station_and_the_attempt_page_says_so(app,
         time.sleep(0.2)
     assert "not delivered" not in page
     nothing_for(stations["st-02"], 0.2)
+
+
+def seat_map_push(staff, ticket_no: str) -> tuple[str, str]:
+    """What the seat map says of telling the moved candidate's old station: (data-push, the text)."""
+    html = staff.get("/staff/sittings/morning/seats").get_data(as_text=True)
+    tile = re.search(rf'data-ticket="{ticket_no}">(.*?)</div>\s*(?:<form|</div>)', html, re.S)
+    assert tile is not None, f"no seat tile of {ticket_no} on the seat map"
+    shown = re.search(r'data-field="move-push" data-push="([a-z_]+)">(.*?)</div>', html[tile.start():], re.S)
+    assert shown is not None, f"the seat map says nothing of the move of {ticket_no}"
+    return shown.group(1), " ".join(shown.group(2).split())
+
+
+def test_a_move_tells_the_old_station_and_the_seat_map_shows_whether_it_arrived(app, stations):
+    with app.app_context():
+        attempt = db.session.scalars(select(Attempt)).one()
+        attempt.candidate.station_id = "st-01"  # seated and recording at st-01
+        attempt_id, ticket = attempt.id, attempt.candidate.ticket_no
+        db.session.commit()
+    staff, csrf = sign_in(app)
+    resp = staff.post("/staff/sittings/morning/seats", data={"ticket_no": ticket, "station": "st-03", "csrf_token": csrf})
+    assert resp.status_code == 302  # queued: the request did not wait for the broker
+    assert seat_map_push(staff, ticket) == ("sending", "从 A01 换来： 正在通知旧考位… · telling the old station…")
+    nothing_for(stations["st-01"], 0.5)
+    work_queued_jobs(app)
+    command = stations["st-01"].get(timeout=10)
+    assert (command.kind, command.attempt, command.payload) == ("moved", attempt_id, {"to": "Z09", "station": "st-03"})
+    state, text = seat_map_push(staff, ticket)
+    assert state == "delivered" and "the old station was told to stop" in text
+    nothing_for(stations["st-02"], 0.2)
+
+    # The next move cannot be pushed (the broker refuses the worker's login): the seat map says the old
+    # station learns it from the API.
+    config = Path(os.environ["EXAMKIOSK_EDGE_CONFIG"])
+    config.write_text(config.read_text().replace(USERS["edge"], "a wrong password"))
+    forget_job_app()
+    resp = staff.post("/staff/sittings/morning/seats", data={"ticket_no": ticket, "station": "st-02", "csrf_token": csrf})
+    assert resp.status_code == 302
+    work_queued_jobs(app)
+    state, text = seat_map_push(staff, ticket)
+    assert state == "not_delivered" and text.startswith("从 Z09 换来") and "learns it from the API" in text
+    nothing_for(stations["st-03"], 0.5)
+    with app.app_context():
+        pushed = [(e.payload["about"].startswith("move-"), e.payload["stations"], e.payload["delivered"])
+                  for e in db.session.scalars(select(Event).where(Event.kind == "command_pushed").order_by(Event.id))]
+        assert pushed == [(True, ["st-01"], True), (True, ["st-03"], False)]
