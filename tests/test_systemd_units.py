@@ -25,6 +25,9 @@ EXPECTED_UNITS = {
     "examkiosk-edge-daemon.service",
     "examkiosk-station.service",
     "examkiosk-kiosk.service",
+    "examkiosk-region-web.service",
+    "examkiosk-region-worker.service",
+    "examkiosk-region-daemon.service",
 }
 INSTALLED_VENV_BIN = "/opt/examkiosk/venv/bin/"
 CAGE = "/usr/bin/cage"
@@ -72,7 +75,8 @@ def test_unit_restarts_on_failure_and_stops_cleanly(unit: Path) -> None:
     else:
         assert wanted_by == ["multi-user.target"]
         assert service["User"] == ["examkiosk"]
-        config_env = "EXAMKIOSK_STATION_CONFIG" if "station" in unit.name else "EXAMKIOSK_EDGE_CONFIG"
+        config_env = ("EXAMKIOSK_STATION_CONFIG" if "station" in unit.name else
+                      "EXAMKIOSK_REGION_CONFIG" if "region" in unit.name else "EXAMKIOSK_EDGE_CONFIG")
         assert any(env.startswith(f"{config_env}=/etc/examkiosk/") for env in service["Environment"])
         assert all(cmd.startswith(INSTALLED_VENV_BIN) for cmd in service["ExecStart"])
 
@@ -114,6 +118,20 @@ def test_staff_pages_have_a_gunicorn_instance_of_their_own() -> None:
     assert "ExecStartPre" not in service  # one migration, in the API unit
     for key in ("After", "Wants"):
         assert "examkiosk-edge-api.service" in " ".join(parsed["Unit"][key]).split()
+
+
+def test_region_units_migrate_once_and_run_the_region_programs() -> None:
+    """The regional web unit migrates before gunicorn starts; the daemon and worker start after it and
+    run the region's own programs (they never talk to an edge: central storage is their source)."""
+    web = parse_unit(UNIT_DIR / "examkiosk-region-web.service")["Service"]
+    assert web["ExecStartPre"] == [f"{INSTALLED_VENV_BIN}examkiosk-region db upgrade"]
+    (start,) = web["ExecStart"]
+    assert "gunicorn" in start and "'region_server:create_app()'" in start
+    for name, program in (("daemon", "examkiosk-region daemon"), ("worker", "examkiosk-region-worker")):
+        parsed = parse_unit(UNIT_DIR / f"examkiosk-region-{name}.service")
+        assert parsed["Service"]["ExecStart"] == [f"{INSTALLED_VENV_BIN}{program}"]
+        assert "examkiosk-region-web.service" in " ".join(parsed["Unit"]["After"]).split()
+        assert "mosquitto.service" not in " ".join(parsed["Unit"]["Wants"])
 
 
 def test_kiosk_runs_chromium_under_cage_on_tty1() -> None:
