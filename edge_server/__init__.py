@@ -1,5 +1,5 @@
 """The centre's edge server: the Flask app (``create_app`` in :mod:`edge_server.app`), its station API,
-staff pages and regional view, the RQ jobs and the daemon. Unit files and the demo run it as
+staff pages, the RQ jobs and the daemon. Unit files and the demo run it as
 ``edge_server:create_app()``."""
 from edge_server.app import create_app
 

@@ -17,7 +17,6 @@ from edge_server.audience import AudienceGate
 from edge_server.config import EdgeSettings, load_settings
 from edge_server.errors import EdgeError
 from edge_server.extensions import csrf, db, login_manager, migrate
-from edge_server.region import bp as region_bp
 from edge_server.staff import bp as staff_bp
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -51,7 +50,6 @@ def create_app(settings: EdgeSettings | None = None) -> Flask:
     csrf.exempt(api_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(staff_bp)
-    app.register_blueprint(region_bp)
 
     cli.register(app)
 

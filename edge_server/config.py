@@ -44,18 +44,63 @@ class MqttSection(Section):
         return self
 
 
+MIB = 1024 * 1024
+S3_MIN_PART = 5 * MIB  # S3's smallest part but the last (Ceph's ``rgw multipart min part size``)
+
+
 class StorageSection(Section):
+    """Central storage: a mounted directory, or an S3 bucket (any S3-compatible endpoint).
+
+    S3 credentials come from boto3's standard chain (environment, ``~/.aws``, instance role)
+    unless ``s3_access_key`` and ``s3_secret_key_file`` (a file holding only the secret, so the
+    secret is not in this TOML) are both given.
+    """
+
     backend: Literal["directory", "s3"] = "directory"
     directory: Path = Path("/var/lib/examkiosk/central")
     s3_endpoint_url: str | None = None
     s3_bucket: str | None = None
     s3_region: str | None = None
+    s3_access_key: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
+    s3_secret_key_file: Path | None = None
+    # Files larger than this go multipart, in parts of ``s3_part_size`` bytes, ``s3_concurrency``
+    # parts in flight (each part is held in memory while it is sent: concurrency x part size).
+    s3_multipart_threshold: int = Field(16 * MIB, ge=S3_MIN_PART, le=5 * 1024 * MIB)
+    s3_part_size: int = Field(8 * MIB, ge=S3_MIN_PART, le=512 * MIB)
+    s3_concurrency: int = Field(4, ge=1, le=64)
 
     @model_validator(mode="after")
     def _bucket_for_s3(self) -> "StorageSection":
         if self.backend == "s3" and not self.s3_bucket:
             raise ValueError("storage.s3_bucket is required when storage.backend is 's3'")
         return self
+
+    @model_validator(mode="after")
+    def _key_pair(self) -> "StorageSection":
+        if (self.s3_access_key is None) != (self.s3_secret_key_file is None):
+            raise ValueError("storage.s3_access_key and storage.s3_secret_key_file go together: give both "
+                             "(or neither, for boto3's standard credential chain)")
+        if self.s3_secret_key_file is not None:
+            read_secret_file(self.s3_secret_key_file)
+        return self
+
+    def s3_secret_key(self) -> str | None:
+        """The secret read from ``s3_secret_key_file`` (None when not configured)."""
+        return read_secret_file(self.s3_secret_key_file) if self.s3_secret_key_file is not None else None
+
+
+def read_secret_file(path: Path) -> str:
+    """A secret key file's one line (surrounding whitespace dropped); ValueError naming what is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"storage.s3_secret_key_file {str(path)!r} cannot be read: {exc}") from exc
+    secret = text.strip()
+    if not secret:
+        raise ValueError(f"storage.s3_secret_key_file {str(path)!r} is empty")
+    if any(c.isspace() for c in secret) or not secret.isprintable():
+        raise ValueError(f"storage.s3_secret_key_file {str(path)!r} must hold the secret key alone, on one line")
+    return secret
 
 
 class DiscoverySection(Section):

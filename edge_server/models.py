@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
@@ -266,6 +267,11 @@ class Attempt(Base):
     sync_error: Mapped[str] = mapped_column(Text, default="")
     # Why answering ended (time_up, ended_by_candidate, too_many_interruptions, …), from the station.
     end_reason: Mapped[str] = mapped_column(String(64), default="")
+    # The sync job's progress (jobs/sync.py), committed every few objects; the attempt page shows it.
+    sync_objects_done: Mapped[int] = mapped_column(Integer, default=0)
+    sync_objects_total: Mapped[int] = mapped_column(Integer, default=0)
+    sync_bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    sync_bytes_total: Mapped[int] = mapped_column(BigInteger, default=0)
     candidate: Mapped[Candidate] = relationship()
     sitting: Mapped[Sitting] = relationship()
     segments: Mapped[list["Segment"]] = relationship(back_populates="attempt", order_by="Segment.name")
@@ -342,6 +348,14 @@ class Segment(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     verified_at: Mapped[datetime | None] = mapped_column(default=None)
     attempt: Mapped[Attempt] = relationship(back_populates="segments")
+
+
+class CentralDocument(Base):
+    """A manifest the edge wrote to central storage: its SHA-256 and when (jobs/documents.py)."""
+    __tablename__ = "central_document"
+    key: Mapped[str] = mapped_column(String(500), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    written_at: Mapped[datetime]
 
 
 class Event(Base):

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from edge_server.config import EdgeSettings
-from edge_server.layout import JOINED_DIR, attempt_prefix, joined_dir, question_key, segment_key
+from edge_server.layout import JOINED_DIR, JOINED_SUFFIX, attempt_prefix, joined_dir, question_key, segment_key
 from edge_server.models import Attempt, Segment, SegmentStatus, SyncStatus
 from edge_server.storage import CentralStorage, StorageError, sha256_file
 
@@ -76,8 +76,10 @@ def edge_files(session: Session, settings: EdgeSettings, syncing: Callable[[str]
                        and row.verified_at <= synced_at)
             files.append(EdgeFile(path, segment_key(prefix, path.name), row.sha256_actual if row else None,
                                   verified, synced_at if in_copy else None))
-        for path in sorted((joined_dir(settings.data_dir, attempt_id)).glob("*.mkv")):
-            files.append(EdgeFile(path, question_key(prefix, path.name), None, True, synced_at))
+        for path in sorted((joined_dir(settings.data_dir, attempt_id)).glob("*")):
+            # MP4 now; Matroska joined by an older version is confirmed the same way. Never a ``.part``.
+            if path.suffix in (JOINED_SUFFIX, ".mkv") and not path.name.startswith("."):
+                files.append(EdgeFile(path, question_key(prefix, path.name), None, True, synced_at))
     return files
 
 

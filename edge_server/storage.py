@@ -1,71 +1,85 @@
-"""Central storage backends: a mounted directory (default) or any S3-compatible endpoint.
+"""Central storage backends: a mounted directory (default, here) or any S3-compatible endpoint
+(``edge_server.s3_storage``), chosen by ``open_storage`` from ``[storage]``.
 
-``put`` is idempotent and confirms every object by reading its checksum back.
+Every ``put`` is idempotent (an object already stored with the same size and SHA-256 is left
+alone), refuses a source whose bytes do not hash to the SHA-256 it is given, and is confirmed
+before it returns without reading the object back where the store can vouch for it. The
+directory hashes the bytes while it copies them, writes a temporary file, ``fsync``s it, checks
+its size, renames it into place and ``fsync``s the directory. Each backend counts
+``bytes_sent`` and ``bytes_read_back``.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import shutil
-from abc import ABC, abstractmethod
-from pathlib import Path, PurePosixPath
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
+from edge_server.central_storage import (
+    BLOCK,
+    CentralStorage,
+    Progress,
+    StorageError,
+    checked_key,
+    sha256_file,
+    source_changed,
+    source_size,
+)
 from edge_server.config import StorageSection
+from edge_server.s3_storage import S3Storage
 
-
-class StorageError(Exception):
-    pass
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _check_key(key: str) -> str:
-    parts = PurePosixPath(key).parts
-    if not parts or key.startswith("/") or any(p in ("..", ".", "") for p in parts):
-        raise StorageError(f"bad object key {key!r}")
-    return key
-
-
-class CentralStorage(ABC):
-    @abstractmethod
-    def put_file(self, key: str, source: Path, sha256: str) -> None:
-        """Store ``source`` under ``key`` unless an object with that checksum is there already."""
-
-    @abstractmethod
-    def put_bytes(self, key: str, data: bytes) -> str:
-        """Store bytes; returns their SHA-256."""
-
-    @abstractmethod
-    def checksum(self, key: str) -> str | None:
-        """SHA-256 of the stored object read back, or None if absent."""
+__all__ = ["CentralStorage", "DirectoryStorage", "S3Storage", "StorageError", "open_storage", "sha256_file"]
 
 
 class DirectoryStorage(CentralStorage):
     def __init__(self, root: Path):
+        super().__init__()
         self.root = root
 
     def _path(self, key: str) -> Path:
-        return self.root / _check_key(key)
+        return self.root / checked_key(key)
 
     def checksum(self, key: str) -> str | None:
         path = self._path(key)
-        return sha256_file(path) if path.exists() else None
+        if not path.is_file():
+            return None
+        try:
+            sha = sha256_file(path)
+        except OSError as exc:
+            raise StorageError(f"cannot read {key} under {self.root}: {exc}") from exc
+        self._count(read_back=path.stat().st_size)
+        return sha
 
-    def _write(self, key: str, writer) -> None:
+    def _holds(self, key: str, size: int, sha256: str) -> bool:
+        """The stored file has this size and checksum (hashed only when the size matches)."""
         path = self._path(key)
         try:
+            if not path.is_file() or path.stat().st_size != size:
+                return False
+        except OSError:
+            return False
+        return self.checksum(key) == sha256
+
+    def _write(self, key: str, blocks: Iterable[bytes], sha256: str, source: Path | str, on_progress: Progress) -> None:
+        """Write ``blocks`` to a temporary file, hashing them; in place only if they hash to ``sha256``."""
+        path = self._path(key)
+        tmp = path.with_name(path.name + ".tmp")
+        digest, written = hashlib.sha256(), 0
+        try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
             with open(tmp, "wb") as fh:
-                writer(fh)
+                for block in blocks:
+                    fh.write(block)
+                    digest.update(block)
+                    written += len(block)
                 fh.flush()
                 os.fsync(fh.fileno())
+                on_disk = os.fstat(fh.fileno()).st_size
+            if on_disk != written:
+                raise StorageError(f"{key}: {on_disk} bytes on disk under {self.root} after writing {written}")
+            if digest.hexdigest() != sha256:
+                raise source_changed(key, source, sha256, digest.hexdigest())
             os.replace(tmp, path)
             fd = os.open(path.parent, os.O_RDONLY)
             try:
@@ -73,74 +87,51 @@ class DirectoryStorage(CentralStorage):
             finally:
                 os.close(fd)
         except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
             raise StorageError(f"cannot write {key} under {self.root}: {exc}") from exc
+        except StorageError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        self._count(sent=written, objects_sent=1)
+        if on_progress is not None and written:
+            on_progress(written)
 
-    def put_file(self, key: str, source: Path, sha256: str) -> None:
-        if self.checksum(key) == sha256:
+    def put_file(self, key: str, source: Path, sha256: str, on_progress: Progress = None) -> None:
+        size = source_size(key, source)
+        if self._holds(key, size, sha256):
+            self._count(skipped=1)
+            if on_progress is not None and size:
+                on_progress(size)
             return
-        def copy(fh):
+
+        def blocks() -> Iterator[bytes]:
             with open(source, "rb") as src:
-                shutil.copyfileobj(src, fh, 1 << 20)
-        self._write(key, copy)
-        if self.checksum(key) != sha256:
-            raise StorageError(f"{key}: checksum read back from central storage does not match")
+                yield from iter(lambda: src.read(BLOCK), b"")
 
-    def put_bytes(self, key: str, data: bytes) -> str:
+        self._write(key, blocks(), sha256, source, on_progress)
+
+    def put_bytes(self, key: str, data: bytes, on_progress: Progress = None) -> str:
         sha = hashlib.sha256(data).hexdigest()
-        if self.checksum(key) != sha:
-            self._write(key, lambda fh: fh.write(data))
-            if self.checksum(key) != sha:
-                raise StorageError(f"{key}: checksum read back from central storage does not match")
-        return sha
-
-
-class S3Storage(CentralStorage):
-    """Any S3 endpoint through boto3 (imported lazily: only needed when configured)."""
-
-    def __init__(self, bucket: str, endpoint_url: str | None = None, region: str | None = None):
-        import boto3
-
-        self.bucket = bucket
-        self.client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
-
-    def checksum(self, key: str) -> str | None:
-        from botocore.exceptions import ClientError
-
-        try:
-            obj = self.client.get_object(Bucket=self.bucket, Key=_check_key(key))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise StorageError(f"cannot read {key}: {exc}") from exc
-        digest = hashlib.sha256()
-        for block in obj["Body"].iter_chunks(1 << 20):
-            digest.update(block)
-        return digest.hexdigest()
-
-    def put_file(self, key: str, source: Path, sha256: str) -> None:
-        if self.checksum(key) == sha256:
-            return
-        try:
-            self.client.upload_file(str(source), self.bucket, _check_key(key), ExtraArgs={"Metadata": {"sha256": sha256}})
-        except Exception as exc:
-            raise StorageError(f"cannot write {key}: {exc}") from exc
-        if self.checksum(key) != sha256:
-            raise StorageError(f"{key}: checksum read back from central storage does not match")
-
-    def put_bytes(self, key: str, data: bytes) -> str:
-        sha = hashlib.sha256(data).hexdigest()
-        if self.checksum(key) != sha:
-            try:
-                self.client.put_object(Bucket=self.bucket, Key=_check_key(key), Body=data)
-            except Exception as exc:
-                raise StorageError(f"cannot write {key}: {exc}") from exc
-            if self.checksum(key) != sha:
-                raise StorageError(f"{key}: checksum read back from central storage does not match")
+        if self._holds(key, len(data), sha):
+            self._count(skipped=1)
+            if on_progress is not None and data:
+                on_progress(len(data))
+        else:
+            self._write(key, [data], sha, "(bytes)", on_progress)
         return sha
 
 
 def open_storage(section: StorageSection) -> CentralStorage:
     if section.backend == "s3":
         assert section.s3_bucket
-        return S3Storage(section.s3_bucket, section.s3_endpoint_url, section.s3_region)
+        try:
+            secret = section.s3_secret_key()
+        except ValueError as exc:
+            raise StorageError(str(exc)) from exc
+        return S3Storage(section.s3_bucket, section.s3_endpoint_url, section.s3_region,
+                         access_key=section.s3_access_key, secret_key=secret,
+                         multipart_threshold=section.s3_multipart_threshold, part_size=section.s3_part_size,
+                         concurrency=section.s3_concurrency)
     return DirectoryStorage(section.directory)

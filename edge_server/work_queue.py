@@ -40,14 +40,13 @@ def queues(settings: EdgeSettings, connection: Redis) -> list[Queue]:
     return [Queue(f"{settings.queue_name}-push", connection=connection), Queue(settings.queue_name, connection=connection)]
 
 
-def enqueue_sync(settings: EdgeSettings, attempt_id: str) -> Job:
-    """Queue the copy of an attempt to central storage; one job id per attempt.
+def _enqueue_once(settings: EdgeSettings, job_id: str, function: str, argument: str, *, timeout: int) -> Job:
+    """Queue ``function(argument)`` under ``job_id`` with the sync retries, once.
 
-    A job of that attempt still queued, running or waiting for a retry is returned as it is;
+    A job of that id still queued, running or waiting for a retry is returned as it is;
     a finished or failed one is replaced by a new run.
     """
     q = queue(settings)
-    job_id = f"sync-{attempt_id}"
     try:
         existing = Job.fetch(job_id, connection=q.connection)
     except NoSuchJobError:
@@ -57,10 +56,23 @@ def enqueue_sync(settings: EdgeSettings, attempt_id: str) -> Job:
             return existing
         existing.delete()
     try:
-        return q.enqueue("edge_server.jobs.sync.sync_attempt", attempt_id, job_id=job_id, retry=SYNC_RETRY, job_timeout=3600,
+        return q.enqueue(function, argument, job_id=job_id, retry=SYNC_RETRY, job_timeout=timeout,
                          failure_ttl=7 * 24 * 3600, unique=True)
     except DuplicateJobError:  # queued by someone else in the meantime
         return Job.fetch(job_id, connection=q.connection)
+
+
+def enqueue_sync(settings: EdgeSettings, attempt_id: str) -> Job:
+    """Queue the copy of an attempt to central storage; one job id per attempt (see ``_enqueue_once``)."""
+    return _enqueue_once(settings, f"sync-{attempt_id}", "edge_server.jobs.sync.sync_attempt", attempt_id,
+                         timeout=3600)
+
+
+def enqueue_sitting_sync(settings: EdgeSettings, sitting_id: str) -> Job:
+    """Queue the sitting's documents in central storage (``edge_server.jobs.sitting_sync``); one job id
+    per sitting (the job writes what is current when it runs)."""
+    return _enqueue_once(settings, f"sitting-{sitting_id}", "edge_server.jobs.sitting_sync.sync_sitting", sitting_id,
+                         timeout=600)
 
 
 def enqueue_import_analysis(settings: EdgeSettings, import_id: str) -> Job:

@@ -11,6 +11,9 @@ Every ``interval`` seconds:
   waits at most ``KEY_PUSH_TIMEOUT`` (5 s), and after one fails no other is tried that round, so a
   broker that is down or hangs delays the other chores by seconds, not by a timeout per sitting;
 - ``assign_missing_lots``: after a sitting's lot deadline every attempt without a lot gets one;
+- ``queue_sitting_documents``: once after a sitting's lot deadline (every lot drawn), the job that
+  writes its ``sitting.json`` and ``lots.json`` to central storage is queued (``jobs/sitting_sync.py``;
+  idempotent, so a restarted daemon queueing it again for the last day's sittings changes nothing);
 - an attempt whose upload is complete but whose sync is ``none`` (Redis was down when the last
   segment arrived) or ``failed`` is queued again, unless its RQ job is still queued, running or
   scheduled for a retry, and at most once per ``requeue_after`` seconds;
@@ -24,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from flask import Flask
@@ -33,23 +36,25 @@ from sqlalchemy import select
 from edge_server import retention
 from edge_server.config import EdgeSettings
 from edge_server.extensions import db
-from edge_server.models import Attempt, SyncStatus
+from edge_server.models import Attempt, Sitting, SyncStatus
 from edge_server.services import attempts as attempt_service
 from edge_server.services import papers, push
 from edge_server.storage import open_storage
-from edge_server.work_queue import enqueue_sync
+from edge_server.work_queue import enqueue_sitting_sync, enqueue_sync
 from examkiosk_wire.commands import command
 
 logger = logging.getLogger(__name__)
 
 BUSY_JOB_STATES = {"queued", "started", "scheduled", "deferred"}
 KEY_PUSH_TIMEOUT = 5.0  # connect, CONNACK and every PUBACK of one key push (on the edge's own broker)
+SITTING_DOCUMENTS_WINDOW = timedelta(days=1)  # sittings whose lot deadline passed this recently
 
 
 class Scheduler:
     def __init__(self, settings: EdgeSettings, app: Flask, *, interval: float = 5.0, requeue_after: float = 60.0,
                  key_push_timeout: float = KEY_PUSH_TIMEOUT,
                  enqueue: Callable[[EdgeSettings, str], object] | None = None,
+                 enqueue_sitting: Callable[[EdgeSettings, str], object] | None = None,
                  job_state: Callable[[str], str | None] | None = None):
         self.settings = settings
         self.app = app
@@ -57,6 +62,8 @@ class Scheduler:
         self.requeue_after = requeue_after
         self.key_push_timeout = key_push_timeout
         self._enqueue = enqueue or enqueue_sync
+        self._enqueue_sitting = enqueue_sitting or enqueue_sitting_sync
+        self._documented: set[str] = set()  # sittings whose documents were queued after the deadline
         self._job_state = job_state or self._rq_job_state
         self._last_queued: dict[str, float] = {}
         self._redis = None
@@ -93,6 +100,22 @@ class Scheduler:
                 raise
             finally:
                 db.session.remove()
+
+    def queue_sitting_documents(self, now: datetime) -> int:
+        """Queue, once per sitting, the job writing its documents after its lot deadline; sittings queued."""
+        with self.app.app_context():
+            try:
+                due = db.session.scalars(select(Sitting.id).where(
+                    Sitting.lot_deadline_at <= now, Sitting.lot_deadline_at > now - SITTING_DOCUMENTS_WINDOW)).all()
+            finally:
+                db.session.remove()
+        queued = 0
+        for sitting_id in due:
+            if sitting_id not in self._documented:
+                self._enqueue_sitting(self.settings, sitting_id)
+                self._documented.add(sitting_id)
+                queued += 1
+        return queued
 
     def release_papers(self, now: datetime) -> int:
         """Push the key of every sitting that has started and whose key was not pushed yet."""
@@ -185,6 +208,7 @@ class Scheduler:
         now = now or datetime.now(timezone.utc)
         done: dict[str, int] = {}
         for name, chore in (("papers", lambda: self.release_papers(now)), ("lots", lambda: self.assign_lots(now)),
+                            ("sittings", lambda: self.queue_sitting_documents(now)),
                             ("syncs", self.requeue_syncs),
                             ("retention", lambda: self.sweep_retention(now))):
             try:

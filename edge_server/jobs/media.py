@@ -1,8 +1,11 @@
 """Per-question files of an attempt: its verified segments joined without re-encoding.
 
 For every camera and every question (and the waiting room, question ``None``, as ``waiting``) the
-segments are joined in seq order with ffmpeg's concat demuxer (``-c copy``) into
-``<data_dir>/joined/<attempt>/<camera>_q<N>.mkv`` (``<camera>_waiting.mkv``). Each listed segment
+segments (Matroska, H.264 + AAC from either recorder) are joined in seq order with ffmpeg's concat
+demuxer (``-c copy``: no re-encoding) into ``<data_dir>/joined/<attempt>/<camera>_q<N>.mp4``
+(``<camera>_waiting.mp4``): MP4 with ``+faststart`` (the index first), which every browser plays
+and seeks in over HTTP range requests, where Matroska is not reliably played. H.264 and AAC go
+into MP4 as they are. Each listed segment
 gets ``inpoint 0`` so that the AAC encoder's priming (about 21 ms before 0 in every segment) does
 not stretch the timeline. Each result is checked with ffprobe: its duration must be within one
 segment length of the sum of its segments' ``ended_at - started_at``, and it must hold as many
@@ -28,7 +31,7 @@ from typing import Any
 from sqlalchemy import select
 
 from edge_server.jobs.context import app_context
-from edge_server.layout import joined_dir
+from edge_server.layout import joined_dir, joined_name
 from edge_server.models import Attempt, Event, Segment, SegmentStatus
 from edge_server.services import attempts as attempt_service
 from edge_server.storage import sha256_file
@@ -102,9 +105,11 @@ def _concat_line(path: Path) -> str:
 
 
 def concat(paths: list[Path], out: Path) -> None:
-    """Join ``paths`` into ``out`` without re-encoding; ``out`` appears only when complete.
+    """Join ``paths`` into the MP4 ``out`` without re-encoding; ``out`` appears only when complete.
 
-    ``+bitexact`` leaves out the muxer's random UIDs and date, so a second run writes the same bytes.
+    ``+faststart`` moves the index before the media (a player starts and seeks without reading to
+    the end); ``+bitexact`` leaves out the muxer's version string and dates, so a second run writes
+    the same bytes.
     """
     out.parent.mkdir(parents=True, exist_ok=True)
     listing = out.with_name(f".{out.stem}.txt")
@@ -113,7 +118,8 @@ def concat(paths: list[Path], out: Path) -> None:
     try:
         proc = subprocess.run(
             ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
-             "-map", "0", "-c", "copy", "-fflags", "+bitexact", "-f", "matroska", str(part)],
+             "-map", "0", "-c", "copy", "-fflags", "+bitexact", "-movflags", "+faststart", "-f", "mp4",
+             str(part)],
             capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_S,
         )
         if proc.returncode != 0:
@@ -244,7 +250,7 @@ def _slot_problem(camera: str, slot: _Slot, starts: dict[int | None, float]) -> 
 def _join_group(group: _Group, out_dir: Path, recordings_dir: Path, attempt_id: str,
                 problems: list[dict[str, Any]]) -> dict[str, Any] | None:
     usable = [s for s in group.slots if s.problem is None]
-    out = out_dir / f"{group.camera}_{group.label}.mkv"
+    out = out_dir / joined_name(group.camera, group.question)
     base = {"camera": group.camera, "question": group.question}
     if not usable:
         out.unlink(missing_ok=True)  # never leave an older, different join behind
@@ -271,8 +277,12 @@ def _join_group(group: _Group, out_dir: Path, recordings_dir: Path, attempt_id: 
         "frames": result.video_packets,
         "expected_frames": expected_frames,
         "segments": [s.seq for s in usable],
+        "segment_names": [s.name for s in usable],
         "complete": len(usable) == len(group.slots),
         "sha256": sha256_file(out),
+        "size": out.stat().st_size,
+        # Server time of the file's first frame: a flag at server time t is at t - offset in the file.
+        "offset": usable[0].started_at,
     }
     if expected is not None and tolerance is not None and abs(result.duration - expected) > tolerance:
         problems.append({**base, "kind": "duration_mismatch", "seq": None, "segment": None, "seconds": None,

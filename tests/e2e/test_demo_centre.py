@@ -232,7 +232,7 @@ def test_demo_centre_end_to_end(centre, chromium):
         chain = sorted((o["seq"], o["chain"]["prev"], o["chain"]["entry"]) for o in manifest["objects"]
                        if o["camera"] == camera)
         assert link_problems(chain) == []
-    assert manifest["end_reason"] == "time_up" and manifest["flags"] == []
+    assert manifest["end_reason"] == "time_up" and "ended_early" not in {f["kind"] for f in manifest["flags"]}
     # One joined file per camera and question (and the waiting room), checked, no media problem.
     assert manifest["media_problems"] == []
     assert {(q["camera"], q["question"]) for q in manifest["questions"]} == {
@@ -254,6 +254,16 @@ def test_demo_centre_end_to_end(centre, chromium):
     assert any(f["segment"] and f["offset"] is not None and f["thumbnail_jpeg"] for f in flags["face_mismatch"])
     ended = {json.loads(p)["flag"] for (p,) in db.execute("SELECT payload FROM event WHERE kind = 'flag_ended'")}
     assert "focus_lost" in ended
+    # The manifest carries them in server time, for the review player (no thumbnails).
+    reported = {(json.loads(p)["flag"], json.loads(p)["started_at"]) for (p,) in db.execute(
+        "SELECT payload FROM event WHERE kind IN ('flag_started', 'flag_ended') AND attempt_id = ?", (attempt_id,))}
+    assert {(f["kind"], f["started_at"]) for f in manifest["flags"]} == reported
+    assert "thumbnail_jpeg" not in manifest_path.read_text()
+    for joined in manifest["questions"]:  # MP4 per question, with the server time of its first frame
+        assert joined["key"].endswith(".mp4") and joined["offset"] is not None and joined["size"] > 0
+    sitting_manifest = demo.central_dir / demo.centre / f"{demo.centre}-interview" / "sitting.json"
+    wait_for(sitting_manifest.exists, JOB_TIMEOUT, f"the sync job writing {sitting_manifest}", worker)
+    assert "张明" not in sitting_manifest.read_text() and "20240001" not in sitting_manifest.read_text()
 
     # The daemon logged station events that arrived over MQTT.
     kinds = {k for (k,) in db.execute("SELECT kind FROM event WHERE source = 'mqtt' AND station_id = 'st-01'")}

@@ -79,7 +79,7 @@ def record_attempt(app, settings: EdgeSettings, segments: int = 3) -> Recorded:
                                    length=len(data), offset=len(data), sha256_declared=digest, sha256_actual=digest,
                                    status=SegmentStatus.VERIFIED, verified_at=T - HOUR))
             files[name], keys[name] = path, f"{attempt_prefix(attempt)}/segments/{name}"
-        joined = settings.data_dir / "joined" / attempt.id / "main_q1.mkv"
+        joined = settings.data_dir / "joined" / attempt.id / "main_q1.mp4"
         joined.parent.mkdir(parents=True)
         joined.write_bytes(os.urandom(7000))
         files[joined.name], keys[joined.name] = joined, f"{attempt_prefix(attempt)}/questions/{joined.name}"

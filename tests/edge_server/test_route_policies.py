@@ -71,9 +71,6 @@ ALLOWED: dict[str, set[str]] = {
     "staff.new_import": {"centre_admin"}, "staff.upload_import": {"centre_admin"},
     "staff.import_preview": {"centre_admin"}, "staff.import_progress": {"centre_admin"},
     "staff.confirm_import": {"centre_admin"},
-    # The regional view: regional admins only.
-    "region.overview": {"regional_admin"}, "region.attempts_csv": {"regional_admin"},
-    "region.attempts": {"regional_admin"},
 }
 
 @pytest.fixture

@@ -152,6 +152,20 @@ def decoded_frames(path: Path) -> int:
         return sum(1 for _ in c.decode(video=0))
 
 
+def top_level_boxes(path: Path) -> list[bytes]:
+    """The MP4 file's top-level box types in file order."""
+    boxes, data, at = [], path.read_bytes(), 0
+    while at + 8 <= len(data):
+        size, kind = int.from_bytes(data[at:at + 4], "big"), data[at + 4:at + 8]
+        if size == 1:
+            size = int.from_bytes(data[at + 8:at + 16], "big")
+        boxes.append(kind)
+        if size < 8:
+            break
+        at += size
+    return boxes
+
+
 def ffprobe_duration(path: Path) -> float:
     out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
                          capture_output=True, text=True, check=True)
@@ -172,8 +186,8 @@ def test_each_question_is_its_segments_joined_without_loss(app, recorded: Record
     assert result["problems"] == []
     joined = recorded.settings.data_dir / "joined" / recorded.attempt_id
     assert [(f["camera"], f["question"], f["path"]) for f in result["files"]] == [
-        (CAMERA, None, str(joined / f"{CAMERA}_waiting.mkv")),
-        (CAMERA, 1, str(joined / f"{CAMERA}_q1.mkv")),
+        (CAMERA, None, str(joined / f"{CAMERA}_waiting.mp4")),
+        (CAMERA, 1, str(joined / f"{CAMERA}_q1.mp4")),
     ]
     for entry in result["files"]:
         parts = [s for s in recorded.segments if s.question == entry["question"]]
@@ -188,7 +202,12 @@ def test_each_question_is_its_segments_joined_without_loss(app, recorded: Record
         assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
         with av.open(str(path)) as c:
             assert sorted(s.type for s in c.streams) == ["audio", "video"]
-    assert sorted(p.name for p in joined.iterdir()) == [f"{CAMERA}_q1.mkv", f"{CAMERA}_waiting.mkv"]
+            assert "mp4" in c.format.name and c.streams.video[0].codec_context.name == "h264"
+            assert c.streams.audio[0].codec_context.name == "aac"  # stream copy: what the station recorded
+        assert top_level_boxes(path).index(b"moov") < top_level_boxes(path).index(b"mdat"), "+faststart"
+        assert entry["size"] == path.stat().st_size
+        assert entry["offset"] == parts[0].started_at  # server time of the first frame
+    assert sorted(p.name for p in joined.iterdir()) == [f"{CAMERA}_q1.mp4", f"{CAMERA}_waiting.mp4"]
 
     # Safe to run twice: the same files, nothing reported.
     again = join_questions(recorded.attempt_id)

@@ -1,4 +1,5 @@
-"""The sync job end to end: real Redis, a real RQ worker, both databases, directory and S3 storage.
+"""The sync job end to end: real Redis, a real RQ worker, both databases, directory and S3 storage
+(the Ceph RADOS Gateway of the session, ``ceph_s3``).
 
 The job opens its own app context from the configuration file named by ``EXAMKIOSK_EDGE_CONFIG``,
 as it does under ``examkiosk-edge-worker``; the test writes that file and runs a burst
@@ -30,7 +31,6 @@ from examkiosk_wire import central
 from provisioning.demo import write_toml
 from tests.edge_server.conftest import SECRET_KEY, dispose_app
 from tests.edge_server.helpers import make_attempt, make_candidate, make_sitting, make_station
-from tests.services import free_port
 
 CENTRE = "c1"
 LOT = 7
@@ -322,48 +322,30 @@ def test_segment_changed_after_verification_is_not_copied(edge: SyncEdge, caplog
     assert not (root / recorded.prefix / "manifest.json").exists()
 
 
-# --- S3 storage (moto) --------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
+# --- S3 storage (the Ceph RADOS Gateway the session starts) ---------------------------------------
 
 @pytest.fixture
-def s3_bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """A fresh bucket; dummy credentials and no AWS files from the developer's home."""
-    import boto3
-
+def s3_bucket(ceph_s3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """A fresh versioned bucket (a rewrite of an object would show as a second version); no AWS
+    settings from the developer's environment."""
     for key in list(os.environ):
         if key.startswith("AWS_"):
             monkeypatch.delenv(key)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
-    name = f"central-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=name)
-    # Versioned: a rewrite of an object would show as a second version.
+    client = ceph_s3.client()
+    name = ceph_s3.bucket()
     client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
     return client, name
 
 
-def test_sync_to_s3(edge: SyncEdge, s3_bucket, moto_endpoint: str):
+def test_sync_to_s3(edge: SyncEdge, s3_bucket, ceph_s3):
     from botocore.exceptions import ClientError
 
     client, bucket = s3_bucket
-    edge.configure(storage={"backend": "s3", "s3_endpoint_url": moto_endpoint, "s3_bucket": bucket,
-                            "s3_region": "us-east-1"})
+    edge.configure(storage={"backend": "s3", "s3_endpoint_url": ceph_s3.endpoint, "s3_bucket": bucket,
+                            "s3_region": ceph_s3.region, "s3_access_key": ceph_s3.access_key,
+                            "s3_secret_key_file": str(ceph_s3.write_secret(edge.tmp_path / "s3-secret"))})
     recorded = make_recorded_attempt(edge, segments=3)
 
     def read(key: str) -> bytes | None:
@@ -385,17 +367,19 @@ def test_sync_to_s3(edge: SyncEdge, s3_bucket, moto_endpoint: str):
         [recorded.key(n) for n in recorded.files] + [f"{recorded.prefix}/manifest.json"])
     head = client.head_object(Bucket=bucket, Key=recorded.key(sorted(recorded.files)[0]))
     assert head["Metadata"]["sha256"] == sha256(recorded.files[sorted(recorded.files)[0]])
+    sitting_key = f"{CENTRE}/{recorded.sitting_id}/sitting.json"
+    central.parse_sitting_manifest(sitting_key, read(sitting_key))
     assert edge.attempt(recorded.attempt_id).sync_status == SyncStatus.SYNCED
 
-    # Again: nothing is rewritten (one version per object), and the job still succeeds.
+    # Again: nothing is rewritten (one version per object, the sitting's documents too), and the job still succeeds.
     def versions() -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
-        for v in client.list_object_versions(Bucket=bucket, Prefix=recorded.prefix + "/")["Versions"]:
+        for v in client.list_object_versions(Bucket=bucket, Prefix=f"{CENTRE}/{recorded.sitting_id}/")["Versions"]:
             out.setdefault(v["Key"], []).append(v["VersionId"])
         return out
 
     before = versions()
-    assert all(len(ids) == 1 for ids in before.values()), before
+    assert sitting_key in before and all(len(ids) == 1 for ids in before.values()), before
     enqueue_sync(edge.settings, recorded.attempt_id)
     edge.run_worker()
     assert edge.job(recorded.attempt_id).get_status() == "finished"

@@ -5,7 +5,6 @@ import json
 
 import pytest
 
-from edge_server.region.summary import centre_totals, csv_text
 from edge_server.services import live, snapshots
 
 
@@ -77,25 +76,3 @@ def test_snapshot_store_keeps_the_latest_and_refuses_what_is_not_a_small_jpeg(tm
     with pytest.raises(ValueError):
         snapshots.snapshot_path(tmp_path, "../etc/passwd")
     assert [p.name for p in tmp_path.iterdir()] == ["st-01.jpg"]
-
-
-def row(centre, *, finished=True, complete=True, sync="synced", **extra):
-    return {"centre": centre, "sitting": "s1", "lot": 1, "ticket_no": "T1", "station": "st-01", "finished": finished,
-            "segments_expected": 2, "segments_verified": 2, "segments_missing": 0, "complete_on_edge": complete,
-            "chain_ok": True, "sync": sync, "synced_at": "", "sync_error": "", **extra}
-
-
-def test_centre_totals_count_attempts_by_how_far_they_got():
-    rows = [row("c1"), row("c1", complete=False, sync="none"), row("c1", sync="failed"), row("c2", finished=False,
-                                                                                             complete=False, sync="none")]
-    totals = centre_totals(rows, {"c1": "One", "c2": "Two", "c3": "Three"}, {"c1": (2, 3)})
-    assert [(t["centre"], t["attempts"], t["finished"], t["complete"], t["synced"], t["failed"], t["incomplete"],
-             t["online"], t["stations"]) for t in totals] == [
-        ("c1", 3, 3, 2, 1, 1, 1, 2, 3), ("c2", 1, 0, 0, 0, 0, 0, 0, 0), ("c3", 0, 0, 0, 0, 0, 0, 0, 0)]
-
-
-def test_csv_cells_never_start_a_formula():
-    text = csv_text([row("c1", ticket_no="=HYPERLINK(\"x\")", sync_error="-1+1")])
-    header, line = text.strip().split("\r\n")
-    assert header.startswith("centre,sitting,lot,ticket_no")
-    assert "'=HYPERLINK" in line and ",'-1+1" in line and ",true," in line

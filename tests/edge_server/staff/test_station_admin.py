@@ -1,14 +1,12 @@
-"""Stations page details (rename, seat, software and config version) and the regional view, in Chromium;
-who may do what (a proctor reaches no admin action, a regional admin reads and exports only).
-Screenshots: tests/artifacts/staff/stations_details.png, tests/artifacts/staff/region_overview.png."""
+"""Stations page details (rename, seat, software and config version), in Chromium; who may do what
+(a proctor reaches no admin action, a regional admin only reads; the edge has no regional pages: the
+regional server, region_server/, reads central storage).
+Screenshot: tests/artifacts/staff/stations_details.png."""
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime, timezone
 
 import pytest
-import requests
 from sqlalchemy import select
 
 from edge_server.extensions import db
@@ -91,7 +89,6 @@ def test_roles_proctor_reaches_no_admin_action_and_regional_only_reads(app, cent
     assert admin.post(f"{base}/staff/stations/st-01/details", data={"name": "x", "seat": ""}).status_code == 400
     assert admin.post(f"{base}/staff/stations/st-91/details",
                       data={"csrf_token": token, "name": "x"}).status_code == 404  # another centre's station
-    assert admin.get(f"{base}/region/").status_code == 403
 
     for username in ("proctor", "regional"):
         session, token = csrf_session(base, username)
@@ -105,44 +102,10 @@ def test_roles_proctor_reaches_no_admin_action_and_regional_only_reads(app, cent
             assert r.status_code == 403, (username, path)
         assert session.get(f"{base}/staff/stations").status_code == 403
         assert session.get(f"{base}/staff/centre").status_code == 403
-    proctor, _ = csrf_session(base, "proctor")
-    for path in ("/region/", "/region/attempts.csv", "/region/api/attempts"):
-        assert proctor.get(f"{base}{path}").status_code == 403, path
-    assert "/staff/login" in requests.get(f"{base}/region/").url
+    for username in ("admin", "proctor", "regional"):  # no /region on the edge any more
+        session, _ = csrf_session(base, username)
+        for path in ("/region/", "/region/attempts.csv", "/region/api/attempts"):
+            assert session.get(f"{base}{path}").status_code == 404, (username, path)
     with app.app_context():
         station = db.session.get(Station, "st-01")
         assert (station.name, station.seat, station.revoked_at) == ("st-01", "A01", None)
-
-
-def test_regional_admin_sees_every_centre_and_exports_csv(app, centres, chromium):
-    base = centres
-    page = chromium.new_page(viewport={"width": 1400, "height": 900})
-    sign_in(page, base, "regional", PASSWORD)
-    page.click("[data-action=region]")
-    page.wait_for_selector("[data-list=centres]")
-    c1, c2 = "[data-list=centres] tr[data-centre=c1]", "[data-list=centres] tr[data-centre=c2]"
-    assert page.inner_text(f"{c1} [data-field=synced]") == "1" and page.inner_text(f"{c1} [data-field=stations]") == "1 / 2"
-    assert page.inner_text(f"{c2} [data-field=failed]") == "1" and page.inner_text(f"{c2} [data-field=incomplete]") == "1"
-    assert "王小明" not in page.inner_text("main"), "ticket numbers, not names"
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "region_overview.png"), full_page=True)
-    page.select_option("[data-field=centre-filter]", "c2")
-    page.wait_for_url("**/region/?centre=c2")
-    assert page.eval_on_selector_all("[data-list=attempts] tr[data-ticket]", "els => els.map(e => e.dataset.ticket)") \
-        == ["2024901"]
-    with page.expect_download() as download:
-        page.click("[data-action=export-csv]")
-    text = open(download.value.path(), encoding="utf-8-sig").read()
-    assert [r["ticket_no"] for r in csv.DictReader(io.StringIO(text))] == ["2024901"]
-    page.close()
-
-    regional, _ = csrf_session(base, "regional")
-    rows = list(csv.DictReader(io.StringIO(regional.get(f"{base}/region/attempts.csv").content.decode("utf-8-sig"))))
-    assert [(r["centre"], r["ticket_no"], r["complete_on_edge"], r["sync"], r["segments_missing"]) for r in rows] == [
-        ("c1", "'=2024001", "true", "synced", "0"), ("c2", "2024901", "false", "failed", "2")]
-    r = regional.get(f"{base}/region/?centre=nowhere")
-    assert r.status_code == 404 and "No centre" in r.text
-    with app.app_context():
-        exports = db.session.scalars(select(Event).where(Event.kind == "region_export")).all()
-        assert [(e.payload["by"], e.payload["centre"], e.payload["rows"]) for e in exports] == [
-            ("regional", "c2", 1), ("regional", None, 2)]
