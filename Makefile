@@ -5,11 +5,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTHON ?= python3
+# Central storage of `make demo`: directory (embedded default) or s3 (a Ceph RADOS Gateway the demo starts).
+STORAGE ?= directory
 
 .PHONY: demo test lint test-e2e test-faults bench system venv postgres clean
 
 demo: venv
-	$(PY) -m provisioning.demo
+	$(PY) -m provisioning.demo --storage $(STORAGE)
 
 test: venv postgres lint
 	$(PY) -m pytest

@@ -1,6 +1,8 @@
 """``examkiosk-provision``: set up a station or an edge. Subcommands:
 
 - ``enrol --code FFFF-XXXX-XXXX``: join this station to its centre (provisioning/enrol.py).
+- ``install-station [--check]``: packages, users, units and the kiosk's browser lockdown
+  (provisioning/install_station.py).
 """
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from provisioning import enrol
+from provisioning import enrol, install_station
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens underneath")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     enrol.add_parser(subparsers)
+    install_station.add_parser(subparsers)
     return parser
 
 

@@ -31,6 +31,7 @@ import requests
 from examkiosk_wire.broker import write_broker_files
 from examkiosk_wire.pinning import certificate_fingerprint, pinned_session
 from provisioning import assets, programs
+from provisioning.central_s3 import CentralS3, start_central_s3
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class DemoCentre:
     liveness: tuple[str, ...] = ()
     # Seconds between the edge daemon's scheduler rounds (lots, sync re-queueing, retention).
     daemon_interval: float = 5.0
+    storage: dict | None = None  # the edge's [storage]; None: the directory ``central_dir``
     python: str = sys.executable
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
@@ -228,7 +230,7 @@ class DemoCentre:
             # The edge's login is the broker's user admin: it adds and removes stations' users.
             "mqtt": {"host": "127.0.0.1", "port": self.ports.mqtt, "tls_port": self.ports.mqtt_tls,
                      "username": "edge", "password": sec["edge_mqtt"]},
-            "storage": {"backend": "directory", "directory": str(self.central_dir)},
+            "storage": self.storage or {"backend": "directory", "directory": str(self.central_dir)},
             "discovery": {"enabled": True, "interfaces": list(self.interfaces),
                           "instance_name": f"examkiosk-{self.centre}"},
         })
@@ -396,13 +398,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--question-seconds", type=int,
                         default=int(os.environ.get("EXAMKIOSK_DEMO_QUESTION_SECONDS", 60)))
     parser.add_argument("--timing-mode", choices=["per_question", "whole_session"], default="per_question")
+    parser.add_argument("--storage", choices=["directory", "s3"], default="directory",
+                        help="central storage: a directory (default) or a Ceph RADOS Gateway (S3) started for the demo")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    central: CentralS3 | None = None
+    if args.storage == "s3":
+        print("Starting central storage: a Ceph RADOS Gateway (S3)…", flush=True)
+        central = start_central_s3(args.dir.resolve() / "central-s3")
+    try:
+        return run_demo(args, central)
+    finally:
+        if central is not None:
+            central.stop()
+
+
+def run_demo(args: argparse.Namespace, central: CentralS3 | None) -> int:
     demo = DemoCentre(args.dir.resolve(), start_in=args.start_in, question_seconds=args.question_seconds,
-                      timing_mode=args.timing_mode)
+                      timing_mode=args.timing_mode, storage=central.storage_settings() if central else None)
     print("Preparing the demo centre (media, configuration, database)…", flush=True)
     login = demo.prepare()
     demo.start()
+    where = f"bucket {central.bucket} at {central.endpoint} (Ceph RADOS Gateway)" if central else demo.central_dir
     print(f"""
 examkiosk demo centre is running.
   Kiosk (candidate):  {demo.kiosk_url()}
@@ -416,7 +433,7 @@ examkiosk demo centre is running.
                       The demo camera is a video of photos, so the head-turn liveness challenge is off
                       on this station ([face] liveness = false); real stations keep it on.
   Exam starts in {args.start_in:.0f} s; {2} questions of {args.question_seconds} s each.
-  Central storage:    {demo.central_dir}
+  Central storage:    {where}
   Logs:               {demo.logs}
 Press Ctrl-C to stop everything.""", flush=True)
     stopping = False

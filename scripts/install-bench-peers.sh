@@ -6,7 +6,8 @@
 #   bench/recording.py    the ffmpeg CLI
 #   bench/upload.py       curl (and ffmpeg for its test clip)
 #   bench/login_flood.py  redis-server
-#   the next benchmark    rclone
+#   bench/central_sync.py rclone (and ffmpeg for its recorded attempt; the Ceph RADOS Gateway it
+#                         syncs to comes with scripts/install-system.sh)
 #
 # Usage: scripts/install-bench-peers.sh [VENV]   (default .venv)
 set -euo pipefail

@@ -10,7 +10,10 @@ PACKAGES=(
   redis-server                                  # RQ's queue
   postgresql postgresql-client                  # the second database the tests run on
   chromium fonts-noto-cjk                       # the kiosk browser and the page tests
+  xvfb xdotool                                  # the kiosk escape test: real keys into Chromium under X
+  cage xwayland                                 # the kiosk's compositor (headless in the compositor test)
   espeak-ng                                     # Mandarin voice prompts
+  ceph-mon ceph-osd radosgw                     # a real S3 server (RADOS Gateway) for the central-storage tests and `make demo STORAGE=s3`
   systemd                                       # systemd-analyze verify of the units
   ca-certificates
 )

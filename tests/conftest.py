@@ -1,4 +1,5 @@
-"""Shared fixtures: real Redis and Mosquitto on free ports (helpers in ``tests/services.py``)."""
+"""Shared fixtures: real Redis and Mosquitto on free ports (helpers in ``tests/services.py``), a real S3
+server (Ceph RADOS Gateway, ``tests/s3server.py``) started once when a test asks for it."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,6 +7,7 @@ from typing import Callable, Iterator
 
 import pytest
 
+from tests.s3server import CephMissing, CephS3, start_ceph_s3
 from tests.services import MosquittoProc, RedisProc, start_mosquitto, start_redis
 
 
@@ -13,6 +15,20 @@ from tests.services import MosquittoProc, RedisProc, start_mosquitto, start_redi
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProc]:
     """One private redis-server for the whole session (``.url``)."""
     server = start_redis(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def ceph_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephS3]:
+    """One Ceph RADOS Gateway for the whole session (memstore): ``.endpoint``, ``.access_key``,
+    ``.secret_key``, ``.region``, ``.client()`` and ``.bucket()`` for a fresh bucket."""
+    try:
+        server = start_ceph_s3(tmp_path_factory.mktemp("ceph-rgw"))
+    except CephMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
     try:
         yield server
     finally:
