@@ -61,6 +61,7 @@ class Schedule:
     max_interruptions: int = 1
     max_gap_seconds: float = 120.0
     early_finish: bool = True  # whole-session mode: the candidate may end early
+    kind: str = "formal"  # the sitting's kind: "formal" or "mock" (only a mock is watched back)
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> "Schedule":
@@ -76,7 +77,12 @@ class Schedule:
             max_interruptions=int(data.get("max_interruptions", 1)),
             max_gap_seconds=float(data.get("max_gap_seconds", 120)),
             early_finish=bool(data.get("early_finish", True)),
+            kind=str(data.get("kind", "formal")),
         )
+
+    @property
+    def mock(self) -> bool:
+        return self.kind == "mock"
 
     @property
     def questions(self) -> int:

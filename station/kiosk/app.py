@@ -24,6 +24,7 @@ from station.kiosk.bodies import ACTION_PAYLOADS, MAX_BODY_BYTES, EventBody, Foc
 from station.kiosk.content import READING
 from station.kiosk.paper_view import NotServed, question_view, served_image
 from station.kiosk.port import KioskPort, KioskView
+from station.kiosk.watchback import add_watchback_routes
 from station.messages import MessageError
 from station.vision.face_quality import GUIDANCE_EN, GUIDANCE_ZH
 from station.voice import PROMPTS
@@ -200,6 +201,7 @@ def create_kiosk_app(station: KioskPort, *, port: int = 80, bind_host: str = "12
         return jsonify(cameras=list_cameras(), microphones=list_microphones(), camera=shown.camera,
                        microphone=shown.microphone)
 
+    add_watchback_routes(app, station)  # 回看: a mock attempt's recording, played back (watchback.py)
     return app
 
 
@@ -254,7 +256,7 @@ def view(shown: KioskView) -> dict[str, Any]:
         # Help chat and broadcasts: the current attempt's thread (or the station's own, before one).
         "messages": dict(shown.messages),
         "sitting": None if sch is None else {
-            "id": sch.sitting, "timing_mode": str(sch.timing_mode), "questions": sch.questions,
+            "id": sch.sitting, "kind": sch.kind, "timing_mode": str(sch.timing_mode), "questions": sch.questions,
             "early_finish": sch.early_finish,
             "starts_at": sch.starts_at, "waiting_opens_at": sch.waiting_opens_at,
             "entry_closes_at": sch.entry_closes_at, "lot_deadline_at": sch.lot_deadline_at,

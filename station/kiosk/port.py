@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping, Protocol
 
 from station.flow import FlowState
+from station.playback.view import Film, Watchback
 
 
 @dataclass(frozen=True)
@@ -59,3 +60,12 @@ class KioskPort(Protocol):
 
     def mark_seen(self, upto: int) -> None:
         """The candidate has seen the replies up to ``upto``."""
+
+    def watchback(self) -> Watchback:
+        """The current attempt's recording to watch back (回看), its films remuxed on the station;
+        WatchbackUnavailable (``station.playback.errors``) unless it is a mock attempt whose upload
+        is done, or when its files are gone."""
+
+    def watchback_film(self, camera: str) -> Film:
+        """The film of ``camera`` that :meth:`watchback` prepared for the current attempt
+        (WatchbackUnavailable if the attempt may not be watched back or nothing was prepared)."""

@@ -38,6 +38,8 @@ class Shown:
     live_guidance: str | None = None  # what the face-login screen tells the candidate (a guidance code)
     live_challenge: str | None = None  # the liveness challenge under way ("left" or "right")
     active_flags: tuple[str, ...] = ()  # the monitoring flags now up
+    # The edge's last upload status of an attempt: (attempt, segments verified, segments expected).
+    upload_check: tuple[str, int, int] | None = None
 
 
 @dataclass

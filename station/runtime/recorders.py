@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from examkiosk_wire.chain import GENESIS, ChainEntry, StationKey
+from station.capture.audio import level
 from station.capture.camera import Camera
 from station.capture.frames import AudioChunk, VideoFrame
 from station.config import StationSettings
@@ -49,6 +50,8 @@ class Recording:
         self._chain_lock = threading.Lock()  # the journal's chains: one segment at a time, in order
         # Sealed segments not journaled yet, oldest first, by (attempt, camera).
         self._backlog: dict[tuple[str, str], list[SegmentInfo]] = {}
+        # The microphone's loudest level while the attempt recorded: (attempt, level 0..1).
+        self._loudest: tuple[str, float] | None = None
 
     # --- component ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -111,8 +114,22 @@ class Recording:
         self._feed(camera, lambda r: r.push_video(frame))
 
     def push_audio(self, chunk: AudioChunk) -> None:
-        for camera in list(self.recorders):
+        recorders = list(self.recorders.items())
+        if recorders:
+            self._note_level(recorders[0][1].attempt_id, level(chunk.samples))
+        for camera, _ in recorders:
             self._feed(camera, lambda r: r.push_audio(chunk))
+
+    def _note_level(self, attempt: str, value: float) -> None:
+        loudest = self._loudest  # one audio thread writes it; a new attempt starts afresh
+        if loudest is None or loudest[0] != attempt or value > loudest[1]:
+            self._loudest = (attempt, value)
+
+    def loudest(self, attempt: str) -> float | None:
+        """The microphone's loudest level (``station.capture.audio.level``) while ``attempt`` recorded
+        here since the agent started; None if it heard nothing of it."""
+        loudest = self._loudest
+        return loudest[1] if loudest is not None and loudest[0] == attempt else None
 
     def _feed(self, camera: str, push: Callable[[Recorder], None]) -> None:
         recorder = self.recorders.get(camera)

@@ -25,7 +25,7 @@ const T = {
     resume_moved_hint: "您已转至本考位。点击“继续录制”回到原题继续作答，已答题目不会丢失，考试时间不做延长。",
     resume_title: "考试录制中断", resume_hint: "系统已恢复。点击“继续录制”回到答题页面，已答题目不会丢失，考试时间不做延长。", resume: "继续录制",
     up_title: "正在上传录像", up_hint: "请勿离开座位，等待提示“上传成功”。", up_ok: "上传成功", up_done_hint: "录像已全部上传并校验完成，可以离开座位。",
-    next_candidate: "下一位考生", closed_title: "无法进入考试", closed_hint: "已超过入场截止时间，不能进入答题页面。请联系监考老师。",
+    next_candidate: "下一位考生", wb_hint: "模拟测试完毕，请回看模拟面试视频及佐证视频，确认摄像头、麦克风和佐证摄像头工作正常。", closed_title: "无法进入考试", closed_hint: "已超过入场截止时间，不能进入答题页面。请联系监考老师。",
     ended_early: "考试已提前结束：",
     recording_problem: "录像保存出现问题，已通知监考老师",
     min: "分", sec: "秒",
@@ -66,7 +66,7 @@ const T = {
     resume_moved_hint: "You were moved to this station. Press Continue to go back to your question: answered questions are kept, time is not extended.",
     resume_title: "Recording interrupted", resume_hint: "The station is back. Press Continue: answered questions are kept, time is not extended.", resume: "Continue",
     up_title: "Uploading the recording", up_hint: "Please stay until it says upload successful.", up_ok: "Upload successful", up_done_hint: "Every part of the recording has been uploaded and verified.",
-    next_candidate: "Next candidate", closed_title: "Entry closed", closed_hint: "The entry cutoff has passed. Please see a proctor.",
+    next_candidate: "Next candidate", wb_hint: "The mock test is over: watch your recording and the evidence camera's back to make sure the cameras and the microphone work.", closed_title: "Entry closed", closed_hint: "The entry cutoff has passed. Please see a proctor.",
     ended_early: "The exam ended early: ",
     recording_problem: "A recording could not be saved; the proctor has been told",
     min: "min", sec: "s",
@@ -215,7 +215,11 @@ const SCREENS = {
   done: (s) => `
     <h1 class="success" data-live="upload-ok">${t("up_ok")}</h1><p class="hint big-text">${t("up_done_hint")}</p>
     ${s.end_reason && s.end_reason !== "time_up" && s.end_reason !== "ended_by_candidate" ? `<p class="notice">${t("ended_early")}${esc(T[lang].reasons[s.end_reason] ?? s.end_reason)}</p>` : ""}
-    <button type="button" data-action="next_candidate">${t("next_candidate")}</button>`,
+    ${s.sitting && s.sitting.kind === "mock" ? `<p class="hint" data-live="watchback-hint">${t("wb_hint")}</p>
+      <div class="wb-actions"><button type="button" class="primary big" data-action="watchback">回看录像 Watch back</button>
+      <button type="button" class="big" data-action="next_candidate">完成 Done</button></div>
+      <section class="wb-box" data-live="watchback" hidden></section>`
+      : `<button type="button" data-action="next_candidate">${t("next_candidate")}</button>`}`,
   entry_closed: (s) => `<h1>${t("closed_title")}</h1><p class="hint big-text">${t("closed_hint")}</p>
     <button type="button" data-action="next_candidate">${t("next_candidate")}</button>`,
 };
@@ -227,6 +231,7 @@ function render(s) {
   if (key !== rendered) {
     if (!rendered || rendered.split("|")[0] !== s.screen) ticket = "";
     rendered = key;
+    if (window.KioskWatchback) KioskWatchback.beforeRender();
     $("#screen").innerHTML = (SCREENS[s.screen] || (() => `<h1>${esc(s.screen)}</h1>`))(s);
     paperShown = "";  // a fresh screen: its paper part is filled in again
     afterRender(s);
@@ -248,6 +253,7 @@ function afterRender(s) {
     check();
   }
   if (s.screen === "device_check") loadDevices();
+  if (window.KioskWatchback) KioskWatchback.afterRender(s);  // the done screen's watch-back (watchback.js)
 }
 
 async function loadDevices() {
@@ -387,6 +393,7 @@ document.addEventListener("click", (ev) => {
   if (!btn || btn.disabled) return;
   const action = btn.dataset.action;
   if (window.KioskHelp && KioskHelp.handles(action)) return;  // help.js handles its own
+  if (window.KioskWatchback && KioskWatchback.handles(action, btn)) return;  // and watchback.js
   if (action === "page_prev" || action === "page_next") {
     paperPage += action === "page_next" ? 1 : -1;
     if (current) showPaper(current);

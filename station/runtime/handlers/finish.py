@@ -43,6 +43,7 @@ def finish_attempt(ctx: Context, cmd: flow.FinishAttempt) -> None:
                     names = [s.name for s in ctx.journal.segments_of(attempt)]
                     if not any(s.attempt_id == attempt for s in ctx.journal.pending()):
                         status = ctx.need_client().finish(attempt, names, reason=cmd.reason)
+                        ctx.shown.upload_check = (attempt, status.verified, status.expected)  # the watch-back shows it
                         if status.complete:
                             return Event("uploads_verified", {})
                     ctx.uploader.wake()
