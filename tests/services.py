@@ -22,7 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[1]
@@ -90,6 +90,23 @@ def wait_port(host: str, port: int, timeout: float = START_TIMEOUT, proc: subpro
 
 
 # --- ports and processes ------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def served_app(app: Any) -> Iterator[str]:
+    """A WSGI app on a real socket (threaded werkzeug server on a free port); yields its base URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="live-server",
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

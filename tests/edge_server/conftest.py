@@ -11,7 +11,6 @@ import contextlib
 import logging
 import os
 import shutil
-import threading
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,7 +21,7 @@ from sqlalchemy.engine import make_url
 from edge_server import create_app
 from edge_server.config import EdgeSettings, load_settings
 from edge_server.extensions import db
-from tests.services import free_port
+from tests.services import free_port, served_app
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "edge_server" / "migrations"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres:examkiosk@127.0.0.1:5432/test"
@@ -198,15 +197,5 @@ def client(app):
 @pytest.fixture
 def live_server(app) -> Iterator[str]:
     """The app on a real socket (threaded werkzeug server); yields its base URL."""
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="live-server",
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with served_app(app) as url:
+        yield url

@@ -17,12 +17,9 @@ import json
 import shutil
 import subprocess
 import tempfile
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
-
-from werkzeug.serving import make_server
 
 from examkiosk_wire.central import attempt_prefix, lots_key, manifest_key, question_key, sitting_manifest_key
 from region_server.auth import settings as app_settings
@@ -30,6 +27,7 @@ from region_server.extensions import db
 from region_server.indexer import index_once
 from region_server.models import Attempt, Sitting
 from region_server.store import store_for
+from tests.services import served_app
 
 CENTRE, SITTING = "c-north", "s-am"
 SITTING_NAME = "公务员面试 上午场"
@@ -152,12 +150,5 @@ def ids(app, sitting: str = SITTING) -> tuple[int, dict[int, int]]:
 @contextlib.contextmanager
 def served(app) -> Iterator[str]:
     """The app on a real socket (threaded werkzeug server); yields its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with served_app(app) as url:
+        yield url
