@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Callable, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -248,6 +248,9 @@ class LotMap(Document):
     lots: dict[str, str]  # "<lot>" -> ticket number
 
 
+D = TypeVar("D", SittingManifest, LotMap)
+
+
 def dump(document: BaseModel) -> bytes:
     """A document as stored: sorted UTF-8 JSON, the same bytes for the same content."""
     return json.dumps(document.model_dump(mode="json", by_alias=True), indent=2, ensure_ascii=False,
@@ -301,19 +304,19 @@ def parse_attempt_manifest(key: str, data: bytes) -> AttemptManifest:
     return manifest
 
 
-def parse_sitting_manifest(key: str, data: bytes) -> SittingManifest:
+def _parse_sitting_document(model: type[D], fmt: str, where: Callable[[str, str], str], key: str, data: bytes) -> D:
+    """A per-sitting document read from ``key``; it must sit where its centre and sitting file it."""
     value = _load(key, data)
-    _expect_format(key, value, SITTING_FORMAT)
-    manifest: SittingManifest = _validate(SittingManifest, key, value)
-    if sitting_manifest_key(manifest.centre, manifest.sitting) != key:
-        raise ManifestError(key, f"describes {manifest.centre}/{manifest.sitting}/, not the folder it was found in")
-    return manifest
+    _expect_format(key, value, fmt)
+    document = _validate(model, key, value)
+    if where(document.centre, document.sitting) != key:
+        raise ManifestError(key, f"describes {document.centre}/{document.sitting}/, not the folder it was found in")
+    return document
+
+
+def parse_sitting_manifest(key: str, data: bytes) -> SittingManifest:
+    return _parse_sitting_document(SittingManifest, SITTING_FORMAT, sitting_manifest_key, key, data)
 
 
 def parse_lot_map(key: str, data: bytes) -> LotMap:
-    value = _load(key, data)
-    _expect_format(key, value, LOTS_FORMAT)
-    lots: LotMap = _validate(LotMap, key, value)
-    if lots_key(lots.centre, lots.sitting) != key:
-        raise ManifestError(key, f"describes {lots.centre}/{lots.sitting}/, not the folder it was found in")
-    return lots
+    return _parse_sitting_document(LotMap, LOTS_FORMAT, lots_key, key, data)
