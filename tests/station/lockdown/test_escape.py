@@ -243,9 +243,13 @@ ESCAPES = [
     for name, start, act, closes, known in ESCAPES])
 def test_escape(browser: Browser, kiosk: Kiosk, start, act, closes, known) -> None:
     url = f"{kiosk.base}{start}"
+    reset_at = time.time()
     browser.reset(url)
     if url != browser.kiosk_url:
         rig.wait_quiet(1.0)  # the probe page's own script has run
+    else:  # the page is listed before its scripts run: wait until kiosk.js (loaded after guard.js) polls
+        wait_for(lambda: kiosk.polled_since(reset_at), timeout=30,
+                 what="the kiosk page's scripts running (it polls /api/state), so its guards are armed")
     starts = browser.supervisor.starts
     browser.focus()
     acted = time.time()
