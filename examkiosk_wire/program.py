@@ -1,6 +1,7 @@
 """The one start-up every long-running program shares: parse the command line, load and validate the
 settings (a bad value stops the program with exit status 2 and a message naming the key),
-``--check-config``, logging to stdout in one format, and SIGTERM/SIGINT setting one stop event.
+``--check-config``, logging to stdout in one format, SIGTERM/SIGINT setting one stop event, and
+SIGUSR1 printing every thread's stack to stderr.
 
 A program gives its parser, its settings loader and its ``run(settings, args, stop)``::
 
@@ -10,6 +11,7 @@ A program gives its parser, its settings loader and its ``run(settings, args, st
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import signal
 import sys
@@ -50,6 +52,8 @@ def stop_on_signals(stop: threading.Event) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # `kill -USR1 <pid>`: every thread's stack to stderr (the journal), for a program that seems stuck.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def run_program(parser: argparse.ArgumentParser, load: Callable[[], S],

@@ -357,6 +357,15 @@ class DemoCentre:
             time.sleep(0.2)
         raise TimeoutError(f"{url} did not answer in {timeout:.0f} s; see {self.logs}")
 
+    def dump_stacks(self, name: str) -> None:
+        """Have a running process print every thread's stack into its log (SIGUSR1,
+        ``examkiosk_wire.program``): for the error message of a test that found it stuck."""
+        proc = self.processes.get(name)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)  # faulthandler writes at once; give the file a moment
+
     def log_tail(self, name: str, chars: int = 3000) -> str:
         """The end of a process's log (``edge-web``, ``station-st-01``, ...), for an error message."""
         path = self.logs / f"{name}.log"

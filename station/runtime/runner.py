@@ -31,6 +31,7 @@ from station.runtime.handlers.finish import forget_paper
 from station.runtime.kiosk_port import KioskAdapter
 from station.runtime.recorders import Recording
 from station.runtime.status import StatusLoop
+from station.runtime.watchdog import LoopWatchdog
 from station.runtime.watchers import CameraWatch, FlagWatcher
 from station.storage.journal import Journal
 from station.storage.uploader import SegmentUploader
@@ -93,9 +94,10 @@ class Runtime:
                                    online=lambda: ctx.edge.client is not None, post=ctx.post,
                                    guidance=lambda code: setattr(ctx.shown, "live_guidance", code))
         self.kiosk = KioskAdapter(ctx, self.flags)
+        self.watchdog = LoopWatchdog(self.stop_event)
         # In start order; stopped in reverse.
         self.components: list[Component] = [
-            ctx.capture, ctx.recording, ctx.edge, StatusLoop(ctx), camera_watch, self.flags,
+            self.watchdog, ctx.capture, ctx.recording, ctx.edge, StatusLoop(ctx), camera_watch, self.flags,
             ctx.outbox, _Thread("messages", ctx.messages.run, self.stop_event), ctx.uploader,
         ]
         if settings.kiosk.voice:
@@ -156,6 +158,7 @@ class Runtime:
         last_tick = 0.0
         last_alive = 0.0
         while not self.stop_event.is_set():
+            self.watchdog.beat()
             try:
                 self.apply(self.ctx.events.get(timeout=TICK_SECONDS))
             except queue.Empty:

@@ -84,9 +84,10 @@ def run_batch(demo: DemoCentre, points: list[KillPoint]) -> None:
     def station(sid: str, ticket: str, point: KillPoint) -> None:
         try:
             reports[sid] = drive(demo, sid, kiosks[sid], ticket, point, kill_lock)
-        except BaseException as exc:  # reported below with the station's name and the end of its log
+        except BaseException as exc:  # reported below with the station's name, its threads and its log's end
+            demo.dump_stacks(f"station-{sid}")
             errors.append(AssertionError(f"{sid} ({point.name}): {exc}\n--- station log ---\n"
-                                         f"{demo.log_tail(f'station-{sid}')}"))
+                                         f"{demo.log_tail(f'station-{sid}', chars=20000)}"))
 
     threads = [threading.Thread(target=station, args=(sid, ticket, point))
                for sid, ticket, point in zip(demo.station_ids, tickets, points, strict=True)]
