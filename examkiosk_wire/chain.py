@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 GENESIS = ""
 
@@ -78,6 +79,13 @@ class StationKey:
 
     def sign(self, digest: str) -> str:
         return base64.b64encode(self._private.sign(bytes.fromhex(digest))).decode()
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A 32-byte secret for ``purpose`` (HKDF-SHA256 of the private key): what the station seals
+        with its own key (a started sitting's paper key in the journal). Never leaves the station."""
+        raw = self._private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                          serialization.NoEncryption())
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(raw)
 
 
 def valid_public_key(public_b64: str) -> bool:

@@ -4,7 +4,8 @@ Starts a private Mosquitto (users and rights in its dynamic-security plugin; sta
 a private Redis, the edge web app under gunicorn twice as a centre runs it (the station API in one
 instance, the staff pages in another), the edge daemon (MQTT bridge, zeroconf, scheduler), an RQ
 worker and one station agent whose camera is a video file and whose microphone is a WAV file.
-Ctrl-C stops everything it started. The demo imports none of those programs: it runs each by
+A process that dies is started again after a short delay, as systemd's ``Restart=on-failure``
+does on the appliance (``provisioning.supervise``); Ctrl-C stops everything it started. The demo imports none of those programs: it runs each by
 its console script (``provisioning.programs``) or the edge's ``flask`` CLI, in a process of its own.
 The end-to-end tests start the same centre with short timers.
 """
@@ -32,6 +33,7 @@ from examkiosk_wire.broker import write_broker_files
 from examkiosk_wire.pinning import certificate_fingerprint, pinned_session
 from provisioning import assets, programs
 from provisioning.central_s3 import CentralS3, start_central_s3
+from provisioning.supervise import Supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +115,8 @@ class DemoCentre:
     storage: dict | None = None  # the edge's [storage]; None: the directory ``central_dir``
     python: str = sys.executable
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # How each process was started (argv, station, extra environment), to start it again.
+    spawned: dict[str, tuple[list[str], str | None, dict[str, str] | None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.ports.api:
@@ -288,7 +292,13 @@ class DemoCentre:
                                 cwd=self.root, start_new_session=True)
         log.close()
         self.processes[name] = proc
+        self.spawned[name] = (argv, station_id, env)
         return proc
+
+    def respawn(self, name: str) -> None:
+        """Start a process that ended again, as it was started (``provisioning.supervise``)."""
+        argv, station_id, env = self.spawned[name]
+        self.spawn(name, argv, station_id=station_id, env=env)
 
     def start(self) -> None:
         ports = dict(vars(self.ports), **{f"kiosk {sid}": self.ports.kiosk + i for i, sid in enumerate(self.station_ids)})
@@ -444,6 +454,7 @@ examkiosk demo centre is running.
   Exam starts in {args.start_in:.0f} s; {2} questions of {args.question_seconds} s each.
   Central storage:    {where}
   Logs:               {demo.logs}
+A process that dies is restarted after 2 s (as systemd does on the appliance).
 Press Ctrl-C to stop everything.""", flush=True)
     stopping = False
 
@@ -453,14 +464,10 @@ Press Ctrl-C to stop everything.""", flush=True)
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    try:
-        while not stopping:
-            demo.check_alive()
-            time.sleep(1)
-    except RuntimeError as exc:
-        print(f"demo stopped: {exc}", file=sys.stderr)
-        demo.stop()
-        return 1
+    supervisor = Supervisor(demo, say=lambda line: print(line, flush=True))
+    while not stopping:
+        supervisor.tick()
+        time.sleep(0.5)
     print("\nStopping the demo centre…", flush=True)
     demo.stop()
     return 0

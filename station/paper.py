@@ -5,8 +5,12 @@ as the candidate is identified, checks its SHA-256 and caches it under ``<data_d
 ciphertext is useless without the key, so a power cut does not cost the download). The key comes
 at the start time, pushed by the edge over MQTT (a ``paper_key`` StationCommand, see
 :meth:`key_pushed`) or, when no push has arrived, asked from the API once the start has passed
-(:meth:`fetch_key`). It is kept in this object's memory only: never written to disk, the journal
-or a log line. :meth:`open` decrypts and verifies the GCM tag; a blob that was altered raises
+(:meth:`fetch_key`). Until the sitting starts it lives in this object's memory only: never on
+disk, in the journal or a log line. Once the paper has opened after the start (it is no secret
+then), :meth:`PaperKeeper.keep` seals it into the journal with the station's own key
+(:class:`KeyVault`), so a station that crashes while the edge is unreachable opens the paper again
+(:meth:`PaperKeeper.restore`); :meth:`PaperKeeper.forget` removes it when the attempt ends.
+:meth:`open` decrypts and verifies the GCM tag; a blob that was altered raises
 :class:`PaperDamaged` with a message saying so.
 """
 from __future__ import annotations
@@ -19,8 +23,13 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from examkiosk_wire import sealed
+from examkiosk_wire.chain import StationKey
 from station.link import EdgeClient, EdgeRejected, EdgeUnavailable
+from station.storage.journal import Journal
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +38,42 @@ class PaperDamaged(Exception):
     """The sealed paper does not open: its ciphertext or key is not what the edge sealed."""
 
 
+VAULT_PURPOSE = "examkiosk paper key vault v1"
+
+
+class KeyVault:
+    """Started sittings' paper keys in the journal, sealed with AES-256-GCM under a key derived from
+    the station's own (``StationKey.derived_key``); the sitting is the associated data, so a sealed
+    key copied onto another sitting's row does not open."""
+
+    def __init__(self, journal: Journal, key: StationKey):
+        self._journal = journal
+        self._aead = AESGCM(key.derived_key(VAULT_PURPOSE))
+
+    def keep(self, sitting: str, attempt: str, key: bytes) -> None:
+        nonce = os.urandom(12)
+        self._journal.keep_paper_key(sitting, attempt, nonce, self._aead.encrypt(nonce, key, sitting.encode()))
+
+    def restore(self, attempt: str | None) -> dict[str, bytes]:
+        """The keys kept for ``attempt``; any other attempt's are removed (it ended while the station was off)."""
+        self._journal.drop_paper_keys(keep_attempt=attempt)
+        keys: dict[str, bytes] = {}
+        for sitting, _, nonce, sealed_key in self._journal.paper_keys():
+            try:
+                keys[sitting] = self._aead.decrypt(nonce, sealed_key, sitting.encode())
+            except InvalidTag:
+                logger.warning("the kept paper key of %s does not open with this station's key; ignoring it", sitting)
+        return keys
+
+    def clear(self) -> None:
+        self._journal.drop_paper_keys()
+
+
 class PaperKeeper:
-    def __init__(self, cache_dir: Path, client: Callable[[], EdgeClient | None]):
+    def __init__(self, cache_dir: Path, client: Callable[[], EdgeClient | None], vault: KeyVault | None = None):
         self.cache_dir = Path(cache_dir)
         self._client = client
+        self._vault = vault
         self._keys: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
@@ -117,9 +158,30 @@ class PaperKeeper:
             raise
         return self.key_pushed(data.to_payload())
 
+    def keep(self, sitting: str, attempt: str) -> None:
+        """The sitting has started and its paper opened: seal its key into the journal (a restart
+        without the edge opens it again). Call only after the start."""
+        with self._lock:
+            key = self._keys.get(sitting)
+        if key is not None and self._vault is not None:
+            self._vault.keep(sitting, attempt, key)
+
+    def restore(self, attempt: str | None) -> None:
+        """At the agent's start: the keys kept for ``attempt`` back into memory."""
+        if self._vault is None:
+            return
+        keys = self._vault.restore(attempt)
+        with self._lock:
+            self._keys.update(keys)
+        for sitting in keys:
+            logger.info("paper key of %s restored from the journal", sitting)
+
     def forget(self) -> None:
+        """The attempt is over: its key leaves memory and the journal."""
         with self._lock:
             self._keys.clear()
+        if self._vault is not None:
+            self._vault.clear()
 
     # --- opening ---------------------------------------------------------------------------------
     def open(self, sitting: str) -> dict[str, Any]:

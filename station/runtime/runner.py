@@ -21,7 +21,7 @@ from station.flow import Event, FlowState
 from station.link import Clock
 from station.link.outbox import EventOutbox
 from station.messages import MessageBox
-from station.paper import PaperKeeper
+from station.paper import KeyVault, PaperKeeper
 from station.runtime.capture import CaptureHub, DeviceStatus
 from station.runtime.context import Context
 from station.runtime.edge import EdgeSession
@@ -81,8 +81,10 @@ class Runtime:
                                   seq_from=lambda: ctx.state.seq_from, wake_uploader=ctx.uploader.wake,
                                   report=ctx.report)
         ctx.capture = CaptureHub(settings, stop=self.stop_event, sink=ctx.recording, report=ctx.report)
-        # The sealed paper: ciphertext fetched ahead and cached, key in memory only (station/paper.py).
-        ctx.papers = PaperKeeper(settings.data_dir / "papers", client=lambda: ctx.edge.client)
+        # The sealed paper: ciphertext fetched ahead and cached, key in memory only until the start,
+        # then sealed in the journal until the attempt ends (station/paper.py).
+        ctx.papers = PaperKeeper(settings.data_dir / "papers", client=lambda: ctx.edge.client,
+                                 vault=KeyVault(ctx.journal, ctx.key))
         # Help chat and broadcasts (station/messages.py): beside the flow, not in it.
         ctx.messages = MessageBox(client=lambda: ctx.edge.client, now=ctx.clock.now,
                                   mqtt_up=lambda: ctx.edge.mqtt_up)
@@ -139,6 +141,7 @@ class Runtime:
             self.post("restored", {"last_alive": alive_at})
         # The journal is the truth: sealed segments it lacks are journaled before anything records.
         self.ctx.recording.recover(self.ctx.state.attempt_id)
+        self.ctx.papers.restore(self.ctx.state.attempt_id)  # a started paper opens without the edge
         for component in self.components:
             component.start()
             self._started.append(component)

@@ -1,7 +1,7 @@
 """The station's local journal: SQLite that makes a crash or power cut resumable.
 
-It holds the flow state (written through on every change), when the agent was last alive, and
-every closed segment with its upload progress, when the edge verified it and when its file was
+It holds the flow state (written through on every change), when the agent was last alive, the
+paper key of a started sitting (sealed, until the attempt ends), and every closed segment with its upload progress, when the edge verified it and when its file was
 deleted (the row stays: it is a link of the signed chain). ``synchronous=FULL`` so that a
 committed row survives a power cut.
 """
@@ -49,6 +49,15 @@ CREATE TABLE IF NOT EXISTS outbox (
     kind TEXT NOT NULL,
     payload TEXT NOT NULL,
     attempt_id TEXT
+);
+-- A started sitting's paper key, sealed with the station's own key (station.paper.KeyVault): a
+-- station that restarts while the edge is unreachable opens the paper again. Removed when the
+-- attempt ends; nothing of a key is written before its sitting starts.
+CREATE TABLE IF NOT EXISTS paper_key (
+    sitting TEXT PRIMARY KEY,
+    attempt_id TEXT NOT NULL,
+    nonce BLOB NOT NULL,
+    sealed BLOB NOT NULL
 );
 """
 
@@ -209,3 +218,21 @@ class Journal:
                 " COALESCE(SUM(status = 'verified'), 0), COUNT(*) FROM segment WHERE attempt_id = ?",
                 (attempt_id,)).fetchone()
         return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+    # --- a started sitting's paper key, sealed (station.paper.KeyVault) -----------------------
+    def keep_paper_key(self, sitting: str, attempt_id: str, nonce: bytes, sealed: bytes) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO paper_key (sitting, attempt_id, nonce, sealed) VALUES (?, ?, ?, ?) "
+                             "ON CONFLICT (sitting) DO UPDATE SET attempt_id = excluded.attempt_id, "
+                             "nonce = excluded.nonce, sealed = excluded.sealed", (sitting, attempt_id, nonce, sealed))
+
+    def paper_keys(self) -> list[tuple[str, str, bytes, bytes]]:
+        """(sitting, attempt, nonce, sealed key) of every kept key."""
+        with self._lock:
+            return [(r[0], r[1], bytes(r[2]), bytes(r[3])) for r in self._db.execute(
+                "SELECT sitting, attempt_id, nonce, sealed FROM paper_key ORDER BY sitting")]
+
+    def drop_paper_keys(self, keep_attempt: str | None = None) -> None:
+        """Every kept key, or every key but those of ``keep_attempt``."""
+        with self._lock:
+            self._db.execute("DELETE FROM paper_key WHERE ? IS NULL OR attempt_id != ?", (keep_attempt, keep_attempt))

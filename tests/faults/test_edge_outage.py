@@ -1,32 +1,63 @@
-"""The edge web process down mid-exam, the worker down and Redis restarted with sync jobs queued.
+"""The edge web process down mid-exam, the station killed meanwhile, the worker down and Redis
+restarted with sync jobs queued.
 
 The exam never stops or slows while the edge is unreachable: the kiosk keeps counting down on
-server time and shows the server as 断开 with a growing upload backlog. When the edge is back,
+server time and shows the server as 断开 with a growing upload backlog. A power cut of the station
+then (``kill -9``) is survived without the edge: the launcher's supervision starts the agent again
+(as systemd does on the appliance) and the candidate resumes on the same question with its text on
+screen, the paper key opened from the station's journal. When the edge is back,
 uploads resume from the server's offsets and every segment is verified. The sync job that was
 queued when Redis lost its data is queued again by the daemon and the recording reaches central
 storage. ``make test-faults`` keeps the edge down for 60 s; ``make test`` for 25 s.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sqlite3
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from provisioning.demo import DemoCentre, Ports, free_port
+from provisioning.supervise import Supervisor
 from tests.faults.harness import Kiosk
 from tests.services import JOB_TIMEOUT, START_TIMEOUT, wait_for
 
 pytestmark = pytest.mark.faults
 
 OUTAGE = 60.0 if os.environ.get("EXAMKIOSK_FAULTS") == "all" else 25.0
-QUESTION_SECONDS = int(OUTAGE / 2 + 12)
+QUESTION_SECONDS = int(OUTAGE / 2 + 22)  # question 1 holds the outage's start, the crash and the resume
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "faults"
 
 
-def test_edge_down_mid_exam_then_redis_loses_queued_jobs(tmp_path_factory):
+@contextlib.contextmanager
+def supervised(demo: DemoCentre) -> Iterator[list[str]]:
+    """The launcher's supervision (``python -m provisioning.demo`` runs the same ``Supervisor``)
+    ticking on a thread; yields the lines it prints."""
+    lines: list[str] = []
+    supervisor, stop = Supervisor(demo, say=lines.append), threading.Event()
+
+    def run() -> None:
+        while not stop.wait(0.5):
+            supervisor.tick()
+
+    thread = threading.Thread(target=run, name="supervisor", daemon=True)
+    thread.start()
+    try:
+        yield lines
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_edge_down_mid_exam_then_redis_loses_queued_jobs(tmp_path_factory, chromium):
     demo = DemoCentre(tmp_path_factory.mktemp("outage"),
                       ports=Ports(web=free_port(), kiosk=free_port(), mqtt=free_port(), mqtt_tls=free_port(),
                                   redis=free_port()),
@@ -46,6 +77,7 @@ def test_edge_down_mid_exam_then_redis_loses_queued_jobs(tmp_path_factory):
         demo.stop_process("edge-worker")
         demo.stop_web()  # both instances: the station API and the staff pages
         down_at = time.monotonic()
+        crash_and_resume_without_the_edge(demo, kiosk, chromium)
         during = kiosk.wait(lambda s: not s["server_ok"] and s["backlog"] >= 3, OUTAGE - 5,
                             "backlog growing while the edge is down")
         assert during["screen"] == "answering"
@@ -76,3 +108,32 @@ def test_edge_down_mid_exam_then_redis_loses_queued_jobs(tmp_path_factory):
         assert sorted(o["key"].rsplit("/", 1)[1] for o in objects) == sorted(statuses)
     finally:
         demo.stop()
+
+
+def crash_and_resume_without_the_edge(demo: DemoCentre, kiosk: Kiosk, chromium) -> None:
+    log = demo.logs / "station-st-01.log"
+    before = kiosk.wait(lambda s: s["screen"] == "answering" and (s.get("paper") or {}).get("text"), START_TIMEOUT,
+                        "question 1 on screen")
+    question, text = before["question"], before["paper"]["text"]
+    with supervised(demo) as lines:
+        old_pid = demo.processes["station-st-01"].pid
+        os.killpg(old_pid, signal.SIGKILL)  # a power cut: the agent and its kiosk server are gone at once
+        wait_for(lambda: "station-st-01" in demo.processes and demo.processes["station-st-01"].pid != old_pid,
+                 START_TIMEOUT, "the launcher starting the killed station again", [log])
+        assert lines == ["station-st-01 was killed by signal 9; restarting it in 2 s"]
+        kiosk.wait(lambda s: s["screen"] == "resume", START_TIMEOUT, "继续录制 offered after the restart")
+    kiosk.send("resume")
+    resumed = kiosk.wait(lambda s: s["screen"] == "answering" and (s.get("paper") or {}).get("text"), START_TIMEOUT,
+                         "the same question's text on screen again, with the edge still down")
+    assert not resumed["server_ok"], "the edge must still be down for this to prove anything"
+    assert resumed["question"] == question and resumed["paper"]["text"] == text
+    assert "restored from the journal" in log.read_text(), "the paper key did not come from the journal"
+    page = chromium.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        page.goto(demo.kiosk_url())
+        page.wait_for_function("([want]) => document.querySelector('[data-live=question-text]')?.textContent"
+                               ".includes(want)", arg=[text[:20]], timeout=START_TIMEOUT * 1000)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "resumed_without_edge.png"))
+    finally:
+        page.close()

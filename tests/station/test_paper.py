@@ -20,7 +20,9 @@ from edge_server.services import papers
 from examkiosk_wire import sealed
 from examkiosk_wire.topics import StationCommand, cmd_topic
 from station.link import EdgeClient, StatusPublisher
-from station.paper import PaperDamaged, PaperKeeper
+from examkiosk_wire.chain import StationKey
+from station.paper import KeyVault, PaperDamaged, PaperKeeper
+from station.storage.journal import Journal
 from tests.edge_server import conftest as edge_fixtures
 from tests.edge_server.helpers import QUESTIONS, make_attempt, make_candidate, make_sitting, make_station, utcnow
 from tests.services import MqttProbe, free_port
@@ -137,6 +139,43 @@ def test_without_a_broker_the_key_comes_from_the_api(app, settings, live_server,
     # A restarted station has the ciphertext on disk, but no key until it asks again.
     again = PaperKeeper(tmp_path / "station" / "papers", client=lambda: None)
     assert again.cached("c1-sit") is not None and not again.has_key("c1-sit")
+
+
+def test_a_started_papers_key_is_kept_sealed_in_the_journal_until_the_attempt_ends(app, settings, live_server,
+                                                                                     tmp_path):
+    token = seed(app, starts_in=-5)  # started: the key may be kept now
+    client = EdgeClient(live_server, token)
+    station = tmp_path / "station"
+    own_key = StationKey.load_or_create(station / "station_key.pem")
+    journal = Journal(station / "journal.db")
+    keeper = PaperKeeper(station / "papers", client=lambda: client, vault=KeyVault(journal, own_key))
+    keeper.keep("c1-sit", "a-1")  # no key yet: nothing to keep
+    assert journal.paper_keys() == []
+    assert keeper.fetch_key("c1-sit")
+    keeper.open("c1-sit")
+    keeper.keep("c1-sit", "a-1")
+    key = sealed.unb64(client.paper_key("c1-sit").key, "key")
+    journal.close()
+    assert_key_not_on_disk(tmp_path, key)  # sealed: not the key in any form a reader of the disk sees
+
+    # The station restarts with the edge unreachable: the paper opens from the journal and the cache.
+    journal = Journal(station / "journal.db")
+    again = PaperKeeper(station / "papers", client=lambda: None, vault=KeyVault(journal, own_key))
+    again.restore("a-1")
+    assert [q["text"] for q in again.open("c1-sit")["questions"]] == QUESTIONS
+    # Another station's key (a journal copied elsewhere) does not open it.
+    stranger = PaperKeeper(station / "papers", client=lambda: None,
+                           vault=KeyVault(journal, StationKey.load_or_create(tmp_path / "other.pem")))
+    stranger.restore("a-1")
+    assert not stranger.has_key("c1-sit")
+    # A restart into another attempt drops the old attempt's key; the end of an attempt drops all.
+    PaperKeeper(station / "papers", client=lambda: None, vault=KeyVault(journal, own_key)).restore("a-2")
+    assert journal.paper_keys() == []
+    again.keep("c1-sit", "a-1")
+    assert [row[:2] for row in journal.paper_keys()] == [("c1-sit", "a-1")]
+    again.forget()
+    assert journal.paper_keys() == [] and not again.has_key("c1-sit")
+    journal.close()
 
 
 def test_a_tampered_paper_is_refused_with_a_clear_error(app, settings, live_server, tmp_path):

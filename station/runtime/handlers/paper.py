@@ -41,7 +41,7 @@ def fetch_paper(ctx: Context, cmd: flow.FetchPaper) -> None:
     schedule = ctx.state.schedule
     if schedule is None:
         return
-    sitting = schedule.sitting
+    sitting, attempt = schedule.sitting, ctx.state.attempt_id
     ctx.shown.paper = None  # never show the previous attempt's paper while this one opens
 
     def work() -> Event | None:
@@ -53,6 +53,8 @@ def fetch_paper(ctx: Context, cmd: flow.FetchPaper) -> None:
                     ctx.papers.fetch_key(sitting)
                 if ctx.papers.has_key(sitting):
                     ctx.shown.paper = ctx.papers.open(sitting)
+                    if ctx.clock.now() >= schedule.starts_at and attempt is not None:
+                        ctx.papers.keep(sitting, attempt)  # no secret now: a restart without the edge opens it
                     return Event("paper_loaded", {})
             except PaperDamaged as exc:
                 logger.error("the paper of %s cannot be opened: %s", sitting, exc)
