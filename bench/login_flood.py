@@ -65,7 +65,7 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the repository, for tests.services
 from examkiosk_wire.pinning import certificate_fingerprint, pinned_session  # noqa: E402
-from provisioning.demo import write_toml  # noqa: E402
+from provisioning.toml_file import write_toml  # noqa: E402
 from tests.services import EdgeWebProc, RedisProc, start_edge_web, start_redis  # noqa: E402
 
 # The edge's own modules are imported where the edge is prepared and read, not here: the station

@@ -65,7 +65,7 @@ from edge_server.config import load_settings  # noqa: E402
 from edge_server.extensions import db  # noqa: E402
 from edge_server.models import Attempt, Candidate, Centre, Paper, Question, Segment, SegmentStatus, Sitting
 from edge_server.services.stations import create_station  # noqa: E402
-from provisioning.demo import write_toml  # noqa: E402
+from provisioning.toml_file import write_toml  # noqa: E402
 from station.capture.frames import AudioChunk, VideoFrame  # noqa: E402
 from station.recording.pyav import SegmentRecorder  # noqa: E402
 from station.storage.journal import Journal, JournalSegment  # noqa: E402

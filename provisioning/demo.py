@@ -33,7 +33,9 @@ from examkiosk_wire.broker import write_broker_files
 from examkiosk_wire.pinning import certificate_fingerprint, pinned_session
 from provisioning import assets, programs
 from provisioning.central_s3 import CentralS3, start_central_s3
+from provisioning.demo_region import DemoRegion
 from provisioning.supervise import Supervisor
+from provisioning.toml_file import write_toml
 
 logger = logging.getLogger(__name__)
 
@@ -67,30 +69,6 @@ def wait_port(port: int, timeout: float, host: str = "127.0.0.1") -> None:
 def port_in_use(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return json.dumps(str(value), ensure_ascii=False)
-
-
-def write_toml(path: Path, data: dict) -> None:
-    """A small TOML writer for flat tables (what our settings files need)."""
-    lines: list[str] = []
-    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
-    for key, value in data.items():
-        if not isinstance(value, dict):
-            lines.append(f"{key} = {toml_value(value)}")
-    for name, table in tables.items():
-        lines.append(f"\n[{name}]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o600)
 
 
 @dataclass
@@ -417,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--question-seconds", type=int,
                         default=int(os.environ.get("EXAMKIOSK_DEMO_QUESTION_SECONDS", 60)))
     parser.add_argument("--timing-mode", choices=["per_question", "whole_session"], default="per_question")
+    parser.add_argument("--region-port", type=int, default=8450, help="the regional server's port")
     parser.add_argument("--storage", choices=["directory", "s3"], default="directory",
                         help="central storage: a directory (default) or a Ceph RADOS Gateway (S3) started for the demo")
     args = parser.parse_args(argv)
@@ -437,7 +416,16 @@ def run_demo(args: argparse.Namespace, central: CentralS3 | None) -> int:
                       timing_mode=args.timing_mode, storage=central.storage_settings() if central else None)
     print("Preparing the demo centre (media, configuration, database)…", flush=True)
     login = demo.prepare()
+    region = DemoRegion(demo, args.region_port, storage=central.storage_settings() if central else None)
+    if port_in_use(args.region_port):
+        raise SystemExit(f"port {args.region_port} (the regional server) is already in use: is another demo running?")
+    region_logins = region.prepare()
     demo.start()
+    try:
+        region.start()
+    except BaseException:
+        demo.stop()
+        raise
     where = f"bucket {central.bucket} at {central.endpoint} (Ceph RADOS Gateway)" if central else demo.central_dir
     print(f"""
 examkiosk demo centre is running.
@@ -453,6 +441,8 @@ examkiosk demo centre is running.
                       on this station ([face] liveness = false); real stations keep it on.
   Exam starts in {args.start_in:.0f} s; {2} questions of {args.question_seconds} s each.
   Central storage:    {where}
+  Regional server:    {region.url}/ (reads only central storage; an attempt shows up after its sync)
+                      {', '.join(f"{user} / {password}" for user, password in region_logins.items())}
   Logs:               {demo.logs}
 A process that dies is restarted after 2 s (as systemd does on the appliance).
 Press Ctrl-C to stop everything.""", flush=True)

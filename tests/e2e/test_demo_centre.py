@@ -18,7 +18,8 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from examkiosk_wire.chain import link_problems, verify
-from provisioning.demo import DemoCentre
+from provisioning.demo import DemoCentre, free_port
+from provisioning.demo_region import DemoRegion
 from tests.e2e.centre import UI_TIMEOUT, explained, logs_of, on_screen, running_centre, shot, wait_selector
 from tests.services import JOB_TIMEOUT, wait_for
 
@@ -34,6 +35,16 @@ def centre(tmp_path_factory: pytest.TempPathFactory):
                         question_seconds=QUESTION_SECONDS, segment_seconds=2.0, stations=2,
                         second_camera=("st-01",)) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def region(centre):
+    """The regional server as `make demo` starts it beside the centre (stopped with the centre)."""
+    demo, _ = centre
+    region = DemoRegion(demo, free_port(), index_seconds=2.0)
+    logins = region.prepare()
+    region.start()
+    return region, logins
 
 
 def identify(page, ticket: str, logs=()) -> None:
@@ -79,7 +90,7 @@ def read_all(page, logs=()) -> None:
     assert overflowing, "at least the exam flow is longer than its box"
 
 
-def test_demo_centre_end_to_end(centre, chromium):
+def test_demo_centre_end_to_end(centre, region, chromium):
     browser = chromium
     demo, login = centre
     st01, st02 = logs_of(demo, "station-st-01"), logs_of(demo, "station-st-02")
@@ -277,6 +288,34 @@ def test_demo_centre_end_to_end(centre, chromium):
     wait_selector(staff, f"[data-attempt='{attempt_id}'] [data-field=sync]:has-text('synced')",
                   "the attempt synced on the dashboard", edge)
     shot(staff, "staff_dashboard_done")
+    the_region_verifies_and_plays_it(browser, demo, region, str(prefix.relative_to(demo.central_dir)))
+
+
+def the_region_verifies_and_plays_it(browser, demo: DemoCentre, region, prefix: str) -> None:
+    """The demo's regional server, reading only central storage, finds the attempt, verifies every
+    object and the chain, and a regional admin plays it in the browser."""
+    server, logins = region
+    logs = logs_of(demo, "region-daemon", "region-worker", "region-web")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{server.url}/login")
+    page.fill("input[name=username]", "region-admin")
+    page.fill("input[name=password]", logins["region-admin"])
+    page.click("input[type=submit]")
+    row = f"tr[data-prefix='{prefix}']"
+
+    def verified() -> bool:
+        page.goto(f"{server.url}/region/attempts")
+        return page.query_selector(f"{row} [data-field=verification]:has-text('已校验 verified')") is not None
+
+    wait_for(verified, JOB_TIMEOUT, f"the region showing {prefix} verified", logs, interval=1.0)
+    assert "正常 ok" in page.inner_text(f"{row} [data-field=chain]")
+    page.click(f"{row} [data-action=open-attempt]")
+    page.click("[data-action=play]")
+    with explained("the region's player playing the main camera", logs):
+        page.wait_for_function("() => { const v = document.querySelector('video');"
+                               " if (v && v.paused) v.play(); return v && v.currentTime > 0.5; }", timeout=UI_TIMEOUT)
+    shot(page, "region_player")
+    page.close()
 
 
 def test_demo_prepare_runs_twice(tmp_path: Path):

@@ -16,7 +16,7 @@ from edge_server.extensions import db
 from edge_server.identity import edge_fingerprint
 from edge_server.models import Segment
 from examkiosk_wire.pinning import pinned_session
-from provisioning.demo import write_toml
+from provisioning.toml_file import write_toml
 from tests.edge_server.conftest import SECRET_KEY, clean_environment, dispose_app, run_migrations
 from tests.edge_server.helpers import make_attempt, make_candidate, make_sitting, make_station
 from tests.services import EdgeWebProc, free_port, start_edge_web

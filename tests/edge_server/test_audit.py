@@ -10,7 +10,7 @@ from sqlalchemy import text
 from edge_server.extensions import db
 from edge_server.services.attempts import log_event
 from edge_server.services.audit import verify
-from provisioning.demo import write_toml
+from provisioning.toml_file import write_toml
 from tests.edge_server.helpers import make_station
 
 

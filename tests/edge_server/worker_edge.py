@@ -17,7 +17,7 @@ from edge_server.config import load_settings
 from edge_server.jobs import context
 from edge_server.services.login_limit import KEY_PREFIX
 from edge_server.work_queue import queues
-from provisioning.demo import write_toml
+from provisioning.toml_file import write_toml
 from tests.edge_server.conftest import SECRET_KEY
 
 

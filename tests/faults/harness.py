@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 import requests
 
-from provisioning.demo import write_toml
+from provisioning.toml_file import write_toml
 from tests.services import START_TIMEOUT, Log, explain
 
 

@@ -17,7 +17,7 @@ from redis import Redis
 from rq import Queue
 from sqlalchemy import create_engine, text
 
-from provisioning.demo import write_toml
+from provisioning.toml_file import write_toml
 from region_server import cli
 from region_server.config import load_settings
 from tests.region_server.central_data import DirWriter, write_attempt

@@ -18,9 +18,9 @@ from edge_server.extensions import db
 from edge_server.models import Event, Paper, Sitting
 from edge_server.services import papers
 from examkiosk_wire import sealed
+from examkiosk_wire.chain import StationKey
 from examkiosk_wire.topics import StationCommand, cmd_topic
 from station.link import EdgeClient, StatusPublisher
-from examkiosk_wire.chain import StationKey
 from station.paper import KeyVault, PaperDamaged, PaperKeeper
 from station.storage.journal import Journal
 from tests.edge_server import conftest as edge_fixtures

@@ -30,7 +30,7 @@ from edge_server import create_app
 from edge_server.config import load_settings
 from edge_server.extensions import db
 from edge_server.models import Segment, SegmentStatus
-from provisioning.demo import write_toml
+from provisioning.toml_file import write_toml
 from tests.edge_server.conftest import SECRET_KEY, clean_environment, dispose_app, run_migrations
 from tests.edge_server.helpers import make_attempt, make_candidate, make_sitting, make_station
 from tests.services import free_port, start_edge_web

@@ -26,7 +26,7 @@ from edge_server.extensions import db
 from edge_server.jobs import context
 from edge_server.jobs.media import EVENT_KIND, join_questions
 from edge_server.models import Event, Segment, SegmentStatus, utcnow
-from provisioning.demo import write_toml
+from provisioning.toml_file import write_toml
 from station.capture.audio import WavSource
 from station.capture.camera import FileCamera
 from station.recording.base import SegmentInfo

@@ -28,7 +28,7 @@ from edge_server.jobs import context
 from edge_server.models import Attempt, Segment, SegmentStatus, SyncStatus
 from edge_server.work_queue import SYNC_RETRY, enqueue_sync
 from examkiosk_wire import central
-from provisioning.demo import write_toml
+from provisioning.toml_file import write_toml
 from tests.edge_server.conftest import SECRET_KEY, dispose_app
 from tests.edge_server.helpers import make_attempt, make_candidate, make_sitting, make_station
 

@@ -23,7 +23,7 @@ from edge_server.models import Candidate, CandidateImport, Event, StaffRole
 from edge_server.services.id_numbers import check_char
 from edge_server.services.staff import create_user
 from provisioning import assets
-from provisioning.demo import write_toml
+from provisioning.toml_file import write_toml
 from tests.edge_server.conftest import SECRET_KEY, clean_environment
 from tests.edge_server.helpers import make_sitting
 from tests.edge_server.jobs.test_sync import forget_job_app
