@@ -23,7 +23,7 @@ import os
 import re
 import socket
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -122,7 +122,7 @@ class CentreIndexer:
         self.pending: list[tuple[dict[str, Any], AttemptManifest]] = []
         self.open_keys: set[str] = set()  # keys with an open manifest problem (to resolve when parsed)
         self._upsert_stmt: Any = None
-        self.prefetched: dict[str, bytes | StoreError] = {}
+        self.prefetched: dict[str, Future[bytes]] = {}  # documents being read, by key
 
     # --- the lease ---------------------------------------------------------------------------
     def _take_lease(self) -> bool:
@@ -185,10 +185,20 @@ class CentreIndexer:
             select(Problem.key).where(Problem.centre_id == self.centre, Problem.resolved_at.is_(None),
                                       Problem.kind.in_([str(k) for k in problems.MANIFEST_KINDS]))))
         done, last = 0, start_after
+        pool = ThreadPoolExecutor(self.config.fetch_concurrency, thread_name_prefix=f"index-{self.centre}")
         try:
             listing = self.store.list(self.centre + "/", start_after)
-            while chunk := list(itertools.islice(listing, PREFETCH)):
-                self._prefetch([item for item in chunk if self._wanted(item, known, sittings)])
+
+            def next_chunk() -> list[Listed]:
+                """The next listed keys, their documents already being read on the pool."""
+                chunk = list(itertools.islice(listing, PREFETCH))
+                self._prefetch(pool, [item for item in chunk if self._wanted(item, known, sittings)])
+                return chunk
+
+            # One chunk ahead: its documents are read while this one is parsed and written.
+            following = next_chunk()
+            while chunk := following:
+                following = next_chunk()
                 for item in chunk:
                     self._one(item, known, sittings)
                     done += 1
@@ -211,6 +221,9 @@ class CentreIndexer:
             self.session.rollback()
             self.pending.clear()
             self._release()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            self.prefetched.clear()
 
     def _finish(self) -> None:
         self._flush()
@@ -275,26 +288,16 @@ class CentreIndexer:
         row = sittings.get(item.key.split("/")[1])
         return row is None or (row.manifest_etag if kind == "sitting" else row.lots_etag) != item.etag
 
-    def _prefetch(self, items: list[Listed]) -> None:
-        """Read the documents of one listing chunk in parallel (a GET's round trip dominates on S3)."""
-        def get(item: Listed) -> bytes | StoreError:
-            try:
-                return self.store.get(item.key)
-            except StoreError as exc:
-                return exc
-
-        self.prefetched = {}
-        if len(items) > 1 and self.config.fetch_concurrency > 1:
-            with ThreadPoolExecutor(min(self.config.fetch_concurrency, len(items))) as pool:
-                self.prefetched = dict(zip((i.key for i in items), pool.map(get, items), strict=True))
+    def _prefetch(self, pool: ThreadPoolExecutor, items: list[Listed]) -> None:
+        """Start reading the documents of one listing chunk on the pool (a GET's round trip dominates on S3)."""
+        for item in items:
+            self.prefetched[item.key] = pool.submit(self.store.get, item.key)
 
     def _fetch(self, item: Listed) -> bytes | None:
         self.report.fetched += 1
         try:
-            found = self.prefetched.pop(item.key, None)
-            if isinstance(found, StoreError):
-                raise found
-            return found if found is not None else self.store.get(item.key)
+            future = self.prefetched.pop(item.key, None)
+            return future.result() if future is not None else self.store.get(item.key)
         except StoreError as exc:
             self._problem(ProblemKind.UNREADABLE, item.key, f"central storage refused to give it: {exc}")
             return None
