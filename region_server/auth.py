@@ -18,6 +18,7 @@ from typing import Any, Callable, Literal
 from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
+from region_server import login_limit
 from region_server.config import SETTINGS_EXTENSION, RegionSettings
 from region_server.extensions import db, login_manager
 from region_server.forms import LoginForm, LogoutForm
@@ -120,10 +121,19 @@ def login():
     form = LoginForm()
     status = 200
     if form.validate_on_submit():
-        user = authenticate(db.session, form.username.data, form.password.data)
+        limits = login_limit.of(current_app, settings().redis_url)
+        username, address = form.username.data, request.remote_addr or "unknown"
+        until = limits.locked_until(username, address)
+        if until is not None:  # refused before the password is hashed
+            flash(f"尝试次数过多，请在 {until:%H:%M} UTC 之后再试 · Too many failed sign-ins: try again after "
+                  f"{until:%H:%M} UTC", "error")
+            return render_template("login.html", form=form), 429
+        user = authenticate(db.session, username, form.password.data)
         if user is not None:
+            limits.succeeded(username, address)
             login_user(user)
             return redirect(home_url(Role(user.role)))
+        limits.failed(username, address)
         flash("用户名或密码错误 · Wrong username or password", "error")
         status = 401
     elif form.is_submitted():
