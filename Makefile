@@ -13,14 +13,8 @@ STORAGE ?= directory
 demo: venv
 	$(PY) -m provisioning.demo --storage $(STORAGE)
 
-# Two passes: the tests of one part at a time on both cores (pytest-xdist; each worker starts its
-# own Redis, Chromium, S3 server, databases), then the whole-centre tests (e2e, faults) one at a
-# time, as each of them loads both cores with its own stations. Both passes run; either fails the target.
 test: venv postgres lint
-	@status=0; \
-	$(PY) -m pytest -n 2 -m "not e2e and not faults" || status=$$?; \
-	$(PY) -m pytest -m "e2e or faults" || status=$$?; \
-	exit $$status
+	$(PY) -m pytest
 
 # The agreed rules (pyflakes, import order, bugbear) and the import contracts in pyproject.toml.
 lint: venv
