@@ -125,6 +125,10 @@ class Chain(Document):
     prev: str = ""
     entry: str = ""
     sig: str = ""
+    # The public key (base64 Ed25519) of the station that recorded and signed this segment: after a move
+    # to another station one camera's chain holds links signed by two stations. None: the manifest's
+    # ``station_public_key`` (manifests written before this field).
+    key: str | None = None
 
 
 class SegmentObject(Document):

@@ -2,7 +2,8 @@
 
 For every camera the segments are taken in sequence order; each entry's digest is recomputed from
 the manifest's fields with the size and SHA-256 *found* in storage (the region trusts no edge), its
-signature checked against the station's public key, and the links and gaps checked with
+signature checked against the public key of the station that signed it (the segment's own, else the
+manifest's: a moved attempt holds two stations' links), and the links and gaps checked with
 ``examkiosk_wire.chain.link_problems``. Every problem names the segment's key.
 """
 from __future__ import annotations
@@ -39,8 +40,9 @@ def check_chain(attempt: str, public_key: str | None, segments: list[SegmentObje
     """Every problem of the attempt's chains; ``found`` by key (absent: missing), ``inserted``: keys under
     segments/ that no manifest entry lists."""
     problems: list[ChainProblem] = []
-    if segments and not public_key:
-        problems.append(ChainProblem(segments[0].key, "the manifest names no station key: the chain cannot be checked"))
+    unsigned = [s for s in segments if not (s.chain.key or public_key)]
+    if unsigned:
+        problems.append(ChainProblem(unsigned[0].key, "the manifest names no station key: the chain cannot be checked"))
     for key in inserted:
         problems.append(ChainProblem(key, "inserted: a segment in storage that the signed chain does not list"))
     by_camera: dict[str, list[SegmentObject]] = {}
@@ -60,7 +62,7 @@ def check_chain(attempt: str, public_key: str | None, segments: list[SegmentObje
             if entry.digest() != seg.chain.entry:
                 problems.append(ChainProblem(seg.key, f"{camera} segment {seg.seq} was changed: its content or fields "
                                                       "no longer match its signed chain entry"))
-            elif public_key and not verify(public_key, seg.chain.entry, seg.chain.sig):
+            elif (signer := seg.chain.key or public_key) and not verify(signer, seg.chain.entry, seg.chain.sig):
                 problems.append(ChainProblem(seg.key, f"{camera} segment {seg.seq}: the station's signature "
                                                       "does not verify"))
         links = [(s.seq, s.chain.prev, s.chain.entry) for s in chain]

@@ -100,10 +100,11 @@ class Progress:
         self._committed_at, self._since_commit = time.monotonic(), 0
 
 
-def _segment_objects(attempt: Attempt, segments: list[Segment], recordings_dir: Path, prefix: str
-                     ) -> tuple[list[central.SegmentObject], list[Upload]]:
+def _segment_objects(attempt: Attempt, segments: list[Segment], recordings_dir: Path, prefix: str,
+                     signers: dict[str, str | None]) -> tuple[list[central.SegmentObject], list[Upload]]:
     """Every verified segment, to be stored with the checksum it was verified with (the storage
-    refuses a file that no longer matches it)."""
+    refuses a file that no longer matches it), and the public key of the station that signed it
+    (``signers``: station id -> key; a moved attempt's chain holds two stations' links)."""
     objects, uploads = [], []
     for seg in segments:
         source = recordings_dir / attempt.id / seg.name
@@ -114,7 +115,8 @@ def _segment_objects(attempt: Attempt, segments: list[Segment], recordings_dir: 
         objects.append(central.SegmentObject(
             key=upload.key, sha256=upload.sha256, size=upload.size, camera=seg.camera, seq=seg.seq,
             question=seg.question, started_at=seg.started_at, ended_at=seg.ended_at,
-            chain=central.Chain(prev=seg.prev_hash, entry=seg.entry_hash, sig=seg.signature)))
+            chain=central.Chain(prev=seg.prev_hash, entry=seg.entry_hash, sig=seg.signature,
+                                key=signers.get(seg.station_id))))
     return objects, uploads
 
 
@@ -172,7 +174,9 @@ def _copy(db: Any, settings: Any, attempt: Attempt, media: dict[str, Any]) -> di
         select(Segment).where(Segment.attempt_id == attempt.id, Segment.status == SegmentStatus.VERIFIED)
         .order_by(Segment.camera, Segment.seq)
     ).all()
-    objects, uploads = _segment_objects(attempt, list(segments), settings.recordings_dir, prefix)
+    signers = dict(db.session.execute(select(Station.id, Station.public_key).where(
+        Station.id.in_({seg.station_id for seg in segments}))).all())
+    objects, uploads = _segment_objects(attempt, list(segments), settings.recordings_dir, prefix, signers)
     questions, question_uploads = _question_objects(media["files"], prefix)
     face_login, frame_uploads = _face_login(db.session, settings.data_dir, attempt, prefix)
     uploads += question_uploads + frame_uploads

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
+from examkiosk_wire.central import AttemptManifest
 from provisioning.demo import DemoCentre
+from region_server.chain_check import Found, check_chain
 from tests.e2e.centre import logs_of, running_centre, shot, wait_selector
 from tests.faults.harness import Kiosk, journal_segments
-from tests.services import JOB_TIMEOUT, START_TIMEOUT
+from tests.services import JOB_TIMEOUT, START_TIMEOUT, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -121,6 +124,18 @@ def test_move_to_a_spare_station_mid_question(centre, chromium):
     assert complete is not None and sorted(json.loads(expected)) == sorted(n for n, *_ in rows)
     kinds = [k for (k,) in db.execute("SELECT kind FROM event WHERE attempt_id = ? ORDER BY id", (attempt,))]
     assert kinds.count("interruption") == 1 and "moved_away" in kinds and "segments_handed_over" in kinds
+
+    # Central storage: every link names the station that signed it, so the region's chain check
+    # (which trusts no edge) passes across the move.
+    path = wait_for(lambda: next((demo.central_dir / demo.centre).glob("*/lot-*/manifest.json"), None), JOB_TIMEOUT,
+                    "the sync job writing the moved attempt's manifest", logs_of(demo, "edge-worker"), interval=0.5)
+    manifest = AttemptManifest.model_validate_json(path.read_bytes())
+    public_keys = dict(db.execute("SELECT id, public_key FROM station").fetchall())
+    recorded_by = {name: sid for name, sid, _, _ in rows}
+    assert {o.chain.key for o in manifest.objects} == {public_keys["st-01"], public_keys["st-02"]}
+    assert all(o.chain.key == public_keys[recorded_by[Path(o.key).name]] for o in manifest.objects)
+    found = {o.key: Found(o.size, o.sha256) for o in manifest.objects}
+    assert check_chain(manifest.attempt, manifest.station_public_key, list(manifest.objects), found, []) == []
 
 
 def _sitting_id(demo: DemoCentre) -> str:
