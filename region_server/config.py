@@ -65,6 +65,11 @@ class VerificationSection(Section):
     rate_bytes_per_s: int = Field(50 * 1024 * 1024, ge=0)
     # Queue a full re-hash of every attempt whose objects all answered HEAD correctly.
     rehash: bool = True
+    # Check every attempt again when its last check is this many hours old (0: only new or changed
+    # manifests are checked): an object changed, deleted or added later is named by the next check.
+    reverify_hours: float = Field(24.0, ge=0)
+    # At most this many such attempts queued per index pass (the store's read load stays even).
+    reverify_batch: int = Field(100, ge=1, le=100_000)
 
 
 class IndexSection(Section):

@@ -1,8 +1,10 @@
-"""The region daemon's loop: an index pass every interval, verification queued for what it found."""
+"""The region daemon's loop: an index pass every interval, verification queued for what it found and,
+a batch per pass, for attempts whose last check is ``[verification] reverify_hours`` old."""
 from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime, timedelta, timezone
 
 from flask import Flask
 from sqlalchemy import select
@@ -34,6 +36,21 @@ def pending_attempts(app: Flask) -> list[int]:
             db.session.remove()
 
 
+def stale_attempts(app: Flask, now: datetime | None = None) -> list[int]:
+    """Checked attempts whose last check is older than ``reverify_hours``, oldest first, one batch."""
+    verification = settings_of(app).verification
+    if not verification.reverify_hours:
+        return []
+    before = (now or datetime.now(timezone.utc)) - timedelta(hours=verification.reverify_hours)
+    with app.app_context():
+        try:
+            return list(db.session.scalars(
+                select(Attempt.id).where(Attempt.verification != Verification.PENDING, Attempt.checked_at < before)
+                .order_by(Attempt.checked_at).limit(verification.reverify_batch)))
+        finally:
+            db.session.remove()
+
+
 def run_daemon(app: Flask, stop: threading.Event) -> None:
     """Index every ``index.interval_seconds`` until ``stop``; queue verification of new and changed
     attempts (and, at start, of every attempt still pending)."""
@@ -44,6 +61,10 @@ def run_daemon(app: Flask, stop: threading.Event) -> None:
         try:
             report = index_pass(app, owner)
             queued = enqueue_verification(settings, report.attempts)
+            stale = stale_attempts(app)
+            if stale:
+                logger.info("checking %d attempts again (last checked over %g h ago): %d queued", len(stale),
+                            settings.verification.reverify_hours, enqueue_verification(settings, stale))
             if report.attempts or report.problems:
                 logger.info("index pass: %d keys listed, %d documents read, %d attempts new or changed "
                             "(%d queued for verification), %d problems", report.listed, report.fetched,
