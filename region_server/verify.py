@@ -151,7 +151,7 @@ def conclude(session: Session, attempt: Attempt, now: datetime | None = None) ->
     attempt.chain_problems = [{"key": key, "message": "; ".join(text)} for key, text in messages.items()]
     if not manifest.objects:
         attempt.chain_verdict = ChainVerdict.OK
-    elif not manifest.station_public_key:
+    elif not manifest.station_public_key and not all(o.chain.key for o in manifest.objects):
         attempt.chain_verdict = ChainVerdict.UNSIGNED
     else:
         attempt.chain_verdict = ChainVerdict.BROKEN if chain else ChainVerdict.OK
