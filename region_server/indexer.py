@@ -349,7 +349,9 @@ class CentreIndexer:
         ids = {key: pk for pk, key in rows}
         table = StoredObject.__table__
         self.session.execute(delete(table).where(table.c.attempt_id.in_(list(ids.values()))))
-        objects = [row for values, manifest in self.pending for row in object_rows(manifest, ids[values["manifest_key"]])]
+        objects = [row for values, manifest in self.pending
+                   for row in object_rows(manifest, ids[values["manifest_key"]],
+                                          (values["manifest_key"], values["manifest_sha256"], values["manifest_size"]))]
         if objects:
             self.session.execute(insert(table), objects)
         fixed = [values["manifest_key"] for values, _ in self.pending if values["manifest_key"] in self.open_keys]
@@ -405,8 +407,10 @@ def attempt_values(manifest: AttemptManifest, item: Listed, data: bytes, sitting
     }
 
 
-def object_rows(manifest: AttemptManifest, attempt_pk: int) -> list[dict[str, Any]]:
-    """One stored-object row per object the manifest lists."""
+def object_rows(manifest: AttemptManifest, attempt_pk: int,
+                document: tuple[str, str, int] | None = None) -> list[dict[str, Any]]:
+    """One stored-object row per object the manifest lists, and for the manifest itself
+    (``document``: its key, SHA-256 and size), so a manifest deleted later is named as missing."""
     rows: dict[str, dict[str, Any]] = {}
 
     def add(key: str, kind: ObjectKind, sha: str | None, size: int | None, info: dict[str, Any], *,
@@ -427,6 +431,8 @@ def object_rows(manifest: AttemptManifest, attempt_pk: int) -> list[dict[str, An
         if frame.key and frame.sha256:
             add(frame.key, ObjectKind.FACE_FRAME, frame.sha256, None,
                 frame.model_dump(mode="json", by_alias=True) | {"index": number})
+    if document is not None:
+        add(document[0], ObjectKind.MANIFEST, document[1], document[2], {})
     return list(rows.values())
 
 

@@ -78,6 +78,7 @@ class ObjectKind(enum.StrEnum):
     SEGMENT = "segment"
     QUESTION = "question"
     FACE_FRAME = "face_frame"
+    MANIFEST = "manifest"  # the attempt's manifest itself: checked like the rest, so its deletion is named
 
 
 class ObjectCheck(enum.StrEnum):

@@ -160,6 +160,8 @@ def conclude(session: Session, attempt: Attempt, now: datetime | None = None) ->
         kind = _PROBLEM_OF_CHECK.get(ObjectCheck(obj.check))
         if kind is not None:
             message = _MESSAGES[ObjectCheck(obj.check)] + (f" ({obj.detail})" if obj.detail else "")
+            if obj.kind == ObjectKind.MANIFEST and obj.check == ObjectCheck.MISSING:
+                message = "the attempt's manifest is gone from central storage (deleted after it was indexed)"
             problems.record(session, kind, key, message, centre=attempt.centre_id, attempt_id=attempt.id, now=now)
             keep.add((str(kind), key))
     for entry in attempt.chain_problems:

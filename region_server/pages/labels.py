@@ -19,6 +19,7 @@ LABELS = {
     "chain": "签名链问题 chain", "unreadable": "无法读取 unreadable",
     # object kinds
     "segment": "分段 segment", "question": "题目录像 question", "face_frame": "人脸登录帧 face frame",
+    "manifest": "清单 manifest",
 }
 GOOD = {"verified", "ok"}
 BAD = {"damaged", "missing", "size_mismatch", "sha_mismatch", "unlisted", "broken", "unsigned"}

@@ -96,3 +96,19 @@ def test_a_wrong_signature_or_a_different_station_key_breaks_the_chain(app, cent
     found = _open_problems(app)
     assert {key for kind, key in found if kind == ProblemKind.CHAIN} == set(written.segments)
     assert all("signature" in message for message in found.values())
+
+
+@pytest.mark.parametrize("central", ["directory", "s3"], indirect=True)
+def test_a_manifest_deleted_after_indexing_is_named_by_the_next_check(app, central, station_key):
+    written = write_attempt(central.writer, "c1", "s1", 1, "att-1", station_key, per_camera=2)
+    index_all(app)
+    assert verify_all(app) == {"c1/s1/lot-001": "verified"}
+    body = central.writer.read(written.key)
+    central.writer.delete(written.key)
+    assert verify_all(app, rehash=False) == {"c1/s1/lot-001": "damaged"}
+    found = _open_problems(app)
+    assert found == {(ProblemKind.MISSING_OBJECT, written.key):
+                     "the attempt's manifest is gone from central storage (deleted after it was indexed)"}
+    central.writer.put(written.key, body)  # restored from a backup: the next check is clean again
+    assert verify_all(app) == {"c1/s1/lot-001": "verified"}
+    assert _open_problems(app) == {}
