@@ -2,9 +2,11 @@
 in its own time, SIGUSR1 prints where each thread is without stopping it, a bad setting exits 2."""
 from __future__ import annotations
 
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 PROGRAM = r'''
@@ -20,11 +22,14 @@ def load():
     return {}
 
 def run(settings, args, stop):
-    print("running", flush=True)
+    inside = threading.Event()
     def waiting_in_the_worker():
+        inside.set()
         stop.wait()
     worker = threading.Thread(target=waiting_in_the_worker, name="worker")
     worker.start()
+    inside.wait()
+    print("running", flush=True)  # the worker is in its function now
     worker.join()
     print("stopped", flush=True)
     return 0
@@ -44,15 +49,22 @@ def test_sigusr1_prints_every_thread_and_sigterm_stops() -> None:
     proc = start()
     try:
         assert proc.stdout.readline().strip() == "running"
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
         proc.send_signal(signal.SIGUSR1)
-        stacks = []
+        stacks: list[str] = []
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not any("waiting_in_the_worker" in line for line in stacks):
-            stacks.append(proc.stderr.readline())
-        assert any("waiting_in_the_worker" in line for line in stacks), f"no stack of the worker: {stacks}"
+        while not any("waiting_in_the_worker" in line for line in stacks):
+            left = deadline - time.monotonic()
+            assert left > 0, f"no stack of the worker within 30 s of SIGUSR1: {stacks}"
+            try:
+                stacks.append(lines.get(timeout=left))
+            except queue.Empty:
+                continue
         assert proc.poll() is None, "SIGUSR1 must not stop the program"
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+        proc.wait(timeout=30)  # its output is a few lines: the pipe cannot fill
+        out = proc.stdout.read()
     finally:
         proc.kill()
     assert proc.returncode == 0
