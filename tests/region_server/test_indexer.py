@@ -38,13 +38,16 @@ def test_a_pass_indexes_every_centre_and_a_second_pass_fetches_nothing(app, cent
     assert len(report.attempts) == 3 and report.problems == 0
     assert report.fetched == 5  # three manifests, one sitting.json, one lots.json: no media read
     counts = _counts(app)
-    assert counts == {"attempts": 3, "objects": 3 * (4 + 2 + 1), "centres": 2}
+    # Per attempt: 4 segments, 2 question files, a face-login frame and the manifest itself.
+    assert counts == {"attempts": 3, "objects": 3 * (4 + 2 + 1 + 1), "centres": 2}
     with app.app_context():
         attempt = db.session.scalar(select(Attempt).where(Attempt.manifest_key == a1.key))
         assert attempt.prefix == "c1/s1/lot-001" and attempt.lot == 1 and attempt.centre_id == "c1"
         assert attempt.sitting_row.sitting == "s1" and attempt.sitting_row.expected == 3
         assert attempt.sitting_row.absent == 1 and len(attempt.sitting_row.lots) == 2
-        assert {o.kind for o in attempt.objects} == {"segment", "question", "face_frame"}
+        assert {o.kind for o in attempt.objects} == {"segment", "question", "face_frame", "manifest"}
+        manifest_row = next(o for o in attempt.objects if o.kind == "manifest")
+        assert manifest_row.key == a1.key and manifest_row.expected_sha256 == attempt.manifest_sha256
         tickets = {t.lot: t.ticket_no for t in db.session.scalars(select(LotTicket))}
         assert tickets == {1: "T-0001", 2: "T-0002"}
         unassigned = db.session.scalar(select(Attempt).where(Attempt.centre_id == "c2"))

@@ -69,7 +69,7 @@ def test_overview_sitting_and_attempt_pages_show_the_figures_and_csvs_match(app,
     attempt_page = client.get(f"/region/attempts/{bad_id}").get_data(as_text=True)
     assert "损坏或缺失 damaged" in attempt_page and "链断裂 broken" in attempt_page
     objects = {r["key"]: r for r in _csv(client.get(f"/region/attempts/{bad_id}/objects.csv"))}
-    assert objects[bad.segments[0]]["check"] == "missing" and len(objects) == 4 + 2 + 1
+    assert objects[bad.segments[0]]["check"] == "missing" and len(objects) == 4 + 2 + 1 + 1  # and the manifest
 
     problems = _csv(client.get("/region/problems.csv?centre=c1"))
     assert {(p["kind"], p["key"]) for p in problems} == {

@@ -64,7 +64,7 @@ def test_a_regional_admin_reads_the_overview_and_an_attempt(app, central, statio
         assert page.locator("[data-field=chain]").inner_text() == "链断裂 broken"
         row = page.locator(f'table[data-list=objects] tr[data-key="{damaged.segments[2]}"]')
         assert row.locator("[data-field=check]").inner_text() == "中心缺失 missing in central"
-        assert page.locator("table[data-list=objects] tbody tr").count() == 7
+        assert page.locator("table[data-list=objects] tbody tr").count() == 8  # 7 objects and the manifest
         img = page.locator("[data-list=frames] img").first
         page.wait_for_function("(img) => img.complete && img.naturalWidth === 64", arg=img.element_handle(),
                                timeout=15_000)  # the face-login frame, read from central storage, shown
