@@ -3,7 +3,7 @@
 The counts live in Redis as fixed windows of the ``limits`` library (what Flask-Limiter is built
 on), shared by every gunicorn worker. A sign-in is refused *before* its password is hashed once the
 account (``ACCOUNT_FAILURES``) or the address (``ADDRESS_FAILURES``) has used up its failures of the
-window (``WINDOW``): a flood costs Redis round trips, not argon2 hashes, and ends with the window.
+window (``WINDOW_MINUTES``): a flood costs Redis round trips, not argon2 hashes, and ends with the window.
 A right password clears its account's count. When Redis cannot be reached the same rules count in
 this process (``MemoryStorage``), tried again every ``REDIS_RETRY_SECONDS``: the limit then holds
 per worker, and the sign-in page never fails for it.
