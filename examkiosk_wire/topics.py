@@ -142,6 +142,7 @@ _STATUS_TYPES: dict[str, tuple[str, bool]] = {
     "backlog": ("int", False),
     "disk_free_mb": ("int", True),
     "clock_offset_ms": ("float", True),
+    "clock_uncertainty_ms": ("float", True),
     "version": ("str", False),
     "config": ("str", False),
     "ts": ("float", False),
@@ -164,6 +165,8 @@ class StationStatus:
     backlog: int = 0
     disk_free_mb: int | None = None
     clock_offset_ms: float | None = None
+    # How far the station's estimate of the edge's clock may be off (half the best round trip plus drift).
+    clock_uncertainty_ms: float | None = None
     version: str = ""
     # Digest of the station's configuration (station.config.config_digest), to see which stations differ.
     config: str = ""

@@ -52,6 +52,7 @@ def station_tile(station: Station, now: datetime, *, stale_after: timedelta = ST
         "backlog": status.get("backlog"),
         "disk_free_mb": status.get("disk_free_mb"),
         "clock_offset_ms": status.get("clock_offset_ms"),
+        "clock_uncertainty_ms": status.get("clock_uncertainty_ms"),
         "flags": status.get("flags") or [],
         "version": status.get("version") or None,
         "config": status.get("config") or None,
