@@ -16,6 +16,9 @@ logger = logging.getLogger(__name__)
 
 RETRY_SECONDS = 3.0
 CLOCK_SYNC_SECONDS = 30.0
+# While the drift is not known yet or the estimate is loose, sync this often.
+CLOCK_SYNC_FAST_SECONDS = 5.0
+CLOCK_LOOSE_SECONDS = 0.005
 # What "the edge is not reachable yet" means: it was not found, or did not answer.
 NOT_REACHABLE = (EdgeUnavailable, EdgeNotFound, ConnectionError, TimeoutError)
 
@@ -66,12 +69,17 @@ class EdgeSession:
             self.link_ok = False
             self._stop.wait(RETRY_SECONDS)
         # Keep the clock honest while running.
-        while not self._stop.wait(CLOCK_SYNC_SECONDS):
+        while not self._stop.wait(self._next_sync()):
             try:
                 self.clock.sync(self.client)
                 self.link_ok = True
             except EdgeUnavailable:
                 self.link_ok = False
+
+    def _next_sync(self) -> float:
+        """Seconds to the next clock sync: often until the drift is fitted and the estimate is tight."""
+        loose = self.clock.drift_ppm is None or (self.clock.uncertainty or 1.0) > CLOCK_LOOSE_SECONDS
+        return CLOCK_SYNC_FAST_SECONDS if loose else CLOCK_SYNC_SECONDS
 
     def connect(self) -> None:
         edge, mqtt = self.settings.edge, self.settings.mqtt
@@ -93,7 +101,8 @@ class EdgeSession:
         client.register_key(self._key.public_b64)
         self.client = client
         self.link_ok = True
-        logger.info("edge %s: clock offset %.1f ms", api, self.clock.offset * 1000)
+        logger.info("edge %s: clock offset %.1f ms ± %.1f ms", api, self.clock.offset * 1000,
+                    (self.clock.uncertainty or 0.0) * 1000)
         if mqtt.username:
             self.publisher = StatusPublisher(mqtt_host, mqtt_port, mqtt.username, mqtt.password,
                                              self.settings.centre, self.settings.station_id, clock=self.clock,

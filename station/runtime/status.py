@@ -34,11 +34,13 @@ def status_of(ctx: Context, digest: str) -> StationStatus:
     state, now = ctx.state, ctx.clock.now()
     left = time_left(state, now)
     usage = shutil.disk_usage(ctx.settings.data_dir)
+    uncertainty = ctx.clock.uncertainty
     return StationStatus(
         station=ctx.settings.station_id, online=True, state=str(state.screen), lot=state.lot,
         question=state.question or None, time_left=None if left is None else round(left, 1),
         mic_level=round(ctx.capture.status.mic_level, 3), backlog=len(ctx.journal.pending()),
         disk_free_mb=int(usage.free / 1e6), clock_offset_ms=round(ctx.clock.offset * 1000, 1),
+        clock_uncertainty_ms=None if uncertainty is None else round(uncertainty * 1000, 1),
         version=package_version(), config=digest, ts=now, flags=ctx.shown.active_flags,
     )
 
