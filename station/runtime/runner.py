@@ -31,6 +31,7 @@ from station.runtime.handlers.finish import forget_paper
 from station.runtime.kiosk_port import KioskAdapter
 from station.runtime.recorders import Recording
 from station.runtime.status import StatusLoop
+from station.runtime.timers import FlowTimer, next_instant
 from station.runtime.watchdog import LoopWatchdog
 from station.runtime.watchers import CameraWatch, FlagWatcher
 from station.storage.journal import Journal
@@ -97,9 +98,11 @@ class Runtime:
                                    guidance=lambda code: setattr(ctx.shown, "live_guidance", code))
         self.kiosk = KioskAdapter(ctx, self.flags)
         self.watchdog = LoopWatchdog(self.stop_event)
+        # The start, question boundaries and the end at their instant (station/runtime/timers.py).
+        self.timer = FlowTimer(ctx.clock, ctx.events.put, self.stop_event)
         # In start order; stopped in reverse.
         self.components: list[Component] = [
-            self.watchdog, ctx.capture, ctx.recording, ctx.edge, StatusLoop(ctx), camera_watch, self.flags,
+            self.watchdog, self.timer, ctx.capture, ctx.recording, ctx.edge, StatusLoop(ctx), camera_watch, self.flags,
             ctx.outbox, _Thread("messages", ctx.messages.run, self.stop_event), ctx.uploader,
         ]
         if settings.kiosk.voice:
@@ -180,6 +183,8 @@ class Runtime:
     def apply(self, event: Event) -> None:
         ctx = self.ctx
         now = ctx.clock.now()
+        if event.name == "tick" and "at" in event.payload:
+            now = max(now, float(event.payload["at"]))  # the timer's instant, never a hair before it
         old = ctx.state
         new, commands = flow.transition(old, event, now)
         if new != old:
@@ -194,6 +199,7 @@ class Runtime:
                 self.execute(command)
             except Exception:
                 logger.exception("command %s failed", command)
+        self.timer.arm(next_instant(ctx.state))
 
     def execute(self, command: flow.Command) -> None:
         HANDLERS[type(command)](self.ctx, command)
