@@ -133,6 +133,14 @@ class DashboardSection(Section):
     stale_seconds: float = Field(10.0, ge=2, le=600)
 
 
+class PapersSection(Section):
+    # Seconds before a sitting's start that its stations get the paper key (pushed over MQTT, and
+    # from the key route), so every station has the paper open in memory and shows it on its own
+    # timer at the start. The key stays in the stations' memory until the start; staff pages still
+    # open a paper only from the start.
+    key_lead_seconds: float = Field(5.0, ge=0, le=60)
+
+
 class EdgeSettings(BaseSettings):
     """Settings of every edge program (web, daemon, worker)."""
 
@@ -170,6 +178,7 @@ class EdgeSettings(BaseSettings):
     discovery: DiscoverySection = DiscoverySection()
     retention: RetentionSection = RetentionSection()
     dashboard: DashboardSection = DashboardSection()
+    papers: PapersSection = PapersSection()
 
     @model_validator(mode="after")
     def _secret_needed(self) -> "EdgeSettings":

@@ -3,10 +3,12 @@
 ``PaperKeeper`` downloads a sitting's sealed paper (``GET /sittings/<id>/paper/sealed``) as soon
 as the candidate is identified, checks its SHA-256 and caches it under ``<data_dir>/papers`` (the
 ciphertext is useless without the key, so a power cut does not cost the download). The key comes
-at the start time, pushed by the edge over MQTT (a ``paper_key`` StationCommand, see
-:meth:`key_pushed`) or, when no push has arrived, asked from the API once the start has passed
-(:meth:`fetch_key`). Until the sitting starts it lives in this object's memory only: never on
-disk, in the journal or a log line. Once the paper has opened after the start (it is no secret
+a few seconds before the start (the edge's ``[papers] key_lead_seconds``), pushed by the edge over
+MQTT (a ``paper_key`` StationCommand, see :meth:`key_pushed`) or, when no push has arrived, asked
+from the API (:meth:`fetch_key`); the paper is opened into memory then (:meth:`open` keeps the
+opened paper), so the station shows it on its own timer at the very start. Until the sitting
+starts the key and the opened paper live in this object's memory only: never on disk, in the
+journal or a log line. Once the paper has opened after the start (it is no secret
 then), :meth:`PaperKeeper.keep` seals it into the journal with the station's own key
 (:class:`KeyVault`), so a station that crashes while the edge is unreachable opens the paper again
 (:meth:`PaperKeeper.restore`); :meth:`PaperKeeper.forget` removes it when the attempt ends.
@@ -75,6 +77,7 @@ class PaperKeeper:
         self._client = client
         self._vault = vault
         self._keys: dict[str, bytes] = {}
+        self._opened: dict[str, dict[str, Any]] = {}  # papers opened ahead of the start (memory only)
         self._lock = threading.Lock()
 
     def _path(self, sitting: str) -> Path:
@@ -141,6 +144,8 @@ class PaperKeeper:
             logger.warning("ignoring a paper_key command for %s: the key has %d bytes", sitting, len(raw))
             return False
         with self._lock:
+            if self._keys.get(sitting) != raw:
+                self._opened.pop(sitting, None)
             self._keys[sitting] = raw
         logger.info("paper key of %s received", sitting)
         return True
@@ -180,20 +185,34 @@ class PaperKeeper:
         """The attempt is over: its key leaves memory and the journal."""
         with self._lock:
             self._keys.clear()
+            self._opened.clear()
         if self._vault is not None:
             self._vault.clear()
 
     # --- opening ---------------------------------------------------------------------------------
+    def opened(self, sitting: str) -> dict[str, Any] | None:
+        """The paper already opened in memory (by :meth:`open`), or None."""
+        with self._lock:
+            return self._opened.get(sitting)
+
     def open(self, sitting: str) -> dict[str, Any]:
-        """The paper (title, instructions, questions); needs the key. :class:`PaperDamaged` if it
-        does not open (the cached copy is dropped so the next try downloads it again)."""
+        """The paper (title, instructions, questions); needs the key; kept in memory, so opening it
+        again (at the start) costs nothing. :class:`PaperDamaged` if it does not open (the cached
+        copy is dropped so the next try downloads it again)."""
         with self._lock:
             key = self._keys.get(sitting)
+            paper = self._opened.get(sitting)
+        if paper is not None:
+            return paper
         if key is None:
             raise LookupError(f"no paper key for {sitting} yet")
         blob = self.prefetch(sitting)
         try:
-            return sealed.open_paper(key, blob, sitting)
+            paper = sealed.open_paper(key, blob, sitting)
         except sealed.SealError as exc:
             self._path(sitting).unlink(missing_ok=True)
             raise PaperDamaged(str(exc)) from exc
+        with self._lock:
+            if self._keys.get(sitting) == key:  # not forgotten meanwhile
+                self._opened[sitting] = paper
+        return paper

@@ -2,8 +2,9 @@
 
 - ``GET /sittings/<id>/paper/sealed``: ciphertext, nonce (base64) and the ciphertext's SHA-256;
   a station downloads it ahead of the start.
-- ``GET /sittings/<id>/paper/key``: 403 ``paper_sealed`` before ``starts_at``, then the key
-  (base64). The edge daemon pushes the same key over MQTT at the start; this is the fallback.
+- ``GET /sittings/<id>/paper/key``: 403 ``paper_sealed`` until ``[papers] key_lead_seconds`` before
+  ``starts_at``, then the key (base64). The edge daemon pushes the same key over MQTT at that
+  moment; this is the fallback.
 
 Only stations of the sitting's centre are served; every key handed out is audited (not the key).
 """
@@ -33,6 +34,7 @@ def sealed_paper(sitting_id: str):
 @station
 def paper_key(sitting_id: str):
     sitting = _sitting(sitting_id)
-    key = papers.fetch_key(db.session, settings().data_dir, g.station.id, sitting, now())
+    key = papers.fetch_key(db.session, settings().data_dir, g.station.id, sitting, now(),
+                           settings().papers.key_lead_seconds)
     db.session.commit()
     return papers.key_command(sitting.id, key).to_payload()

@@ -3,7 +3,8 @@ re-queueing lost sync jobs.
 
 Every ``interval`` seconds:
 
-- ``release_papers``: once a sitting has started, its sealed paper's key is pushed over MQTT (a
+- ``release_papers``: ``[papers] key_lead_seconds`` before a sitting's start (so every station has
+  the paper open in memory and shows it on its own timer at the start), its sealed paper's key is pushed over MQTT (a
   ``paper_key`` StationCommand) to every station with an open attempt in it, audited once; a push
   that did not get through (broker down, login or publish refused) is tried again every round until
   it does (audited once more, ``paper_key_pushed``) or the sitting's entry closes; stations that
@@ -121,14 +122,15 @@ class Scheduler:
         """Push the key of every sitting that has started and whose key was not pushed yet."""
         with self.app.app_context():
             try:
-                releases = papers.due_releases(db.session, self.settings.data_dir, self.settings.centre, now)
+                releases = papers.due_releases(db.session, self.settings.data_dir, self.settings.centre, now,
+                                                self.settings.papers.key_lead_seconds)
                 broker_failed = False
                 for release in releases:
                     pushed = not broker_failed and self._push_key(release)
                     broker_failed = not pushed
                     papers.mark_released(db.session, release, pushed=pushed, now=now)
                     db.session.commit()
-                    logger.info("sitting %s started: paper key %s to %d station(s)", release.sitting,
+                    logger.info("sitting %s about to start: paper key %s to %d station(s)", release.sitting,
                                 "pushed" if pushed else "not pushed (broker down; stations ask the API; retrying)",
                                 len(release.stations))
                 if not broker_failed:
@@ -149,7 +151,8 @@ class Scheduler:
         """Push again every released key whose push failed, while its sitting's entry is open; the
         first failure ends the round (the broker is still away)."""
         pushed = 0
-        for release in papers.unpushed_releases(session, self.settings.data_dir, self.settings.centre, now):
+        for release in papers.unpushed_releases(session, self.settings.data_dir, self.settings.centre, now,
+                                                 self.settings.papers.key_lead_seconds):
             if release.sitting in skip:  # just tried this round
                 continue
             if not self._push_key(release):
@@ -220,12 +223,13 @@ class Scheduler:
         return done
 
     def next_wait(self, now: datetime) -> float:
-        """Seconds to the next round: ``interval``, or less when a sitting starts sooner (its key
-        is pushed at the start, not up to ``interval`` later)."""
+        """Seconds to the next round: ``interval``, or less when a sitting's key is due sooner (it
+        is pushed ``[papers] key_lead_seconds`` before the start, not up to ``interval`` later)."""
         try:
             with self.app.app_context():
                 try:
-                    start = papers.next_start(db.session, self.settings.centre, now)
+                    start = papers.next_start(db.session, self.settings.centre, now,
+                                              self.settings.papers.key_lead_seconds)
                 finally:
                     db.session.remove()
         except Exception as exc:

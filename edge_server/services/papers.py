@@ -7,10 +7,12 @@ random bytes in the edge's data directory. A dump of the database alone therefor
 paper. No ``Question`` row and no plaintext column is written; the countdowns (seconds per
 question) are the only thing kept in the clear, because stations plan the exam with them.
 
-Before the sitting's ``starts_at`` nothing returns the key or the plaintext: :func:`paper_key` and
-:func:`open_sitting_paper` raise :class:`PaperSealed`. From the start, the edge daemon pushes the
-key to the sitting's stations (:func:`due_releases`, :func:`mark_released`) and any station of the
-centre may ask the API for it. Every import and release is in the audit log, without the key.
+Before the sitting's ``starts_at`` nothing returns the plaintext (:func:`open_sitting_paper` raises
+:class:`PaperSealed`). The key goes to the stations ``lead`` seconds ahead of the start (the setting
+``[papers] key_lead_seconds``), so each has the paper open in memory and shows it on its own timer
+at the start: from then the edge daemon pushes the key to the sitting's stations
+(:func:`due_releases`, :func:`mark_released`) and any station of the centre may ask the API for it
+(:func:`fetch_key`); before it, both refuse. Every import and release is in the audit log, without the key.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -151,17 +153,19 @@ def sealed_blob(sitting: Sitting) -> dict[str, Any]:
             "sha256": paper.sha256, "starts_at": sitting.starts_at.timestamp()}
 
 
-def paper_key(data_dir: Path, sitting: Sitting, now: datetime) -> bytes:
-    """The sitting's paper key, from its start time on."""
-    if now < sitting.starts_at:
+def paper_key(data_dir: Path, sitting: Sitting, now: datetime, lead: float = 0.0) -> bytes:
+    """The sitting's paper key, from ``lead`` seconds before its start time on."""
+    if now < sitting.starts_at - timedelta(seconds=lead):
         raise PaperSealed("the paper key is released at the start time", code="paper_sealed")
     paper = _sealed(sitting)
     return unwrap(data_dir, paper.wrapped_key, sitting.id)
 
 
-def fetch_key(session: Session, data_dir: Path, station_id: str, sitting: Sitting, now: datetime) -> bytes:
-    """A station's fallback fetch of the key (from the start on), audited without the key."""
-    key = paper_key(data_dir, sitting, now)
+def fetch_key(session: Session, data_dir: Path, station_id: str, sitting: Sitting, now: datetime,
+              lead: float = 0.0) -> bytes:
+    """A station's fallback fetch of the key (from ``lead`` seconds before the start on), audited
+    without the key."""
+    key = paper_key(data_dir, sitting, now, lead)
     audit.append(session, kind="paper_key_fetched", station_id=station_id, attempt_id=None, source="api",
                  payload={"sitting": sitting.id, "paper": sitting.paper_id})
     return key
@@ -201,12 +205,14 @@ class Release:
     stations: tuple[str, ...]
 
 
-def due_releases(session: Session, data_dir: Path, centre_id: str, now: datetime) -> list[Release]:
-    """Sittings of the centre that have started, whose sealed key was not pushed yet, with the
-    stations that have an open attempt in them."""
+def due_releases(session: Session, data_dir: Path, centre_id: str, now: datetime,
+                 lead: float = 0.0) -> list[Release]:
+    """Sittings of the centre that start within ``lead`` seconds (or have started), whose sealed
+    key was not pushed yet, with the stations that have an open attempt in them."""
     rows = session.execute(
         select(Sitting, Paper).join(Paper, Sitting.paper_id == Paper.id)
-        .where(Sitting.centre_id == centre_id, Sitting.starts_at <= now, Paper.released_at.is_(None),
+        .where(Sitting.centre_id == centre_id, Sitting.starts_at <= now + timedelta(seconds=lead),
+               Paper.released_at.is_(None),
                Paper.ciphertext.is_not(None), Paper.sealed_for == Sitting.id)
     ).all()
     return [Release(sitting.id, paper.id, unwrap(data_dir, paper.wrapped_key, sitting.id),
@@ -227,13 +233,15 @@ def _release_stations(session: Session, sitting_id: str) -> tuple[str, ...]:
 PUSH_AUDIT_KINDS = ("paper_key_released", "paper_key_pushed")
 
 
-def unpushed_releases(session: Session, data_dir: Path, centre_id: str, now: datetime) -> list[Release]:
+def unpushed_releases(session: Session, data_dir: Path, centre_id: str, now: datetime,
+                      lead: float = 0.0) -> list[Release]:
     """Released sittings whose key push has not got through yet (the broker was down or refused
     it) and whose entry has not closed: the daemon tries the push again. The audit log is the
     record of each push's outcome, so a restarted daemon goes on where it stopped."""
     rows = session.execute(
         select(Sitting, Paper).join(Paper, Sitting.paper_id == Paper.id)
-        .where(Sitting.centre_id == centre_id, Sitting.starts_at <= now, Sitting.entry_closes_at > now,
+        .where(Sitting.centre_id == centre_id, Sitting.starts_at <= now + timedelta(seconds=lead),
+               Sitting.entry_closes_at > now,
                Paper.released_at.is_not(None), Paper.ciphertext.is_not(None), Paper.sealed_for == Sitting.id)
     ).all()
     if not rows:
@@ -247,14 +255,17 @@ def unpushed_releases(session: Session, data_dir: Path, centre_id: str, now: dat
             for sitting, paper in rows if pushed.get(paper.id) is False]
 
 
-def next_start(session: Session, centre_id: str, now: datetime) -> datetime | None:
-    """The earliest start after ``now`` of a sitting whose sealed key is still to be pushed."""
-    return session.scalar(
+def next_start(session: Session, centre_id: str, now: datetime, lead: float = 0.0) -> datetime | None:
+    """The earliest key release (``lead`` seconds before its start) after ``now`` of a sitting whose
+    sealed key is still to be pushed."""
+    ahead = timedelta(seconds=lead)
+    start = session.scalar(
         select(Sitting.starts_at).join(Paper, Sitting.paper_id == Paper.id)
-        .where(Sitting.centre_id == centre_id, Sitting.starts_at > now, Paper.released_at.is_(None),
+        .where(Sitting.centre_id == centre_id, Sitting.starts_at > now + ahead, Paper.released_at.is_(None),
                Paper.ciphertext.is_not(None))
         .order_by(Sitting.starts_at).limit(1)
     )
+    return None if start is None else start - ahead
 
 
 def mark_released(session: Session, release: Release, *, pushed: bool, now: datetime) -> None:

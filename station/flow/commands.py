@@ -52,6 +52,9 @@ class StartRecording:
 @dataclass(frozen=True)
 class CutSegment:
     question: int | None
+    # The boundary's scheduled instant (server time): frames captured before it end the old segment,
+    # and the new one starts at it. None: at the next frame (a candidate's 下一题).
+    at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ def _tick(state: FlowState, now: float) -> Result:
     if state.screen == Screen.WAITING and now >= sch.starts_at:
         first = 1
         return (replace(state, screen=Screen.ANSWERING, question=first),
-                (CutSegment(first), FetchPaper(), question_started(first), Speak("exam_start")))
+                (CutSegment(first, at=sch.starts_at), FetchPaper(), question_started(first), Speak("exam_start")))
     if state.screen in (Screen.DEVICE_CHECK, Screen.RESUME) and state.resume_cause == "moved":
         if now >= sch.ends_at:
             return resume_after_move(state, now)
@@ -67,5 +67,5 @@ def _tick(state: FlowState, now: float) -> Result:
                 for q in range(1, due):
                     answered = with_item(answered, q)
                 return (replace(state, question=due, answered=answered),
-                        (CutSegment(due), question_started(due), Speak("next_question")))
+                        (CutSegment(due, at=sch.question_window(due)[0]), question_started(due), Speak("next_question")))
     return state, ()

@@ -1,12 +1,14 @@
 """The kiosk UI's Flask app: a small local web app on 127.0.0.1 that the kiosk browser shows.
 
-The page is driven by ``/api/state`` (what the state machine says) and sends the candidate's
-actions to ``/api/event``. The root element carries ``data-screen`` and every control
+The page is driven by ``/api/stream`` (server-sent events: a snapshot of what the state machine
+says at each change, and every ``STREAM_IDLE_SECONDS`` otherwise), with ``/api/state`` polled as
+the fallback while the stream is down, and sends the candidate's actions to ``/api/event``. The root element carries ``data-screen`` and every control
 ``data-action``, so any browser script can drive it. The app reads the station through its port
 (``station.kiosk.port``): one :class:`KioskView` per request and a few calls.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -32,6 +34,10 @@ from station.voice import PROMPTS
 # The name Flask logs under (and finds templates/ and static/ by): the kiosk package.
 APP_NAME = "station.kiosk"
 PREVIEW_WIDTH = 640
+# The stream sends a snapshot at each change and at least this often (the countdown, the mic level);
+# it ends after STREAM_SECONDS and the page's EventSource reconnects.
+STREAM_IDLE_SECONDS = 0.3
+STREAM_SECONDS = 300.0
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +128,17 @@ def create_kiosk_app(station: KioskPort, *, port: int = 80, bind_host: str = "12
     @app.get("/api/state")
     def state():
         return jsonify(view(station.kiosk_view()))
+
+    @app.get("/api/stream")
+    def stream():
+        def snapshots():
+            seen, ends = -1, time.monotonic() + STREAM_SECONDS
+            while time.monotonic() < ends:
+                seen = station.wait_changed(seen, STREAM_IDLE_SECONDS)
+                yield f"data: {json.dumps(view(station.kiosk_view()), ensure_ascii=False)}\n\n"
+
+        return Response(snapshots(), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     @app.post("/api/event")
     def event():

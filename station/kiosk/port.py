@@ -42,6 +42,10 @@ class KioskPort(Protocol):
     def kiosk_view(self) -> KioskView:
         """The station now, as one immutable snapshot."""
 
+    def wait_changed(self, seen: int, timeout: float) -> int:
+        """Block until the station changed after version ``seen`` (or ``timeout`` seconds passed);
+        the version now. The kiosk's stream sends a snapshot at each change."""
+
     def post(self, name: str, payload: dict[str, Any]) -> None:
         """A candidate's action into the flow (the station fills in what it decides itself)."""
 

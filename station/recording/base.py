@@ -52,6 +52,15 @@ class SegmentNotJournaled(RecorderError):
 
 
 @dataclass(frozen=True)
+class CutAt:
+    """A scheduled boundary: ``mono`` on the capture clock (``time.monotonic()``), ``server`` the same
+    instant in server time (the new segment's recorded start)."""
+
+    mono: float
+    server: float
+
+
+@dataclass(frozen=True)
 class SegmentInfo:
     name: str
     path: Path
@@ -187,8 +196,9 @@ class Recorder(ABC):
         """Hand over a captured audio chunk; never blocks."""
 
     @abstractmethod
-    def cut(self, question: int | None) -> None:
-        """Question boundary: a new segment tagged ``question`` starts at the next frame (or keyframe)."""
+    def cut(self, question: int | None, at: CutAt | None = None) -> None:
+        """Question boundary: a new segment tagged ``question`` starts at the next frame (or keyframe);
+        with ``at``, at the first frame captured at or after that instant, recorded as starting at it."""
 
     @abstractmethod
     def stop(self) -> SegmentInfo | None:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from station.recording.base import PART_SUFFIX, Recorder, RecorderError, SegmentInfo, seal, segment_name
+from station.recording.base import PART_SUFFIX, CutAt, Recorder, RecorderError, SegmentInfo, seal, segment_name
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +112,9 @@ class Picamera2Recorder(Recorder):
     def push_audio(self, chunk: Any) -> None:
         """Nothing to do: picamera2 records the microphone itself (``audio``), through PulseAudio."""
 
-    def cut(self, question: int | None) -> None:
-        """Question boundary: the next keyframe starts a new segment tagged ``question``."""
+    def cut(self, question: int | None, at: CutAt | None = None) -> None:
+        """Question boundary: the next keyframe starts a new segment tagged ``question`` (the hardware
+        encoder's keyframes decide; ``at`` is not used here)."""
         self._check()
         self._requests.put(("cut", question))
 

@@ -7,7 +7,12 @@ into short, self-contained Matroska segments (H.264 + AAC), named
 Rotation works like picamera2's ``SplittableOutput``: the frame that crosses
 the segment boundary (or the first frame after :meth:`SegmentRecorder.cut`)
 becomes the first frame, and so a keyframe, of a fresh encoder in the next
-segment; no frame is dropped. Before the old segment is closed the recorder
+segment; no frame is dropped. A cut at a scheduled instant (``CutAt``: the
+start, a question boundary) is placed by capture time: frames captured before
+the instant still end the old segment, the first one at or after it opens the
+new one, and the instant is the old segment's ``ended_at`` and the new one's
+``started_at`` (unless frames after it were already written: then the first
+frame after the cut, at its own time). Before the old segment is closed the recorder
 waits briefly for the audio that covers the boundary, so each segment's audio
 ends where its video ends; an audio chunk that straddles the boundary is split.
 
@@ -32,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from station.capture.frames import AudioChunk, VideoFrame
-from station.recording.base import Recorder, RecorderError, SegmentInfo, seal, segment_name
+from station.recording.base import CutAt, Recorder, RecorderError, SegmentInfo, seal, segment_name
 from station.recording.segment import OpenSegment
 
 logger = logging.getLogger(__name__)
@@ -65,6 +70,9 @@ class _Rotation:
     question: int | None
     held: list[Any]  # queue items (frames, cuts) that belong after the boundary
     carry: list[AudioChunk]  # audio from after the boundary
+    # A scheduled cut's instant, server time: it ends the old segment and starts the new one (None
+    # without one, or when frames captured after it had already gone into the old segment).
+    at: float | None = None
 
 
 class SegmentRecorder(Recorder):
@@ -104,6 +112,7 @@ class SegmentRecorder(Recorder):
         self._seg: OpenSegment | None = None
         self._question: int | None = None
         self._cut = False
+        self._cut_at: CutAt | None = None
         self._rotation: _Rotation | None = None
         self._stopping = False
         self._audio_seen = False
@@ -162,11 +171,11 @@ class SegmentRecorder(Recorder):
             )
         self._queue.put(chunk)
 
-    def cut(self, question: int | None) -> None:
-        """Question boundary: the next frame starts a new segment tagged ``question``."""
+    def cut(self, question: int | None, at: CutAt | None = None) -> None:
+        """Question boundary: the next frame (the first at or after ``at``) opens a segment of ``question``."""
         if not self._check_running():
             raise RuntimeError("recorder is stopped")
-        self._queue.put(("cut", question))
+        self._queue.put(("cut", question, at))
 
     def stop(self) -> SegmentInfo | None:
         """Close the open segment, end the encoder thread; the last closed segment."""
@@ -237,8 +246,8 @@ class SegmentRecorder(Recorder):
                     self._close_current(end_t=None)
                     return
                 else:
-                    _, question = item
-                    self._on_cut(question)
+                    _, question, at = item
+                    self._on_cut(question, at)
         except BaseException as exc:
             self._error = exc
             logger.error("recorder %s/%s failed", self.attempt_id, self.camera, exc_info=True)
@@ -246,13 +255,13 @@ class SegmentRecorder(Recorder):
                 self._seg.abandon()  # leaves the .part file, as a crash would
                 self._seg = None
 
-    def _on_cut(self, question: int | None) -> None:
+    def _on_cut(self, question: int | None, at: CutAt | None = None) -> None:
         if self._rotation is not None:
-            self._rotation.held.append(("cut", question))
+            self._rotation.held.append(("cut", question, at))
             return
         self._question = question
         if self._seg is not None and self._seg.frames > 0:
-            self._cut = True
+            self._cut, self._cut_at = True, at
 
     def _on_video(self, frame: VideoFrame) -> None:
         rotation = self._rotation
@@ -266,10 +275,13 @@ class SegmentRecorder(Recorder):
             self._open_segment(frame.t)
             self._write_video(frame)
             return
+        cut_at = self._cut_at
+        early = cut_at is not None and frame.t < cut_at.mono  # before the scheduled cut: the old segment's
         # Half a frame of slack so capture jitter does not add a frame to every segment.
-        if self._cut or frame.t >= seg.t0 + self.segment_seconds - 0.5 / self.fps:
-            self._cut = False
-            self._rotation = _Rotation(boundary=frame.t, question=self._question, held=[frame], carry=[])
+        if not early and (self._cut or frame.t >= seg.t0 + self.segment_seconds - 0.5 / self.fps):
+            self._cut, self._cut_at = False, None
+            at = cut_at.server if cut_at is not None and seg.last_t < cut_at.mono else None
+            self._rotation = _Rotation(frame.t, self._question, held=[frame], carry=[], at=at)
             if self._stopping or not self._audio_seen or self._audio_end >= frame.t:
                 self._finish_rotation()
             return
@@ -305,7 +317,7 @@ class SegmentRecorder(Recorder):
         rotation = self._rotation
         assert rotation is not None and self._seg is not None
         self._rotation = None
-        ended_at = self._close_current(end_t=rotation.boundary)
+        ended_at = self._close_current(end_t=rotation.boundary, ended_at=rotation.at)
         self._question = rotation.question
         first, *rest = rotation.held
         self._open_segment(first.t, started_at=ended_at)
@@ -332,15 +344,15 @@ class SegmentRecorder(Recorder):
                 seg.write_audio(chunk)
         logger.debug("segment %s opened (question %s)", seg.name, seg.question)
 
-    def _close_current(self, end_t: float | None) -> float | None:
-        """Close, fsync, rename, hash and report the open segment; its ended_at."""
+    def _close_current(self, end_t: float | None, ended_at: float | None = None) -> float | None:
+        """Close, fsync, rename, hash and report the open segment; its ended_at (given, or end_t's)."""
         seg = self._seg
         if seg is None:
             return None
         self._seg = None
         if end_t is None:  # stop: the segment ends where its last frame ends
             end_t = seg.last_t + 1.0 / self.fps
-        ended_at = self._server_time(end_t)
+        ended_at = self._server_time(end_t) if ended_at is None else ended_at
         try:
             seg.finish(end_t, pad_audio=self._audio_seen)
         except BaseException:

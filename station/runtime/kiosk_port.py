@@ -3,6 +3,7 @@
 the help messages, and prepares a mock attempt's watch-back (``station.playback``) from the journal."""
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from station.flow import Event, Screen
@@ -32,6 +33,19 @@ class KioskAdapter:
         self._flags = flags
         # The films of a watch-back; any left from before this start are removed now.
         self._films = WatchbackStore(ctx.settings.data_dir / "watchback")
+        self._version = 0  # bumped by the runner at each change the kiosk shows (``changed``)
+        self._change = threading.Condition()
+
+    def changed(self) -> None:
+        """The flow state or what is shown moved on: the kiosk's streams send a snapshot now."""
+        with self._change:
+            self._version += 1
+            self._change.notify_all()
+
+    def wait_changed(self, seen: int, timeout: float) -> int:
+        with self._change:
+            self._change.wait_for(lambda: self._version != seen, timeout)
+            return self._version
 
     def kiosk_view(self) -> KioskView:
         ctx = self.ctx

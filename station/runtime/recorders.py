@@ -21,6 +21,7 @@ from station.capture.frames import AudioChunk, VideoFrame
 from station.config import StationSettings
 from station.recording.base import (
     INFO_SUFFIX,
+    CutAt,
     Recorder,
     RecorderError,
     SegmentInfo,
@@ -88,10 +89,11 @@ class Recording:
         recorder.on_failed = self.segment_failed
         return recorder
 
-    def cut(self, question: int | None) -> None:
+    def cut(self, question: int | None, at: CutAt | None = None) -> None:
+        """A question boundary in every camera's chain; with ``at``, placed at that instant by capture time."""
         with self._lock:
             for recorder in self.recorders.values():
-                recorder.cut(question)
+                recorder.cut(question, at)
 
     def stop_all(self) -> None:
         with self._lock:

@@ -17,7 +17,7 @@ from examkiosk_wire.chain import StationKey
 from examkiosk_wire.topics import StationCommand
 from station import flow
 from station.config import StationSettings
-from station.flow import Event, FlowState
+from station.flow import Event, FlowState, Screen
 from station.link import Clock
 from station.link.outbox import EventOutbox
 from station.messages import MessageBox
@@ -28,6 +28,7 @@ from station.runtime.edge import EdgeSession
 from station.runtime.edge_commands import handle_command
 from station.runtime.handlers import HANDLERS
 from station.runtime.handlers.finish import forget_paper
+from station.runtime.handlers.paper import prefetch_paper
 from station.runtime.kiosk_port import KioskAdapter
 from station.runtime.recorders import Recording
 from station.runtime.status import StatusLoop
@@ -145,6 +146,9 @@ class Runtime:
         # The journal is the truth: sealed segments it lacks are journaled before anything records.
         self.ctx.recording.recover(self.ctx.state.attempt_id)
         self.ctx.papers.restore(self.ctx.state.attempt_id)  # a started paper opens without the edge
+        if self.ctx.state.screen == Screen.WAITING and self.ctx.state.schedule is not None:
+            # Restarted in the waiting room: open the paper in memory ahead of the start again.
+            self.ctx.submit(prefetch_paper, self.ctx, self.ctx.state.schedule.sitting)
         for component in self.components:
             component.start()
             self._started.append(component)
@@ -200,6 +204,8 @@ class Runtime:
             except Exception:
                 logger.exception("command %s failed", command)
         self.timer.arm(next_instant(ctx.state))
+        if new != old or event.name != "tick":
+            self.kiosk.changed()  # the kiosk's stream shows it now, not at its next poll
 
     def execute(self, command: flow.Command) -> None:
         HANDLERS[type(command)](self.ctx, command)

@@ -93,14 +93,14 @@ def test_whole_flow_per_question_auto_advances_on_server_time():
     assert run.state.screen == Screen.WAITING
     cmds = run("tick", T0)
     assert run.state.screen == Screen.ANSWERING and run.state.question == 1
-    assert CutSegment(1) in cmds and FetchPaper() in cmds
+    assert CutSegment(1, at=T0) in cmds and FetchPaper() in cmds
     assert time_left(run.state, T0 + 100) == 200
     # no early end in per-question mode
     run("end_exam", T0 + 100, confirmed=True)
     run("next_question", T0 + 100)
     assert run.state.screen == Screen.ANSWERING and run.state.question == 1
     cmds = run("tick", T0 + 300)
-    assert run.state.question == 2 and run.state.answered == (1,) and CutSegment(2) in cmds
+    assert run.state.question == 2 and run.state.answered == (1,) and CutSegment(2, at=T0 + 300) in cmds
     cmds = run("tick", T0 + 600)
     assert run.state.screen == Screen.UPLOADING and run.state.answered == (1, 2)
     assert StopRecording() in cmds and FinishAttempt("time_up") in cmds

@@ -86,7 +86,7 @@ def subscribed(broker, received: queue.Queue) -> None:
     raise AssertionError("the station never received a command")
 
 
-def test_the_key_comes_over_mqtt_at_the_start(app, settings, live_server, broker, tmp_path):
+def test_the_key_comes_over_mqtt_the_lead_before_the_start(app, settings, live_server, broker, tmp_path):
     token = seed(app, starts_in=3600)
     client = EdgeClient(live_server, token)
     keeper = PaperKeeper(tmp_path / "station" / "papers", client=lambda: client)
@@ -112,15 +112,17 @@ def test_the_key_comes_over_mqtt_at_the_start(app, settings, live_server, broker
         with app.app_context():
             starts_at = db.session.get(Sitting, "c1-sit").starts_at
         scheduler = Scheduler(settings, app, enqueue=lambda *a: None, job_state=lambda attempt: None)
-        assert scheduler.run_once(starts_at - timedelta(seconds=1))["papers"] == 0
-        assert scheduler.run_once(starts_at)["papers"] == 1  # the daemon's round at the start
+        release = starts_at - timedelta(seconds=settings.papers.key_lead_seconds)
+        assert scheduler.run_once(release - timedelta(seconds=1))["papers"] == 0
+        assert scheduler.run_once(release)["papers"] == 1  # the daemon's round, the lead before the start
         while (command := received.get(timeout=10)).kind != "paper_key":
             pass
     finally:
         publisher.stop()
     assert keeper.has_key("c1-sit")
-    paper = keeper.open("c1-sit")
+    paper = keeper.open("c1-sit")  # opened ahead of the start, in memory only
     assert [q["text"] for q in paper["questions"]] == QUESTIONS
+    assert keeper.opened("c1-sit") is paper
     assert_key_not_on_disk(tmp_path, sealed.unb64(command.payload["key"], "key"))
     with app.app_context():
         assert db.session.get(Sitting, "c1-sit").paper.released_at is not None

@@ -75,7 +75,7 @@ def test_the_start_fires_once_when_the_edge_clock_reaches_it_and_the_flow_starts
     # The runner applies it with now at least the instant: the paper opens on question 1, segment cut.
     new, commands = flow.transition(state, event, max(clock.now(), event.payload["at"]))
     assert (new.screen, new.question) == (Screen.ANSWERING, 1)
-    assert flow.CutSegment(1) in commands
+    assert flow.CutSegment(1, at=START) in commands
     # Re-arming the same instant does not fire again; the next boundary does, when it comes.
     timer.arm(START)
     time.sleep(0.1)

@@ -369,7 +369,22 @@ function refreshPreview() {
   });
 }
 
+// The agent's stream tells the page at each change (the first question at the very start);
+// polling /api/state stays the fallback while the stream is down (EventSource reconnects by itself).
+let streaming = false;
+function listen() {
+  if (!window.EventSource) return;
+  const source = new EventSource("/api/stream");
+  source.onmessage = (ev) => {
+    streaming = true;
+    current = JSON.parse(ev.data);
+    render(current);
+  };
+  source.onerror = () => { streaming = false; };
+}
+
 async function poll() {
+  if (streaming) return;
   try {
     const r = await fetch("/api/state", {cache: "no-store"});
     current = await r.json();
@@ -445,6 +460,7 @@ window.addEventListener("blur", reportFocus);
 window.addEventListener("focus", reportFocus);
 
 $("#lang").textContent = t("lang");
+listen();
 poll();
 setInterval(poll, 300);
 setInterval(refreshPreview, 400);

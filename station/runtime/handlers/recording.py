@@ -3,6 +3,7 @@ boundary, stop."""
 from __future__ import annotations
 
 from station import flow
+from station.recording.base import CutAt
 from station.runtime.context import Context
 
 
@@ -14,7 +15,10 @@ def start_recording(ctx: Context, cmd: flow.StartRecording) -> None:
 
 
 def cut_segment(ctx: Context, cmd: flow.CutSegment) -> None:
-    ctx.recording.cut(cmd.question)
+    """The boundary at its scheduled instant (``cmd.at``, server time), placed by capture time: the
+    exam clock says which monotonic reading that instant is."""
+    at = None if cmd.at is None else CutAt(mono=ctx.clock.monotonic_at(cmd.at), server=cmd.at)
+    ctx.recording.cut(cmd.question, at)
 
 
 def stop_recording(ctx: Context, cmd: flow.StopRecording) -> None:

@@ -1,5 +1,6 @@
-"""Sealed papers over the station API: the ciphertext any time, the key only from the start,
-only to the centre's stations; import rules; the scheduler's release at the start."""
+"""Sealed papers over the station API: the ciphertext any time, the key only from
+``[papers] key_lead_seconds`` before the start, only to the centre's stations; import rules; the
+scheduler's release at that moment."""
 from __future__ import annotations
 
 import base64
@@ -130,5 +131,41 @@ def test_the_scheduler_releases_a_started_sitting_once(app, settings, world):
         assert released.payload["pushed"] is False
         assert db.session.get(Sitting, "c1-now").paper.released_at is not None
         assert db.session.get(Sitting, "c1-later").paper.released_at is None
-    # It wakes for the next start rather than a whole interval later.
-    assert 0 < scheduler.next_wait(utcnow() + timedelta(seconds=3600 - 2)) <= 2.1
+    # It wakes for the next key release (the lead before the next start), not a whole interval later.
+    lead = settings.papers.key_lead_seconds
+    assert 0 < scheduler.next_wait(utcnow() + timedelta(seconds=3600 - lead - 2)) <= 2.1
+
+
+def test_the_key_goes_out_the_lead_before_the_start_and_not_before(app, client, settings, world):
+    """``[papers] key_lead_seconds`` (5 s by default) before the start, the scheduler releases the key
+    and the key route answers; a hair before that moment neither does; staff still open the paper
+    only from the start."""
+    lead = settings.papers.key_lead_seconds
+    assert lead == 5.0
+    with app.app_context():
+        make_sitting(db.session, "c1", "c1-within", starts_in=lead - 2)  # its key is out already
+        soon = make_sitting(db.session, "c1", "c1-soon", starts_in=lead + 600)
+        starts_at = soon.starts_at
+        make_attempt(db.session, make_candidate(db.session, soon), db.session.get(Station, "st-01"))
+        db.session.commit()
+    nowhere = MqttSection(host="127.0.0.1", port=free_port(), username="edge", password="x")
+    scheduler = Scheduler(settings.model_copy(update={"centre": "c1", "mqtt": nowhere}), app, enqueue=lambda *a: None,
+                          job_state=lambda attempt: None)
+    assert scheduler.run_once(utcnow())["papers"] == 2  # c1-now (started) and c1-within (in its lead)
+    release = starts_at - timedelta(seconds=lead)
+    assert scheduler.run_once(release - timedelta(milliseconds=500))["papers"] == 0
+    assert 0 < scheduler.next_wait(release - timedelta(milliseconds=500)) <= 0.52
+    assert scheduler.run_once(release)["papers"] == 1
+    with app.app_context():
+        assert db.session.get(Sitting, "c1-soon").paper.released_at is not None
+        assert db.session.get(Sitting, "c1-later").paper.released_at is None
+        released = db.session.scalars(select(Event).where(Event.kind == "paper_key_released")
+                                      .order_by(Event.id.desc())).first()
+        assert released.payload["sitting"] == "c1-soon" and released.payload["stations"] == ["st-01"]
+        # Staff pages open a paper from its start only, whatever the stations' lead.
+        with pytest.raises(papers.PaperSealed):
+            papers.open_sitting_paper(settings.data_dir, db.session.get(Sitting, "c1-soon"), release)
+    # The key route honours the same lead: c1-within starts within it, c1-soon (in ten minutes) does not.
+    assert client.get("/api/v1/sittings/c1-within/paper/key", headers=world.headers).status_code == 200
+    later = client.get("/api/v1/sittings/c1-soon/paper/key", headers=world.headers)
+    assert later.status_code == 403 and later.get_json()["code"] == "paper_sealed"

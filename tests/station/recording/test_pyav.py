@@ -17,7 +17,7 @@ import pytest
 from station.capture.audio import WavSource, level
 from station.capture.camera import FileCamera
 from station.capture.frames import AudioChunk, VideoFrame
-from station.recording.base import RecorderError, SegmentInfo
+from station.recording.base import CutAt, RecorderError, SegmentInfo
 from station.recording.pyav import SegmentRecorder
 
 FPS = 25
@@ -258,6 +258,30 @@ def test_video_only_still_has_an_audio_stream_and_numbering_resumes(tmp_path: Pa
     assert rec.frames_written == 2 * FPS
     with pytest.raises(RuntimeError):
         rec.cut(question=4)
+
+
+def test_a_scheduled_cut_is_placed_at_its_instant_by_capture_time(tmp_path: Path) -> None:
+    """The start's cut arrives after frames captured on both sides of the instant are queued: those
+    captured before it still end the waiting room's segment, the first at or after it opens the
+    question's, and both segments carry the instant itself as their boundary."""
+    t0 = time.monotonic() - 10
+    frames = synthetic_frames(2 * FPS, t0)  # 2 s at 25 fps: a frame every 40 ms
+    instant = t0 + 1.01  # between frame 25 (t0 + 1.00) and frame 26 (t0 + 1.04)
+    server_instant = 1_800_000_000.0
+    rec = SegmentRecorder(tmp_path, "a3", "main", fps=FPS, size=(160, 120), segment_seconds=60.0,
+                          clock=lambda: server_instant + (time.monotonic() - instant))
+    rec.start(question=None)
+    for frame in frames[:20]:
+        rec.push_video(frame)
+    rec.cut(question=1, at=CutAt(mono=instant, server=server_instant))  # the timer's cut, late by 10 frames
+    for frame in frames[20:]:
+        rec.push_video(frame)
+    rec.stop()
+    waiting, first = rec.segments
+    assert (waiting.question, first.question) == (None, 1)
+    assert waiting.frames == 26 and first.frames == 2 * FPS - 26  # frames 0..25 are before the instant
+    assert waiting.ended_at == first.started_at == server_instant
+    assert probe(first.path)["first_frame_key"]
 
 
 def test_an_existing_segment_is_never_overwritten(tmp_path: Path) -> None:
