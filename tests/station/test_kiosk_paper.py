@@ -20,11 +20,9 @@ import requests
 from edge_server.services.paper_format import parse_paper_file
 from examkiosk_wire import sealed
 from station import flow
-from station.config import StationSettings
-from station.flow import Candidate, Event, FlowState, Schedule, Screen, TimingMode
-from station.kiosk.app import serve_kiosk
+from station.flow import Event, Screen
 from station.runtime.runner import Runtime
-from tests.services import free_port
+from tests.station.kiosk_agent import waiting_agent
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "kiosk"
 SITTING = "c1-paper"
@@ -63,25 +61,8 @@ def sealed_paper(chart: bytes, photo: bytes) -> dict:
 
 @pytest.fixture
 def kiosk(tmp_path):
-    settings = StationSettings(station_id="st-01", centre="c1", data_dir=tmp_path / "station",
-                               edge={"token": "t", "api": "http://127.0.0.1:9"},
-                               mqtt={"username": "st-01", "password": "p"},
-                               kiosk={"port": free_port(), "voice": False})
-    agent = Runtime(settings)
-    now = agent.clock.now()
-    agent.state = FlowState(
-        screen=Screen.WAITING, attempt_id="a-1", lot=7,
-        candidate=Candidate(ticket_no="20240001", name="张三", id_number_masked="1101**********0011", seat="A-01"),
-        schedule=Schedule(sitting=SITTING, timing_mode=TimingMode.WHOLE_SESSION, waiting_opens_at=now - 600,
-                          starts_at=now + 0.5, entry_closes_at=now + 180, lot_deadline_at=now - 60,
-                          question_seconds=(300, 300), total_seconds=600),
-        recording=True)
-    server = serve_kiosk(agent.kiosk, "127.0.0.1", settings.kiosk.port)
-    try:
-        yield agent, f"http://127.0.0.1:{settings.kiosk.port}"
-    finally:
-        server.shutdown()
-        agent.stop()
+    with waiting_agent(tmp_path / "station", SITTING, starts_in=0.5, entry_open=180, question_seconds=(300, 300)) as running:
+        yield running
 
 
 def step(agent: Runtime, name: str, now: float | None = None) -> None:

@@ -16,11 +16,8 @@ import pytest
 
 from edge_server.services.paper_format import parse_paper_file
 from examkiosk_wire import sealed
-from station.config import StationSettings
-from station.flow import Candidate, Event, FlowState, Schedule, Screen, TimingMode
-from station.kiosk.app import serve_kiosk
-from station.runtime.runner import Runtime
-from tests.services import free_port
+from station.flow import Event, Screen
+from tests.station.kiosk_agent import waiting_agent
 
 SITTING = "c1-stream"
 QUESTION = "请谈谈你对团队合作的理解。"
@@ -36,25 +33,8 @@ def seal_paper() -> tuple[bytes, sealed.SealedBlob]:
 
 @pytest.fixture
 def kiosk(tmp_path):
-    settings = StationSettings(station_id="st-01", centre="c1", data_dir=tmp_path / "station",
-                               edge={"token": "t", "api": "http://127.0.0.1:9"},
-                               mqtt={"username": "st-01", "password": "p"},
-                               kiosk={"port": free_port(), "voice": False})
-    agent = Runtime(settings)
-    now = agent.clock.now()
-    agent.state = FlowState(
-        screen=Screen.WAITING, attempt_id="a-1", lot=7,
-        candidate=Candidate(ticket_no="20240001", name="张三", id_number_masked="1101**********0011", seat="A-01"),
-        schedule=Schedule(sitting=SITTING, timing_mode=TimingMode.WHOLE_SESSION, waiting_opens_at=now - 600,
-                          starts_at=now + 3600, entry_closes_at=now + 3780, lot_deadline_at=now - 60,
-                          question_seconds=(300,), total_seconds=300),
-        recording=True)
-    server = serve_kiosk(agent.kiosk, "127.0.0.1", settings.kiosk.port)
-    try:
-        yield agent, f"http://127.0.0.1:{settings.kiosk.port}"
-    finally:
-        server.shutdown()
-        agent.stop()
+    with waiting_agent(tmp_path / "station", SITTING, starts_in=3600, entry_open=3780, question_seconds=(300,)) as running:
+        yield running
 
 
 def test_the_page_shows_the_first_question_when_the_agent_starts_without_a_poll(kiosk, chromium):
