@@ -43,6 +43,8 @@ from tests.station.test_kiosk_requests import station_settings
 
 BACK_WITHIN = 5.0  # seconds: a closed kiosk browser is back on the kiosk page by then
 SETTLE = 1.2  # seconds for a shortcut's tab, window or dialog to appear
+# What kiosk.js requests while it runs: the stream and a first /api/state at load, then the preview.
+LIVE_PATHS = ("/api/state", "/api/stream", "/preview.jpg")
 
 GUARD = '<script src="/static/guard.js"></script>'
 # A page on the kiosk origin with what the kiosk page never has: a link to a new window, a download,
@@ -63,8 +65,10 @@ class Kiosk:
     base: str
     requests: list[tuple[float, str]]
 
-    def polled_since(self, since: float) -> bool:
-        return any(at > since and path == "/api/state" for at, path in list(self.requests))
+    def live_since(self, since: float) -> bool:
+        """The kiosk page's script asked the station for something since ``since``: its state, its
+        stream (opened once, then held) or the camera preview it refreshes on the answering screen."""
+        return any(at > since and path in LIVE_PATHS for at, path in list(self.requests))
 
     def loaded_since(self, since: float) -> bool:
         return any(at > since and path in ("/", "/lockdown-probe") for at, path in list(self.requests))
@@ -247,9 +251,9 @@ def test_escape(browser: Browser, kiosk: Kiosk, start, act, closes, known) -> No
     browser.reset(url)
     if url != browser.kiosk_url:
         rig.wait_quiet(1.0)  # the probe page's own script has run
-    else:  # the page is listed before its scripts run: wait until kiosk.js (loaded after guard.js) polls
-        wait_for(lambda: kiosk.polled_since(reset_at), timeout=30,
-                 what="the kiosk page's scripts running (it polls /api/state), so its guards are armed")
+    else:  # the page is listed before its scripts run: wait until kiosk.js (loaded after guard.js) asks
+        wait_for(lambda: kiosk.live_since(reset_at), timeout=30,
+                 what="the kiosk page's scripts running (it refreshes /preview.jpg), so its guards are armed")
     starts = browser.supervisor.starts
     browser.focus()
     acted = time.time()
@@ -270,5 +274,5 @@ def test_escape(browser: Browser, kiosk: Kiosk, start, act, closes, known) -> No
     assert browser.supervisor.starts == starts, "the browser exited (and was restarted)"
     if url == browser.kiosk_url:
         polled = time.time()
-        wait_for(lambda: kiosk.polled_since(polled), timeout=10, what="the kiosk page still polling the station")
+        wait_for(lambda: kiosk.live_since(polled), timeout=10, what="the kiosk page's script still running")
         assert kiosk.agent.state.screen == Screen.ANSWERING
