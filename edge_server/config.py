@@ -133,6 +133,15 @@ class DashboardSection(Section):
     stale_seconds: float = Field(10.0, ge=2, le=600)
 
 
+class BridgeSection(Section):
+    # The daemon's MQTT bridge writes what arrived (the latest status of each station, every
+    # event) to the database and the dashboards once per this many seconds, in one transaction.
+    flush_seconds: float = Field(1.0, gt=0, le=10)
+    # A message still unwritten after this many seconds: the dashboards show a banner
+    # ("status updates N s late") and the daemon logs a warning, until the backlog is gone.
+    late_seconds: float = Field(3.0, ge=1, le=300)
+
+
 class PapersSection(Section):
     # Seconds before a sitting's start that its stations get the paper key (pushed over MQTT, and
     # from the key route), so every station has the paper open in memory and shows it on its own
@@ -178,6 +187,7 @@ class EdgeSettings(BaseSettings):
     discovery: DiscoverySection = DiscoverySection()
     retention: RetentionSection = RetentionSection()
     dashboard: DashboardSection = DashboardSection()
+    bridge: BridgeSection = BridgeSection()
     papers: PapersSection = PapersSection()
 
     @model_validator(mode="after")

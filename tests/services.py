@@ -171,6 +171,15 @@ class MosquittoProc:
         if self.remove_files_dir:
             shutil.rmtree(self.files_dir, ignore_errors=True)
 
+    def restart(self) -> None:
+        """The broker stopped (SIGTERM) and started again with the same files on the same ports;
+        every client is disconnected and must reconnect."""
+        stop_process(self.proc)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+        wait_port(self.host, self.port, proc=self.proc)
+
     def __enter__(self) -> "MosquittoProc":
         return self
 

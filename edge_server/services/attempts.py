@@ -325,6 +325,11 @@ def queue_sync_if_complete(session: Session, settings: EdgeSettings, attempt: At
             logger.warning("could not queue sync of attempt %s: %s", attempt.id, exc)
 
 
+def log_events(session: Session, entries: list[dict[str, Any]]) -> list[Event]:
+    """Several ``log_event`` rows (each entry its keyword arguments) chained and written at once."""
+    return audit.append_many(session, entries)
+
+
 def log_event(session: Session, *, kind: str, station_id: str | None, attempt_id: str | None = None,
               payload: dict[str, Any] | None = None, source: str = "api", at: datetime | None = None) -> Event:
     """Station events and staff actions all go to the hash-chained audit log."""

@@ -52,6 +52,33 @@ def append(session: Session, *, kind: str, station_id: str | None, attempt_id: s
     raise RuntimeError("could not append to the audit log")
 
 
+def append_many(session: Session, entries: list[dict[str, Any]]) -> list[Event]:
+    """Several rows at once, chained in order from one read of the tail and written in one flush.
+
+    Each entry holds ``append``'s keyword arguments. If another writer took the tail meanwhile,
+    the whole batch is chained again on the new tail.
+    """
+    if not entries:
+        return []
+    for _ in range(20):
+        tail = session.scalar(select(Event.hash).order_by(Event.id.desc()).limit(1)) or GENESIS
+        events = []
+        for entry in entries:
+            event = Event(kind=entry["kind"], station_id=entry.get("station_id"), attempt_id=entry.get("attempt_id"),
+                          payload=entry.get("payload") or {}, source=entry["source"], at=entry.get("at") or utcnow(),
+                          prev_hash=tail)
+            event.hash = tail = event_hash(event)
+            events.append(event)
+        try:
+            with session.begin_nested():
+                session.add_all(events)
+                session.flush()
+            return events
+        except IntegrityError:
+            continue
+    raise RuntimeError("could not append to the audit log")
+
+
 def verify(session: Session) -> list[str]:
     """Every problem in the chain, oldest first (an empty list means intact)."""
     problems: list[str] = []

@@ -92,6 +92,9 @@ def apply(tiles: dict[str, dict[str, Any]], message: dict[str, Any]) -> tuple[st
             return None  # not a station of ours (or not yet enrolled when the stream began)
         tiles[message["station"]] = dict(tile, snapshot_at=message.get("at"))
         return "snapshot", {"station": message["station"], "at": message.get("at")}
+    if kind == "bridge":  # the bridge's backlog: shown as a banner while it is late
+        return "bridge", {"late": bool(message.get("late")), "pending": message.get("pending"),
+                          "waited_s": message.get("waited_s")}
     return None
 
 
@@ -135,10 +138,16 @@ class LivePublisher:
         self._failing = False
 
     def publish(self, message: dict[str, Any]) -> bool:
+        return self.publish_many([message])
+
+    def publish_many(self, messages: list[dict[str, Any]]) -> bool:
         from redis.exceptions import RedisError
 
         try:
-            self._redis.publish(self.channel, json.dumps(message, separators=(",", ":")))
+            with self._redis.pipeline(transaction=False) as pipe:
+                for message in messages:
+                    pipe.publish(self.channel, json.dumps(message, separators=(",", ":")))
+                pipe.execute()
         except RedisError as exc:
             if not self._failing:
                 logger.warning("live dashboard updates not published (Redis: %s); dashboards poll meanwhile", exc)
@@ -151,6 +160,12 @@ class LivePublisher:
 
     def tile(self, tile: dict[str, Any]) -> bool:
         return self.publish({"type": "tile", "tile": tile})
+
+    def tiles(self, tiles: list[dict[str, Any]]) -> bool:
+        """Several tiles, one message each, sent in one round trip (a pipeline)."""
+        if not tiles:
+            return True
+        return self.publish_many([{"type": "tile", "tile": tile} for tile in tiles])
 
     def snapshot(self, station_id: str, at: float) -> bool:
         return self.publish({"type": "snapshot", "station": station_id, "at": at})

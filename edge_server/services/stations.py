@@ -98,6 +98,20 @@ def record_status(session: Session, station_id: str, status: dict[str, Any], see
     return True
 
 
+def record_statuses(session: Session, statuses: dict[str, tuple[dict[str, Any], datetime]]) -> list[Station]:
+    """``record_status`` for many stations in one query: ``{station id: (status, seen at)}``; the
+    stations found (an id the database does not hold is left out)."""
+    if not statuses:
+        return []
+    found = session.scalars(select(Station).where(Station.id.in_(list(statuses)))).all()
+    for station in found:
+        status, seen_at = statuses[station.id]
+        station.last_status = status
+        station.online = bool(status.get("online", True))
+        station.last_seen_at = seen_at
+    return list(found)
+
+
 def register_key(session: Session, station: Station, public_key_b64: str) -> None:
     """A station's chain-signing key is set once; another key is refused (re-enrol to change it)."""
     if not isinstance(public_key_b64, str) or not valid_public_key(public_key_b64):

@@ -1,7 +1,8 @@
 // The live room: one tile per station, fed by server-sent events (/staff/api/stream), falling back to
 // polling /staff/api/stations while the stream is unavailable. Alerts (help, flags, offline, failed
 // face login) colour the tile and beep (Web Audio, after the first click; a mute toggle). Filters:
-// all / alerts / offline / by state. A wall view fits 100 tiles on a 1920x1080 screen.
+// all / alerts / offline / by state, and a search by station, seat or lot. A wall view fits 100 tiles
+// on a 1920x1080 screen; a room of 1,000 stays responsive (tiles are redrawn in batches, see draw).
 "use strict";
 (function () {
   const root = document.getElementById("live");
@@ -103,14 +104,16 @@
         <input type="hidden" name="csrf_token" value="${esc(CSRF)}"><button data-action="revoke">停用 Revoke</button></form>` : ""}`;
   }
 
+  const els = new Map();        // station id -> its tile element
   function renderTile(t, alerts) {
-    let el = grid.querySelector(`[data-station="${CSS.escape(t.id)}"]`);
+    let el = els.get(t.id);
     if (!el) {
       el = document.createElement("div");
       el.className = "tile";
       el.dataset.station = t.id;
       el.innerHTML = `<div class="snap"><img alt="" data-snapshot hidden></div><div class="tile-body"></div>`;
       grid.appendChild(el);
+      els.set(t.id, el);
     }
     el.classList.toggle("online", !!t.online);
     el.classList.toggle("offline", !t.online);
@@ -132,24 +135,56 @@
     return el;
   }
 
-  function render() {
+  // A room of a thousand stations sends a thousand tiles a second: a tile update only marks its
+  // station, and one pass at most every UPDATE_MS redraws the marked tiles (and those whose alerts
+  // changed); counts, filters and the search are re-applied to all, which touches no markup.
+  // Off-screen tiles cost no layout or paint (content-visibility in dashboard.css).
+  const UPDATE_MS = 100;
+  const dirty = new Set();
+  let sorted = [], reorder = true, pending = null;
+  function changed(id) {
+    dirty.add(id);
+    if (!tiles.has(id) || !els.has(id)) reorder = true;
+    if (!pending) pending = setTimeout(() => { pending = null; draw(false); }, UPDATE_MS);
+  }
+  function matches(t, q) {
+    if (!q) return true;
+    return [t.id, t.name, t.seat].some((v) => String(v ?? "").toLowerCase().includes(q)) || String(t.lot ?? "") === q;
+  }
+  function render() { draw(true); }
+  function draw(all) {
     const keys = new Set();
-    const counts = {all: 0, alerts: 0, offline: 0};
+    const counts = {all: 0, alerts: 0, offline: 0, shown: 0};
     const states = new Set();
-    [...tiles.values()].sort((a, b) => a.id.localeCompare(b.id, "en", {numeric: true})).forEach((t, i) => {
+    if (reorder || all) {
+      const next = [...tiles.keys()].sort((a, b) => a.localeCompare(b, "en", {numeric: true}));
+      if (next.join("\n") !== sorted.join("\n")) reorder = true;
+      sorted = next;
+    }
+    const q = search.value.trim().toLowerCase();
+    sorted.forEach((id, i) => {
+      const t = tiles.get(id);
       const alerts = alertsOf(t);
       alerts.forEach((a) => keys.add(`${t.id}:${a}`));
-      const el = renderTile(t, alerts);
-      if (grid.children[i] !== el) grid.insertBefore(el, grid.children[i] || null);
+      let el = els.get(id);
+      if (all || !el || dirty.has(id) || el.dataset.alerts !== alerts.join(" ")) el = renderTile(t, alerts);
+      if (reorder && grid.children[i] !== el) grid.insertBefore(el, grid.children[i] || null);
       counts.all++;
       if (alerts.length) counts.alerts++;
       if (!t.online && !t.revoked) counts.offline++;
       if (el.dataset.state) states.add(el.dataset.state);
-      el.hidden = !(filter === "all" || (filter === "alerts" && alerts.length) || (filter === "offline" && !t.online && !t.revoked))
-        || (stateFilter && el.dataset.state !== stateFilter);
+      const hide = !(filter === "all" || (filter === "alerts" && alerts.length) || (filter === "offline" && !t.online && !t.revoked))
+        || (stateFilter && el.dataset.state !== stateFilter) || !matches(t, q);
+      if (el.hidden !== hide) el.hidden = hide;
+      if (!hide) counts.shown++;
     });
+    dirty.clear();
+    reorder = false;
     grid.classList.toggle("dense", counts.all > 24 || document.body.classList.contains("wall"));
-    for (const [k, v] of Object.entries(counts)) document.querySelector(`[data-count="${k}"]`).textContent = v;
+    for (const [k, v] of Object.entries(counts)) {
+      const out = document.querySelector(`[data-count="${k}"]`);
+      if (out && out.textContent !== String(v)) out.textContent = v;
+    }
     const sel = document.getElementById("state-filter");
     const wanted = ["", ...[...states].sort()];
     if ([...sel.options].map((o) => o.value).join() !== wanted.join()) {
@@ -160,6 +195,7 @@
     if (alertKeys !== null && [...keys].some((k) => !alertKeys.has(k))) beep();
     alertKeys = keys;
     root.dataset.alerts = String(counts.alerts);
+    root.dataset.drawn = String(Date.now());
     document.title = (counts.alerts ? `(${counts.alerts}) ` : "") + baseTitle;
   }
   const baseTitle = document.title;
@@ -171,6 +207,8 @@
     render();
   }));
   document.getElementById("state-filter").addEventListener("change", (e) => { stateFilter = e.target.value; render(); });
+  const search = document.getElementById("search");
+  search.addEventListener("input", () => render());
   const wallBtn = document.getElementById("wall");
   function setWall(on) {
     document.body.classList.toggle("wall", on);
@@ -187,11 +225,19 @@
     root.dataset.link = mode;
     link.textContent = {live: "● 实时 Live", connecting: "○ 连接中 Connecting", polling: "◐ 轮询 Polling (live link down)"}[mode];
   }
+  // The edge's MQTT bridge behind: what the tiles show is that many seconds old.
+  const late = document.getElementById("bridge-late");
+  function showBridge(b) {
+    late.hidden = !b.late;
+    root.dataset.bridge = b.late ? "late" : "ok";
+    if (b.late) late.textContent = `状态更新延迟 ${Math.round(b.waited_s)} 秒（${b.pending} 条待写入）· ` +
+      `Station updates are ${Math.round(b.waited_s)} s late (${b.pending} waiting): the tiles may be behind`;
+  }
   function showTime(ts) { clock.textContent = new Date(ts * 1000).toLocaleTimeString("zh-CN", {hour12: false}); }
   function replaceAll(list) {
     tiles.clear();
     list.forEach((t) => tiles.set(t.id, t));
-    grid.querySelectorAll("[data-station]").forEach((el) => { if (!tiles.has(el.dataset.station)) el.remove(); });
+    for (const [id, el] of els) if (!tiles.has(id)) { el.remove(); els.delete(id); }
     render();
   }
 
@@ -222,12 +268,13 @@
       showTime(data.server_time);
       replaceAll(data.stations);
     });
-    source.addEventListener("tile", (e) => { const t = JSON.parse(e.data); tiles.set(t.id, t); render(); });
+    source.addEventListener("tile", (e) => { const t = JSON.parse(e.data); changed(t.id); tiles.set(t.id, t); });
     source.addEventListener("snapshot", (e) => {
       const s = JSON.parse(e.data);
       const t = tiles.get(s.station);
-      if (t) { tiles.set(s.station, Object.assign({}, t, {snapshot_at: s.at})); render(); }
+      if (t) { tiles.set(s.station, Object.assign({}, t, {snapshot_at: s.at})); changed(s.station); }
     });
+    source.addEventListener("bridge", (e) => showBridge(JSON.parse(e.data)));
     source.addEventListener("heartbeat", (e) => showTime(JSON.parse(e.data).server_time));
     source.onerror = () => {
       // EventSource retries a dropped stream itself; a refused one (e.g. 503, Redis away) is CLOSED.
