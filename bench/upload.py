@@ -15,9 +15,26 @@ Reports:
   chunk checksums) sending every segment in seq order, as its upload thread does;
 - ``baseline_mb_s``: the same bytes as one tus PATCH per file sent by ``curl`` (each upload created
   first with a POST from ``requests``), to the same server in the same run; ``ratio`` = mb_s /
-  baseline_mb_s (goal >= 0.9). MB are 10^6 bytes; times include the POSTs. The two alternate file
-  by file, so that load from other work on the machine (``load_avg_1m``, before and after) hits
-  both alike;
+  baseline_mb_s (goal >= 0.9). MB are 10^6 bytes; times include the POSTs;
+- ``tus_server_mb_s``: the same client to the tus project's reference server, ``@tus/server`` 2.x
+  with ``@tus/file-store`` 2.x under node (``bench/tus_reference``, started by ``bench/tus_peer.py``
+  on a loopback port, tus at the same ``/api/v1/uploads``). Exactly the same client code for both:
+  ``SegmentUploader.upload`` of the station (a TusClient at ``{base}/api/v1/uploads/`` with the
+  Authorization header, ``Sha256Uploader`` on its requests session, the same 4 MiB chunks, each
+  PATCH with ``Upload-Checksum: sha256``, the POST with the segment's ``Upload-Metadata``, the
+  station journal written per chunk), its own journal, the same files; only the base URL differs.
+  @tus/server ignores the Authorization and Upload-Checksum headers (no checksum extension) and
+  does not fsync; our edge checks the token, verifies every chunk's SHA-256, fsyncs every chunk,
+  re-hashes the whole file at the end and keeps its state in SQLite. The node server's files are
+  checked (size and SHA-256) afterwards, outside the timing. ``ingest_ratio_vs_tus_server`` =
+  mb_s / tus_server_mb_s (goal >= 1.0). curl, the station to the edge and the station to node take
+  turns file by file (the order rotating), so that load from other work on the machine
+  (``load_avg_1m``, before and after) hits them alike;
+- ``concurrent50_mb_s`` / ``tus_server_concurrent50_mb_s``: ``--concurrent`` (50) uploads at once,
+  one thread each with its own journal, SegmentUploader (own session, own connection) and
+  segment (segment k mod n), to the edge and to node, in two rounds (edge, node, node, edge);
+  bytes of all rounds over their wall time from the release to the last upload's end;
+  ``concurrent50_ratio_vs_tus_server`` = ours / node;
 - the fault run: the uploads again, through an in-process TCP proxy (``tests/faults/proxy.py``,
   shared with the fault test) that resets the connection a few times per file, after a random
   number of request-body bytes (seeded), while the uploader is retried by calling ``upload``
@@ -68,10 +85,27 @@ from edge_server.services.stations import create_station  # noqa: E402
 from provisioning.toml_file import write_toml  # noqa: E402
 from station.capture.frames import AudioChunk, VideoFrame  # noqa: E402
 from station.recording.pyav import SegmentRecorder  # noqa: E402
-from station.storage.journal import Journal, JournalSegment  # noqa: E402
+from station.storage.journal import Journal  # noqa: E402
 from station.storage.uploader import SegmentUploader  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests.*
+from tus_peer import (  # noqa: E402  (after the repository is on the path: it imports tests.services)
+    CAMERA,
+    CHUNK_BYTES,
+    SEGMENT_SECONDS,
+    TOKEN,
+    SegmentFile,
+    TusReference,
+    check_on_reference,
+    concurrent_uploads,
+    describe,
+    missing,
+    running_tus_reference,
+    segment_name,
+    upload_with_station,
+    uploader_for,
+)
+
 from tests.faults.proxy import CuttingProxy  # noqa: E402  (shared with the fault test)
 from tests.faults.proxy import upload_through_cuts as upload_through_cuts_of_file  # noqa: E402
 from tests.services import free_port, start_edge_web  # noqa: E402
@@ -79,27 +113,16 @@ from tests.services import free_port, start_edge_web  # noqa: E402
 logger = logging.getLogger("bench.upload")
 
 REPO = Path(__file__).resolve().parents[1]
-CHUNK_BYTES = 4 * 1024 * 1024
 MAX_CHUNK_BYTES = 256 * 1024 * 1024
-SEGMENT_SECONDS = 3.0
-CAMERA = "cam0"
-TOKEN = "bench-station-token-0123456789abcdef"
 STATION = "st-bench"
 CUTS_PER_FILE = 3
 RETRY_LIMIT = 50
 NETWORK_ERRORS = (requests.RequestException, TusCommunicationError, TusUploadFailed, OSError)
+REF_ATTEMPT = "tus-reference"  # the attempt id the station's metadata names to @tus/server (which ignores it)
+CONCURRENT_ROUNDS = ("edge", "tus_server", "tus_server", "edge")  # ABBA: neither always goes first
 
 
 # --- segments ---------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class SegmentFile:
-    path: Path
-    seq: int
-    size: int
-    sha256: str
-    duration: float
-
 
 def make_segments(cache: Path, megabytes: float) -> list[SegmentFile]:
     """Recorder segments totalling at least ``megabytes`` MB (cached; recorded at encoding speed)."""
@@ -224,44 +247,13 @@ def running_edge(root: Path, roles: list[str]) -> Iterator[Edge]:
 
 # --- the station's side -----------------------------------------------------------------------------
 
-def journal_for(root: Path, attempt_id: str, segments: list[SegmentFile]) -> Journal:
-    journal = Journal(root / f"journal-{attempt_id}.db")
-    for seg in segments:
-        started = 1_800_000_000.0 + seg.seq * SEGMENT_SECONDS
-        journal.add_segment(name=f"{attempt_id}_{CAMERA}_{seg.seq:05d}.mkv", attempt_id=attempt_id, camera=CAMERA,
-                            seq=seg.seq, question=1, path=seg.path, started_at=started,
-                            ended_at=started + seg.duration, size=seg.size, sha256=seg.sha256)
-    return journal
-
-
-def journal_row(journal: Journal, attempt_id: str, name: str) -> JournalSegment:
-    return next(s for s in journal.segments_of(attempt_id) if s.name == name)
-
-
 def station_uploader(root: Path, edge: Edge, role: str, segments: list[SegmentFile], base: str | None = None,
                      chunk_bytes: int = CHUNK_BYTES) -> tuple[Journal, SegmentUploader]:
-    journal = journal_for(root, edge.attempts[role], segments)
-    url = base or edge.base
-    return journal, SegmentUploader(journal, base_url=lambda: url, token=TOKEN, chunk_bytes=chunk_bytes)
-
-
-def upload_with_station(journal: Journal, uploader: SegmentUploader, base: str, attempt: str, seg: SegmentFile) -> float:
-    """Seconds for the station's SegmentUploader.upload of one segment (its journal row)."""
-    row = journal_row(journal, attempt, segment_name(attempt, seg))
-    start = time.perf_counter()
-    uploader.upload(base, row)
-    elapsed = time.perf_counter() - start
-    if journal_row(journal, attempt, row.name).status != "verified":
-        raise RuntimeError(f"{row.name} not verified after the station upload")
-    return elapsed
+    return uploader_for(root, edge.attempts[role], segments, base or edge.base, chunk_bytes)
 
 
 def tus_metadata(**values: str) -> str:
     return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in values.items())
-
-
-def segment_name(attempt: str, seg: SegmentFile) -> str:
-    return f"{attempt}_{CAMERA}_{seg.seq:05d}.mkv"
 
 
 def upload_with_curl(edge: Edge, attempt: str, seg: SegmentFile) -> float:
@@ -287,25 +279,52 @@ def upload_with_curl(edge: Edge, attempt: str, seg: SegmentFile) -> float:
     return elapsed
 
 
-def throughput(edge: Edge, root: Path, segments: list[SegmentFile]) -> tuple[float, float]:
-    """(station seconds, curl seconds) over all segments.
+def throughput(edge: Edge, ref: TusReference, root: Path, segments: list[SegmentFile]) -> dict[str, float]:
+    """Seconds over all segments of curl to the edge, the station to the edge and the station to
+    @tus/server (keys ``curl``, ``station``, ``tus_server``).
 
-    The two alternate file by file (curl first on even files, the station first on odd ones), so
-    that both meet the same machine: other load, page cache and disk behave alike for them.
+    The three take turns file by file, the order rotating by one each file (curl first on file 0,
+    the station to the edge on file 1, ...), so that all meet the same machine: other load, page
+    cache and disk behave alike for them.
     """
     journal, uploader = station_uploader(root, edge, "station", segments)
-    station_s = curl_s = 0.0
+    ref_journal, ref_uploader = uploader_for(root / "tus-reference-journals", REF_ATTEMPT, segments, ref.base)
+    runs = {
+        "curl": lambda seg: upload_with_curl(edge, edge.attempts["curl"], seg),
+        "station": lambda seg: upload_with_station(journal, uploader, edge.base, edge.attempts["station"], seg),
+        "tus_server": lambda seg: upload_with_station(ref_journal, ref_uploader, ref.base, REF_ATTEMPT, seg),
+    }
+    order, seconds = list(runs), dict.fromkeys(runs, 0.0)
     try:
         for i, seg in enumerate(segments):
-            if i % 2 == 0:
-                curl_s += upload_with_curl(edge, edge.attempts["curl"], seg)
-                station_s += upload_with_station(journal, uploader, edge.base, edge.attempts["station"], seg)
-            else:
-                station_s += upload_with_station(journal, uploader, edge.base, edge.attempts["station"], seg)
-                curl_s += upload_with_curl(edge, edge.attempts["curl"], seg)
+            for name in order[i % 3:] + order[:i % 3]:
+                seconds[name] += runs[name](seg)
+        check_on_reference(ref, ref_journal, REF_ATTEMPT)
     finally:
         journal.close()
-    return station_s, curl_s
+        ref_journal.close()
+    return seconds
+
+
+def concurrent_roles(count: int) -> list[str]:
+    return [f"c{r}-{k}" for r, server in enumerate(CONCURRENT_ROUNDS) if server == "edge" for k in range(count)]
+
+
+def concurrent_runs(edge: Edge, ref: TusReference, root: Path, segments: list[SegmentFile],
+                    count: int) -> dict[str, float]:
+    """MB/s of ``count`` uploads at once, per server, over the rounds of CONCURRENT_ROUNDS."""
+    totals = {"edge": [0.0, 0], "tus_server": [0.0, 0]}
+    for r, server in enumerate(CONCURRENT_ROUNDS):
+        if server == "edge":
+            attempts = [edge.attempts[f"c{r}-{k}"] for k in range(count)]
+            seconds, size = concurrent_uploads(root, edge.base, attempts, segments)
+        else:
+            attempts = [f"{REF_ATTEMPT}-c{r}-{k}" for k in range(count)]
+            seconds, size = concurrent_uploads(root, ref.base, attempts, segments, ref)
+        logger.info("round %d: %d uploads at once to %s, %.1f MB in %.2f s", r, count, server, size / 1e6, seconds)
+        totals[server][0] += seconds
+        totals[server][1] += size
+    return {server: size / 1e6 / seconds for server, (seconds, size) in totals.items()}
 
 
 # --- faults -----------------------------------------------------------------------------------------
@@ -344,13 +363,15 @@ def upload_through_cuts(edge: Edge, root: Path, role: str, segments: list[Segmen
     return {"resent": per_file, "per_cut": per_cut, "cuts": cuts_total, "retries": retries_total}
 
 
-def verified_on_edge(edge: Edge, role: str) -> tuple[int, int]:
-    """(segments verified, bytes verified) of the role's attempt, read from the edge database."""
+def verified_on_edge(edge: Edge, roles: list[str]) -> dict[str, tuple[int, int]]:
+    """(segments verified, bytes verified) of each role's attempt, read from the edge database."""
     app = create_app(edge.settings)
+    result = {}
     with app.app_context():
-        rows = db.session.scalars(db.select(Segment).where(Segment.attempt_id == edge.attempts[role])).all()
-        done = [r for r in rows if r.status == SegmentStatus.VERIFIED and r.sha256_actual == r.sha256_declared]
-        result = len(done), sum(r.length for r in done)
+        for role in roles:
+            rows = db.session.scalars(db.select(Segment).where(Segment.attempt_id == edge.attempts[role])).all()
+            done = [r for r in rows if r.status == SegmentStatus.VERIFIED and r.sha256_actual == r.sha256_declared]
+            result[role] = len(done), sum(r.length for r in done)
         db.session.remove()
         for engine in db.engines.values():
             engine.dispose()
@@ -371,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-chunk-kib", type=int, default=CHUNK_BYTES >> 10,
                         help="chunk size of the fault run (default 4096; smaller makes a segment several chunks)")
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir(), help="where test media is kept")
+    parser.add_argument("--concurrent", type=int, default=50, help="uploads at once in the concurrent run (50)")
     args = parser.parse_args(argv)
     setup_logging()
     # SIGTERM unwinds like Ctrl-C, so the gunicorn child is stopped and the temp dir removed.
@@ -378,28 +400,40 @@ def main(argv: list[str] | None = None) -> int:
     for tool in ("curl", "ffmpeg"):
         if not shutil.which(tool):
             parser.error(f"{tool} is not installed (apt-get install {tool})")
+    if reason := missing():
+        parser.error(f"the @tus/server peer cannot start: {reason}")
 
     segments = make_segments(args.cache_dir, args.megabytes)
     load_before = round(os.getloadavg()[0], 2)  # other work on this machine skews every figure
     total = sum(s.size for s in segments)
     logger.info("%d segments, %.1f MB", len(segments), total / 1e6)
     root = Path(tempfile.mkdtemp(prefix="ek-bench-upload-"))
-    roles = ["warmup", "curl", "station", "faults"]
+    n = args.concurrent
+    expected = {role: (len(segments), total) for role in ("curl", "station", "faults")}
+    expected |= {role: (1, segments[int(role.rsplit("-", 1)[1]) % len(segments)].size)
+                 for role in concurrent_roles(n)}
     try:
-        with running_edge(root, roles) as edge:
-            for seg in segments[:2]:  # workers warm, imports done
+        with running_edge(root, ["warmup", *expected]) as edge, \
+                running_tus_reference(root, edge.settings.max_upload_bytes) as ref:
+            warm_journal, warm_uploader = uploader_for(root / "tus-reference-journals", "warmup", segments[:2], ref.base)
+            for seg in segments[:2]:  # workers warm, imports done (node's too)
                 upload_with_curl(edge, edge.attempts["warmup"], seg)
-            logger.info("station uploader (%d MiB chunks) and curl (one PATCH per file), alternating",
-                        CHUNK_BYTES >> 20)
-            station_s, curl_s = throughput(edge, root, segments)
+                upload_with_station(warm_journal, warm_uploader, ref.base, "warmup", seg)
+            warm_journal.close()
+            logger.info("station uploader (%d MiB chunks) to the edge and to @tus/server, and curl (one PATCH "
+                        "per file) to the edge, taking turns", CHUNK_BYTES >> 20)
+            seconds = throughput(edge, ref, root, segments)
+            logger.info("%d uploads at once, rounds %s", n, ", ".join(CONCURRENT_ROUNDS))
+            concurrent = concurrent_runs(edge, ref, root, segments, n)
             logger.info("fault run: %d cuts planned per file through a resetting proxy", CUTS_PER_FILE)
             faults = upload_through_cuts(edge, root, "faults", segments, args.seed, args.fault_chunk_kib << 10)
-            checks = {role: verified_on_edge(edge, role) for role in ("curl", "station", "faults")}
+            checks = verified_on_edge(edge, list(expected))
         for role, (count, size) in checks.items():
-            if (count, size) != (len(segments), total):
+            if (count, size) != expected[role]:
                 raise RuntimeError(f"{role}: {count} segments / {size} bytes verified on the edge, "
-                                   f"expected {len(segments)} / {total}")
-        mb_s, baseline = total / 1e6 / station_s, total / 1e6 / curl_s
+                                   f"expected {expected[role][0]} / {expected[role][1]}")
+        mb_s, baseline = total / 1e6 / seconds["station"], total / 1e6 / seconds["curl"]
+        tus_mb_s = total / 1e6 / seconds["tus_server"]
         result = {
             "megabytes": round(total / 1e6, 1),
             "segments": len(segments),
@@ -408,6 +442,13 @@ def main(argv: list[str] | None = None) -> int:
             "mb_s": round(mb_s, 1),
             "baseline_mb_s": round(baseline, 1),
             "ratio": round(mb_s / baseline, 3),
+            "tus_server": describe(),
+            "tus_server_mb_s": round(tus_mb_s, 1),
+            "ingest_ratio_vs_tus_server": round(mb_s / tus_mb_s, 3),
+            "concurrent_uploads": n,
+            f"concurrent{n}_mb_s": round(concurrent["edge"], 1),
+            f"tus_server_concurrent{n}_mb_s": round(concurrent["tus_server"], 1),
+            f"concurrent{n}_ratio_vs_tus_server": round(concurrent["edge"] / concurrent["tus_server"], 3),
             "chunk_bytes": args.fault_chunk_kib << 10,
             "cuts": faults["cuts"],
             "retries": faults["retries"],
