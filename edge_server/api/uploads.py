@@ -9,6 +9,7 @@ from edge_server.api.blueprint import bp
 from edge_server.auth import public, settings, station
 from edge_server.errors import EdgeError
 from edge_server.extensions import db
+from edge_server.models import SegmentStatus
 from edge_server.services import attempts as attempt_service
 from edge_server.services import uploads as tus
 from examkiosk_wire.api import API_PREFIX, TUS_VERSION
@@ -99,7 +100,8 @@ def upload_patch(upload_id: str):
             db.session.commit()  # keep the segment's corrupt status and the event
             raise
         new_offset = segment.offset
-        attempt_service.queue_sync_if_complete(db.session, settings(), tus.attempt_of(db.session, segment))
+        if segment.status == SegmentStatus.VERIFIED:  # only a verified segment can complete the attempt
+            attempt_service.queue_sync_if_complete(db.session, settings(), tus.attempt_of(db.session, segment))
         db.session.commit()
     resp = Response(status=204)
     resp.headers["Upload-Offset"] = str(new_offset)

@@ -58,6 +58,7 @@ def station_tile(station: Station, now: datetime, *, stale_after: timedelta = ST
         "config": status.get("config") or None,
         "last_seen": station.last_seen_at.isoformat() if station.last_seen_at else None,
         "seen_ts": station.last_seen_at.timestamp() if station.last_seen_at else None,
+        "status_ts": status.get("ts") or None,  # when the station published it (its estimate of edge time)
         "snapshot_at": snapshot_at,
     }
 

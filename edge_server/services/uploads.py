@@ -371,23 +371,36 @@ def append_chunk(session: Session, segment: Segment, *, offset: int, checksum: C
                        code="offset_mismatch")
     if offset + len(chunk) > segment.length:
         raise TooLarge(f"chunk would exceed Upload-Length {segment.length}")
-    if checksum is not None and CHECKSUM_ALGORITHMS[checksum.algorithm](chunk).digest() != checksum.digest:
-        raise ChecksumMismatch("the chunk does not match its Upload-Checksum; it was not stored")
+    chunk_digest = None
+    if checksum is not None:
+        chunk_digest = CHECKSUM_ALGORITHMS[checksum.algorithm](chunk).digest()
+        if chunk_digest != checksum.digest:
+            raise ChecksumMismatch("the chunk does not match its Upload-Checksum; it was not stored")
+    whole = offset == 0 and len(chunk) == segment.length  # one chunk is the whole segment
     with open(part, "ab") as fh:
         fh.write(chunk)
         fh.flush()
-        os.fsync(fh.fileno())
+        os.fdatasync(fh.fileno())  # the data and the file's size; the rest of its metadata is not needed
     segment.offset = offset + len(chunk)
     if segment.offset == segment.length:
-        _verify(session, segment, part, recordings_dir)
+        if whole:  # the segment's hash is the chunk's (already computed when the client sent SHA-256)
+            sha256 = chunk_digest if checksum is not None and checksum.algorithm == "sha256" else None
+            _verify(session, segment, part, recordings_dir, (sha256 or hashlib.sha256(chunk).digest()).hex())
+        else:
+            _verify(session, segment, part, recordings_dir)
 
 
-def _verify(session: Session, segment: Segment, part: Path, recordings_dir: Path) -> None:
-    digest = hashlib.sha256()
-    with open(part, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    segment.sha256_actual = digest.hexdigest()
+def _verify(session: Session, segment: Segment, part: Path, recordings_dir: Path,
+            sha256_hex: str | None = None) -> None:
+    """``sha256_hex``: the file's hash, when its bytes were all hashed on the way in; otherwise
+    the file is read back from disk and hashed."""
+    if sha256_hex is None:
+        digest = hashlib.sha256()
+        with open(part, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        sha256_hex = digest.hexdigest()
+    segment.sha256_actual = sha256_hex
     if segment.sha256_actual != segment.sha256_declared:
         segment.status = SegmentStatus.CORRUPT
         attempt_service.log_event(session, kind="segment_corrupt", station_id=segment.station_id,

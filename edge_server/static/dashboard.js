@@ -167,7 +167,11 @@
       const alerts = alertsOf(t);
       alerts.forEach((a) => keys.add(`${t.id}:${a}`));
       let el = els.get(id);
-      if (all || !el || dirty.has(id) || el.dataset.alerts !== alerts.join(" ")) el = renderTile(t, alerts);
+      const help = window.helpBadge ? window.helpBadge(t.id) : "";
+      if (all || !el || dirty.has(id) || el.dataset.alerts !== alerts.join(" ") || el.dataset.help !== help) {
+        el = renderTile(t, alerts);
+        el.dataset.help = help;
+      }
       if (reorder && grid.children[i] !== el) grid.insertBefore(el, grid.children[i] || null);
       counts.all++;
       if (alerts.length) counts.alerts++;
@@ -294,5 +298,5 @@
   soundState();
   setWall(localStorage.getItem("examkiosk.wall") === "1");
   connect();
-  setInterval(render, 1000);  // help requests and reviews change outside the stream
+  setInterval(() => draw(false), 1000);  // help requests and reviews change outside the stream
 })();

@@ -114,3 +114,4 @@ def test_a_room_of_a_thousand_stations_stays_live(room, chromium):
     assert publisher.publish({"type": "bridge", "late": False, "pending": 0, "waited_s": 0})
     page.wait_for_selector("#bridge-late", state="hidden")
     assert page.get_attribute("#live", "data-bridge") == "ok"
+    page.close()
