@@ -57,6 +57,9 @@ class MqttProvisioningError(Exception):
     """The broker's configuration could not be written."""
 
 
+MAX_QUEUED_MESSAGES = 200_000
+
+
 def plugin_path() -> Path:
     """Where Debian's mosquitto package put the dynamic-security plugin."""
     for pattern in PLUGIN_GLOBS:
@@ -143,6 +146,9 @@ def conf_text(*, port: int, bind: str, dynsec_file: Path, plugin: Path | None = 
         "# examkiosk broker: written by examkiosk_wire.broker\n"
         "per_listener_settings false\n"
         "allow_anonymous false\n"
+        # The edge bridge's session holds the stations' events while the edge daemon restarts
+        # (1,000 stations send about 50 a second); the default of 1000 would drop them after seconds.
+        f"max_queued_messages {MAX_QUEUED_MESSAGES}\n"
         f"plugin {plugin or plugin_path()}\n"
         f"plugin_opt_config_file {dynsec_file}\n"
         f"listener {port} {bind}\n"

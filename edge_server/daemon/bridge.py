@@ -23,6 +23,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flask import Flask
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from sqlalchemy.exc import SQLAlchemyError
 
 from edge_server.app import create_app
@@ -38,6 +40,8 @@ from examkiosk_wire import topics
 from examkiosk_wire.topics import StationEvent, StationStatus
 
 logger = logging.getLogger(__name__)
+
+SESSION_EXPIRY_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,12 @@ class MqttBridge:
         self._flush_stop.clear()
         self._flusher = threading.Thread(target=self._flush_loop, name="bridge-flush", daemon=True)
         self._flusher.start()
-        self.client.connect_async(mqtt.host, mqtt.port, keepalive=self.keepalive)
+        # A session the broker keeps for SESSION_EXPIRY_SECONDS after the bridge goes (a restart of
+        # the daemon): the events stations send meanwhile wait in it instead of being dropped.
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
+        self.client.connect_async(mqtt.host, mqtt.port, keepalive=self.keepalive, clean_start=False,
+                                  properties=properties)
         self.client.loop_start()
 
     def stop(self) -> None:
@@ -133,7 +142,10 @@ class MqttBridge:
             return
         logger.info("MQTT %s to %s:%d", "reconnected" if self._was_connected else "connected", mqtt.host, mqtt.port)
         self._was_connected = True
-        client.subscribe([(topics.status_wildcard(self.centre), 1), (topics.event_wildcard(self.centre), 1),
+        # Statuses at QoS 0: the broker does not queue them for an absent bridge (a newer one comes
+        # each second, and subscribing again on every connect delivers each station's retained
+        # one); events at QoS 1, queued by the broker in the bridge's session while it is away.
+        client.subscribe([(topics.status_wildcard(self.centre), 0), (topics.event_wildcard(self.centre), 1),
                           (topics.snapshot_wildcard(self.centre), 0)])
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reason_codes: list[Any], properties: Any) -> None:

@@ -307,3 +307,28 @@ def test_a_database_holding_the_writes_shows_late_on_the_dashboards_and_loses_no
              what="the newest status stored once the database let go")
     wait_for(lambda: (b := dashboards.bridge()) and not b[-1]["late"], timeout=30, what="the banner cleared")
     assert bridge.counts["failed"] == 0
+
+
+def test_events_sent_while_the_bridge_is_away_wait_in_its_session(app, db_url, tmp_path, broker, redis_server,
+                                                                  request):
+    """The daemon restarts (a new bridge, the same client id): the broker kept its session and hands
+    over the events sent meanwhile; the stations' statuses come again as retained ones."""
+    with app.app_context():
+        make_station(db.session, CENTRE, "st-01")
+        db.session.commit()
+    settings = bridge_settings(db_url, tmp_path, broker, redis_server, flush_seconds=0.5)
+    first = MqttBridge(settings, app)
+    first.start()
+    assert first.wait_subscribed(30)
+    first.stop()
+    with MqttProbe(broker.port, "st-01", USERS["st-01"]) as st01:
+        assert not st01.connect().is_failure
+        for n in (1, 2, 3):
+            assert not st01.publish(event_topic(CENTRE, "st-01"), live_event("mic_silent", n)).is_failure
+        assert not st01.publish(status_topic(CENTRE, "st-01"), live_status("st-01", state="answering"),
+                                retain=True).is_failure
+    assert mqtt_events(app) == []
+    running_bridge(app, settings, request)
+    wait_for(lambda: len(mqtt_events(app)) == 3 and stations_rows(app)["st-01"][1].get("state") == "answering",
+             timeout=30, what="the three events sent while the bridge was away, and the retained status")
+    assert mqtt_events(app) == [("st-01", "mic_silent", n) for n in (1, 2, 3)]
