@@ -116,10 +116,11 @@ class BrokerPeer(_Probe):
         if not self.active or message.retain:
             return
         try:
-            ts = json.loads(message.payload)["ts"]
+            ts = float(json.loads(message.payload)["ts"])
         except (ValueError, KeyError, TypeError):
             return
-        self.lags.append((time.time() - ts) * 1000)
+        if ts > 0:  # a last will carries none
+            self.lags.append((time.time() - ts) * 1000)
 
     def _run(self) -> None:
         self._stop.wait()

@@ -7,8 +7,9 @@ HTTPS). What each does, phase-shifted so the room does not pulse:
 - its status every second (QoS 1, retained; ``ts`` is the publish time, the lag's origin);
 - an event every ``event_seconds`` (QoS 1, a numbered ``bench_tick``);
 - a 320 px camera snapshot every 5 s (QoS 0), the same JPEG for all;
-- the API as a station polls it: the clock (``GET /time``) every 5 s, its help messages every 5 s,
-  the schedule every 30 s, on a pool of threads.
+- the API as a station polls it (``station/runtime/edge.py``, ``station/messages.py``): the clock
+  (``GET /time``) every 5 s for its first 30 s (until the drift is fitted), then every 30 s; its
+  help messages every 30 s (MQTT is up, so replies are pushed); on a pool of threads.
 The results (what was sent, the last status ``ts`` of each station, every API latency) go to a
 JSON file when the ``stop`` event is set; the processes stay connected until ``finish`` is set, so
 the last statuses are not replaced by the last will while they are being checked.
@@ -34,7 +35,8 @@ logger = logging.getLogger("bench.edge_scale.stations")
 
 STATUS_SECONDS = 1.0
 SNAPSHOT_SECONDS = 5.0
-API_ROUTES = {"time": 5.0, "messages": 5.0, "schedule": 30.0}
+API_ROUTES = {"time": 30.0, "messages": 30.0}
+CLOCK_FAST_SECONDS, CLOCK_FAST_FOR = 5.0, 30.0  # the clock's first syncs, until its drift is fitted
 
 
 def _snapshot() -> bytes:
@@ -83,10 +85,8 @@ def run_stations(spec: dict[str, Any], ready, go, stop, finish, out_path: str) -
         try:
             if route == "time":
                 client.time()
-            elif route == "messages":
-                client.messages(0)
             else:
-                client.schedule()
+                client.messages(0)
         except (EdgeUnavailable, EdgeRejected) as exc:
             with lock:
                 api_errors[route] += 1
@@ -104,8 +104,8 @@ def run_stations(spec: dict[str, Any], ready, go, stop, finish, out_path: str) -
         queue.append((start + phase * STATUS_SECONDS, i, st["id"], "status"))
         queue.append((start + phase * SNAPSHOT_SECONDS, i, st["id"], "snapshot"))
         queue.append((start + phase * spec["event_seconds"], i, st["id"], "event"))
-        for route, every in API_ROUTES.items():
-            queue.append((start + phase * every, i, st["id"], route))
+        queue.append((start + phase * CLOCK_FAST_SECONDS, i, st["id"], "time"))
+        queue.append((start + phase * API_ROUTES["messages"], i, st["id"], "messages"))
     heapq.heapify(queue)
     ticks: dict[str, int] = {}
     behind = 0.0
@@ -136,7 +136,8 @@ def run_stations(spec: dict[str, Any], ready, go, stop, finish, out_path: str) -
             heapq.heappush(queue, (due + spec["event_seconds"], i, sid, what))
         else:
             pool.submit(call, sid, what)
-            heapq.heappush(queue, (due + API_ROUTES[what], i, sid, what))
+            every = CLOCK_FAST_SECONDS if what == "time" and due - start < CLOCK_FAST_FOR else API_ROUTES[what]
+            heapq.heappush(queue, (due + every, i, sid, what))
     pool.shutdown(wait=True, cancel_futures=True)  # calls still queued at the stop are not made
     with open(out_path, "w") as out:
         json.dump({"sent": sent, "last_ts": last_ts, "events_sent": events_sent, "api": api, "api_errors": api_errors,
@@ -147,3 +148,23 @@ def run_stations(spec: dict[str, Any], ready, go, stop, finish, out_path: str) -
         publisher._client.loop_stop()
     for client in clients.values():
         client.close()
+
+
+def run_api_probe(spec: dict[str, Any], go, stop, out_path: str) -> None:
+    """One station's client in a process of its own asking ``GET /time`` every 0.2 s: what a station
+    sees of the API, free of the simulator's own contention (hundreds of threads per process)."""
+    client = EdgeClient(spec["api_url"], spec["token"], timeout=10.0, fingerprint=spec["fingerprint"])
+    go.wait()
+    times: list[float] = []
+    errors = 0
+    while not stop.wait(0.2):
+        started = time.perf_counter()
+        try:
+            client.time()
+        except (EdgeUnavailable, EdgeRejected):
+            errors += 1
+            continue
+        times.append((time.perf_counter() - started) * 1000)
+    client.close()
+    with open(out_path, "w") as out:
+        json.dump({"ms": times, "errors": errors}, out)

@@ -136,7 +136,7 @@ class DashboardSection(Section):
 class BridgeSection(Section):
     # The daemon's MQTT bridge writes what arrived (the latest status of each station, every
     # event) to the database and the dashboards once per this many seconds, in one transaction.
-    flush_seconds: float = Field(1.0, gt=0, le=10)
+    flush_seconds: float = Field(0.5, gt=0, le=10)
     # A message still unwritten after this many seconds: the dashboards show a banner
     # ("status updates N s late") and the daemon logs a warning, until the backlog is gone.
     late_seconds: float = Field(3.0, ge=1, le=300)

@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 REASONS = ("device", "network", "login", "other")
 MAX_TEXT = 500
 POLL_SECONDS = 5.0
+# While MQTT is up, replies and broadcasts are pushed; the fetch is then only the net under a lost
+# push (a room of 1,000 stations fetching every 5 s would be 200 requests a second for nothing).
+POLL_UP_SECONDS = 30.0
 # The station's own thread (help asked before identification) is shown for this long, and only since
 # the last candidate left; knowing no sitting yet, the kiosk shows the broadcasts of this last hour.
 STATION_WINDOW = 3600.0
@@ -74,11 +77,13 @@ class Outgoing:
 
 class MessageBox:
     def __init__(self, *, client: Callable[[], "EdgeClient | None"], mqtt_up: Callable[[], bool] = lambda: False,
-                 now: Callable[[], float] = time.time, poll_seconds: float = POLL_SECONDS):
+                 now: Callable[[], float] = time.time, poll_seconds: float = POLL_SECONDS,
+                 up_poll_seconds: float | None = None):
         self._client = client
         self._mqtt_up = mqtt_up
         self._now = now
         self.poll_seconds = poll_seconds
+        self.up_poll_seconds = max(poll_seconds, POLL_UP_SECONDS) if up_poll_seconds is None else up_poll_seconds
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._messages: dict[int, dict[str, Any]] = {}
@@ -193,7 +198,8 @@ class MessageBox:
         self._wake.set()
 
     def run(self, stop: threading.Event) -> None:
-        """Send and fetch every ``poll_seconds``; at once when woken or when MQTT reconnects."""
+        """Send and fetch every ``poll_seconds`` (``up_poll_seconds`` while MQTT is up); at once when
+        woken (a help request to send, a push) or when MQTT reconnects."""
         was_up = self._mqtt_up()
         next_poll = 0.0
         while not stop.is_set():
@@ -207,7 +213,7 @@ class MessageBox:
                     self.poll_once()
                 except Exception:  # never let one bad answer end the loop
                     logger.exception("message round failed")
-                next_poll = time.monotonic() + self.poll_seconds
+                next_poll = time.monotonic() + (self.up_poll_seconds if up else self.poll_seconds)
             self._wake.wait(0.5)
 
     def poll_once(self) -> bool:

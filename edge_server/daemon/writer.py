@@ -3,8 +3,8 @@
 Statuses go in with one query per few hundred stations (``services.stations.record_statuses``),
 events with one read of the audit chain's tail (``services.attempts.log_events``). An event of a
 station the database does not hold is dropped (and counted); one naming an attempt the edge does
-not know keeps the station's id in its payload, as a single event always did. After the commit
-the dashboard tile of each station written is built from the rows already loaded.
+not know keeps the attempt's id in its payload, as a single event always did. The dashboard tile
+of each station written is built from the rows already loaded, and handed back once committed.
 """
 from __future__ import annotations
 
@@ -75,7 +75,8 @@ class BatchWriter:
                                     "payload": payload, "source": "mqtt", "at": event.at})
                     out.events.append(event)
                 attempt_service.log_events(session, entries)
-                session.commit()
+                # The tiles from the rows as written, before the commit expires them (reading them
+                # after it would cost a query per station); they are sent only once it succeeded.
                 now = datetime.now(timezone.utc)
                 stale_after = timedelta(seconds=self.settings.dashboard.stale_seconds)
                 for station in stations:
@@ -83,6 +84,7 @@ class BatchWriter:
                         station, now, stale_after=stale_after,
                         snapshot_at=snapshots.taken_at(self.settings.snapshots_dir, station.id)))
                     out.usable[station.id] = station.revoked_at is None
+                session.commit()
             except SQLAlchemyError:
                 session.rollback()
                 raise
