@@ -198,6 +198,10 @@ class Runtime:
             ctx.state = new
             if old.attempt_id is not None and new.attempt_id != old.attempt_id:
                 forget_paper(ctx)  # the attempt is over here: its paper key must not outlive it
+            if new.screen != old.screen:
+                # The candidate sees a new screen (the first question at the start) before the
+                # commands' journal writes: each is an fsync, and every station pays them alike.
+                self.kiosk.changed()
         for command in commands:
             try:
                 self.execute(command)
