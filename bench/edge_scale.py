@@ -1,7 +1,7 @@
 """Benchmark of one edge holding a room of stations; prints one JSON line on stdout (logs on stderr).
 
 The edge: a whole demo centre without its station agents (``provisioning.demo.DemoCentre``:
-gunicorn station API and staff pages, 2 workers x 4 threads each, over TLS; the edge daemon with
+gunicorn station API and staff pages, 2 workers x 8 threads each as the systemd units run them, over TLS; the edge daemon with
 its MQTT bridge; the RQ worker; Mosquitto with a dynamic-security login per station and its TLS
 listener; Redis), on free loopback ports, on SQLite and then on PostgreSQL (``--database``).
 
@@ -47,7 +47,8 @@ from typing import Any
 
 from bench.edge_scale_probes import BrokerPeer, DashboardPage, DatabaseSampler, StreamClient, percentile, process_usage
 from bench.edge_scale_stations import run_api_probe, run_stations
-from provisioning.demo import DemoCentre, Ports, free_port
+from provisioning import programs
+from provisioning.demo import DemoCentre, Ports, free_port, wait_port
 
 logger = logging.getLogger("bench.edge_scale")
 PG_ADMIN = os.environ.get("EXAMKIOSK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres:examkiosk@127.0.0.1:5432/test")
@@ -56,8 +57,30 @@ PG_ADMIN = os.environ.get("EXAMKIOSK_TEST_POSTGRES_URL", "postgresql+psycopg://p
 class EdgeOnly(DemoCentre):
     """The demo centre's edge side: its stations are simulated by this benchmark."""
 
-    def start_station(self, station_id: str) -> None:
-        return None
+    def start_edge_web(self) -> None:
+        """The two gunicorn instances as the systemd units run them (2 workers x 8 threads; the demo
+        runs 2 x 4)."""
+        for name, serve, port in (("edge-api", "stations", self.ports.api), ("edge-web", "staff", self.ports.web)):
+            self.spawn(name, [self.python, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+                              "--threads", "8", "--timeout", "120", "--certfile", str(self.tls_path),
+                              "edge_server:create_app()"], env={"EXAMKIOSK_SERVE": serve})
+        self.wait_http(f"{self.api_url}/healthz", 30)
+        self.wait_http(f"{self.web_url}/healthz", 30)
+
+    def start(self) -> None:
+        """DemoCentre.start without the stations (and without checking their kiosk ports)."""
+        try:
+            self.spawn("mosquitto", ["mosquitto", "-c", str(self.broker_dir / "mosquitto.conf")])
+            wait_port(self.ports.mqtt, 10)
+            wait_port(self.ports.mqtt_tls, 10)
+            self.start_redis()
+            self.start_edge_web()
+            self.spawn("edge-daemon", programs.command(programs.EDGE_DAEMON, "--interval", str(self.daemon_interval),
+                                                       python=self.python))
+            self.start_worker()
+        except BaseException:
+            self.stop()
+            raise
 
 
 def _pg_database() -> tuple[str, Any]:
