@@ -259,7 +259,7 @@ class MqttBridge:
             self._writing = (len(batch.received_times()), batch.oldest)
             try:
                 written = self.writer.write(batch)
-            except SQLAlchemyError as exc:
+            except (SQLAlchemyError, RuntimeError) as exc:  # RuntimeError: the audit chain's tail kept moving
                 self.inbox.put_back(batch)
                 logger.warning("bridge: %d messages not written yet (database: %s)", len(batch.received_times()), exc)
             finally:

@@ -36,20 +36,9 @@ def event_hash(event: Event) -> str:
 
 def append(session: Session, *, kind: str, station_id: str | None, attempt_id: str | None,
            payload: dict[str, Any], source: str, at: datetime | None = None) -> Event:
-    at = at or utcnow()
-    for _ in range(20):
-        tail = session.scalar(select(Event.hash).order_by(Event.id.desc()).limit(1))
-        event = Event(kind=kind, station_id=station_id, attempt_id=attempt_id, payload=payload, source=source,
-                      at=at, prev_hash=tail or GENESIS)
-        event.hash = event_hash(event)
-        try:
-            with session.begin_nested():
-                session.add(event)
-                session.flush()
-            return event
-        except IntegrityError:
-            continue  # another writer took this place in the chain; link to the new tail
-    raise RuntimeError("could not append to the audit log")
+    """One row at the chain's tail; if another writer took that place meanwhile, it links to the new tail."""
+    return append_many(session, [{"kind": kind, "station_id": station_id, "attempt_id": attempt_id,
+                                  "payload": payload, "source": source, "at": at}])[0]
 
 
 def append_many(session: Session, entries: list[dict[str, Any]]) -> list[Event]:
@@ -75,7 +64,7 @@ def append_many(session: Session, entries: list[dict[str, Any]]) -> list[Event]:
                 session.flush()
             return events
         except IntegrityError:
-            continue
+            continue  # another writer took this place in the chain; link to the new tail
     raise RuntimeError("could not append to the audit log")
 
 
