@@ -82,9 +82,11 @@ def publish(settings: EdgeSettings, messages: list[tuple[str, str]], timeout: fl
             raise PushFailed(f"the broker closed the connection during the login ({outcome['closed']})")
         if connack.is_failure:
             raise PushFailed(f"the broker refused the login: {connack}")
+        # Published without holding ``lock``: paho calls on_publish (which takes it) while holding its
+        # own message lock, which publish() takes too; holding ours here deadlocked both threads.
+        mids = [client.publish(topic, payload, qos=1, retain=retain).mid for topic, payload in messages]
         with lock:
-            for topic, payload in messages:
-                expected.add(client.publish(topic, payload, qos=1, retain=retain).mid)
+            expected.update(mids)
             if expected <= set(outcome["acks"]):
                 all_acked.set()
         if not all_acked.wait(timeout):
