@@ -47,40 +47,10 @@ from typing import Any
 
 from bench.edge_scale_probes import BrokerPeer, DashboardPage, DatabaseSampler, StreamClient, percentile, process_usage
 from bench.edge_scale_stations import run_api_probe, run_stations
-from provisioning import programs
-from provisioning.demo import DemoCentre, Ports, free_port, wait_port
+from provisioning.demo import DemoCentre, Ports, free_port
 
 logger = logging.getLogger("bench.edge_scale")
 PG_ADMIN = os.environ.get("EXAMKIOSK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres:examkiosk@127.0.0.1:5432/test")
-
-
-class EdgeOnly(DemoCentre):
-    """The demo centre's edge side: its stations are simulated by this benchmark."""
-
-    def start_edge_web(self) -> None:
-        """The two gunicorn instances as the systemd units run them (2 workers x 8 threads; the demo
-        runs 2 x 4)."""
-        for name, serve, port in (("edge-api", "stations", self.ports.api), ("edge-web", "staff", self.ports.web)):
-            self.spawn(name, [self.python, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                              "--threads", "8", "--timeout", "120", "--certfile", str(self.tls_path),
-                              "edge_server:create_app()"], env={"EXAMKIOSK_SERVE": serve})
-        self.wait_http(f"{self.api_url}/healthz", 30)
-        self.wait_http(f"{self.web_url}/healthz", 30)
-
-    def start(self) -> None:
-        """DemoCentre.start without the stations (and without checking their kiosk ports)."""
-        try:
-            self.spawn("mosquitto", ["mosquitto", "-c", str(self.broker_dir / "mosquitto.conf")])
-            wait_port(self.ports.mqtt, 10)
-            wait_port(self.ports.mqtt_tls, 10)
-            self.start_redis()
-            self.start_edge_web()
-            self.spawn("edge-daemon", programs.command(programs.EDGE_DAEMON, "--interval", str(self.daemon_interval),
-                                                       python=self.python))
-            self.start_worker()
-        except BaseException:
-            self.stop()
-            raise
 
 
 def _pg_database() -> tuple[str, Any]:
@@ -118,10 +88,10 @@ def run_room(args: argparse.Namespace, database: str) -> dict[str, Any]:
     url = None
     if database == "postgresql":
         url, drop = _pg_database()
-    centre = EdgeOnly(root, ports=Ports(web=free_port(), kiosk=free_port(), mqtt=free_port(), mqtt_tls=free_port(),
+    centre = DemoCentre(root, ports=Ports(web=free_port(), kiosk=free_port(), mqtt=free_port(), mqtt_tls=free_port(),
                                         redis=free_port()),
                       centre=f"s{uuid.uuid4().hex[:6]}", stations=args.stations, start_in=3600,
-                      database_url=url, daemon_interval=5.0)
+                      database_url=url, daemon_interval=5.0, start_agents=False, web_threads=8)
     try:
         started = time.monotonic()
         login = centre.prepare()

@@ -92,6 +92,10 @@ class DemoCentre(ProcessControl):
     # Seconds between the edge daemon's scheduler rounds (lots, sync re-queueing, retention).
     daemon_interval: float = 5.0
     storage: dict | None = None  # the edge's [storage]; None: the directory ``central_dir``
+    # False: enrol and configure the stations but start only the edge side (a benchmark simulates them).
+    start_agents: bool = True
+    # Threads per gunicorn worker of each web instance (the systemd units run 8).
+    web_threads: int = 4
     python: str = sys.executable
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     # How each process was started (argv, station, extra environment), to start it again.
@@ -275,7 +279,8 @@ class DemoCentre(ProcessControl):
         return proc
 
     def start(self) -> None:
-        ports = dict(vars(self.ports), **{f"kiosk {sid}": self.ports.kiosk + i for i, sid in enumerate(self.station_ids)})
+        agents = self.station_ids if self.start_agents else []
+        ports = dict(vars(self.ports), **{f"kiosk {sid}": self.ports.kiosk + i for i, sid in enumerate(agents)})
         busy = [f"{name} {port}" for name, port in ports.items() if port_in_use(port)]
         if busy:
             raise RuntimeError(f"ports already in use: {', '.join(busy)} (is another demo running?)")
@@ -288,7 +293,7 @@ class DemoCentre(ProcessControl):
             self.spawn("edge-daemon", programs.command(programs.EDGE_DAEMON, "--interval", str(self.daemon_interval),
                                                        python=self.python))
             self.start_worker()
-            for sid in self.station_ids:
+            for sid in agents:
                 self.start_station(sid)
         except BaseException:
             self.stop()
@@ -304,7 +309,7 @@ class DemoCentre(ProcessControl):
         """The two gunicorn instances of the units: ``edge-api`` (stations) and ``edge-web`` (staff)."""
         for name, serve, port in (("edge-api", "stations", self.ports.api), ("edge-web", "staff", self.ports.web)):
             self.spawn(name, [self.python, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
-                              "--workers", "2", "--threads", "4", "--timeout", "120",
+                              "--workers", "2", "--threads", str(self.web_threads), "--timeout", "120",
                               "--certfile", str(self.tls_path), "edge_server:create_app()"],
                        env={"EXAMKIOSK_SERVE": serve})
         self.wait_http(f"{self.api_url}/healthz", 30)

@@ -50,6 +50,15 @@ class Batch:
     def received_times(self) -> list[float]:
         return [s.received for s in self.statuses.values()] + [e.received for e in self.events]
 
+    def add_status(self, item: PendingStatus) -> None:
+        """The newest status of its station; a waiting one is replaced, but the lag keeps counting
+        from when the first unwritten status of that station arrived."""
+        waiting = self.statuses.get(item.station)
+        if waiting is not None:
+            item = PendingStatus(item.station, item.status, item.seen_at, min(waiting.received, item.received))
+            self.replaced += 1
+        self.statuses[item.station] = item
+
 
 class Inbox:
     """Thread-safe: ``put_status``/``put_event`` from the receiving thread, ``take`` from the writer."""
@@ -60,13 +69,7 @@ class Inbox:
 
     def put_status(self, item: PendingStatus) -> None:
         with self._lock:
-            if item.station in self._batch.statuses:
-                # Keep when the first unwritten status of this station arrived: the lag is the wait
-                # of the oldest news, and the newest status is what gets written.
-                first = self._batch.statuses[item.station].received
-                item = PendingStatus(item.station, item.status, item.seen_at, min(first, item.received))
-                self._batch.replaced += 1
-            self._batch.statuses[item.station] = item
+            self._batch.add_status(item)
 
     def put_event(self, item: PendingEvent) -> None:
         with self._lock:
@@ -85,12 +88,8 @@ class Inbox:
             newer = self._batch
             merged = Batch(statuses=dict(batch.statuses), events=batch.events + newer.events,
                            replaced=batch.replaced + newer.replaced)
-            for station, item in newer.statuses.items():
-                if station in merged.statuses:
-                    merged.replaced += 1
-                    item = PendingStatus(item.station, item.status, item.seen_at,
-                                         min(item.received, merged.statuses[station].received))
-                merged.statuses[station] = item
+            for item in newer.statuses.values():
+                merged.add_status(item)
             self._batch = merged
 
     def pending(self) -> tuple[int, float | None]:

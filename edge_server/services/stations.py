@@ -89,13 +89,7 @@ def cut_off_states(session: Session, station_ids: list[str]) -> dict[str, dict[s
 
 def record_status(session: Session, station_id: str, status: dict[str, Any], seen_at: datetime) -> bool:
     """Store the latest status a station published; False if the station is unknown."""
-    station = session.get(Station, station_id)
-    if station is None:
-        return False
-    station.last_status = status
-    station.online = bool(status.get("online", True))
-    station.last_seen_at = seen_at
-    return True
+    return bool(record_statuses(session, {station_id: (status, seen_at)}))
 
 
 def record_statuses(session: Session, statuses: dict[str, tuple[dict[str, Any], datetime]]) -> list[Station]:
